@@ -1,0 +1,1 @@
+"""Data sources and contracts: the raw record schema, the synthetic world, adapters."""

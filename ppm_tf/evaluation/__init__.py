@@ -1,0 +1,1 @@
+"""Offline evaluation: ranking metrics shared by data summaries and model reports."""

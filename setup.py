@@ -1,0 +1,41 @@
+"""PPM-TF: Pre-trained Plug-in Model for CTR prediction, on TensorFlow/Keras.
+
+This file is the single source of truth for dependencies: Dataflow workers install the
+package from it with ``--setup_file ./setup.py``.
+"""
+from setuptools import find_packages, setup
+
+# The pinned set verified to install together on Python 3.11 (DESIGN.md).
+INSTALL_REQUIRES = [
+    "tensorflow==2.21.0",
+    "tf-keras==2.21.0",
+    "tensorflow-text==2.21.1",
+    "tensorflow-recommenders==0.7.7",
+    "keras-cv==0.9.0",
+    # Not the [tensorflow-hub] extra: it pulls a hub release that fails on TF 2.21.
+    "apache-beam[tfrecord,tensorflow]==2.77.0",
+    "tensorflow-hub==0.16.1",
+    "tensorflow-serving-api==2.21.0",
+    "protobuf>=6.31.1,<6.34",
+    "numpy>=1.26,<3",
+    "pillow>=10.0,<13",
+]
+
+EXTRAS_REQUIRE = {
+    "test": [
+        "pytest==9.2.0",
+        "pytest-timeout==2.4.0",
+    ],
+    "gcp": ["apache-beam[gcp]==2.77.0"],
+}
+
+setup(
+    name="ppm-tf",
+    version="0.1.0",
+    description="Pre-trained Plug-in Model (PPM) for CTR prediction on TensorFlow/Keras",
+    python_requires=">=3.11,<3.12",
+    packages=find_packages(include=["ppm_tf", "ppm_tf.*", "beam_jobs", "beam_jobs.*"]),
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS_REQUIRE,
+    entry_points={"console_scripts": ["ppm=ppm_tf.cli:main"]},
+)

@@ -388,4 +388,20 @@ def test_unknown_table_raises():
 
 
 def test_problem_as_dict():
-    assert Problem("ts", "empty").as_dict() == {"field": "ts", "reason": "empty"}
+    assert Problem("ts", "empty", "empty").as_dict() == {
+        "field": "ts", "reason": "empty", "code": "empty"}
+
+
+@pytest.mark.parametrize("table, changes, code", [
+    (EVENTS, {"user_id": None}, "missing"),
+    (EVENTS, {"ts": "soon"}, "wrong_type"),
+    (EVENTS, {"request_id": " "}, "empty"),
+    (EVENTS, {"ts": 5}, "too_old"),
+    (EVENTS, {"ts": 5_000_000_000}, "future"),
+    (EVENTS, {"click": 2}, "not_binary"),
+    (EVENTS, {"click": 0, "order": 1}, "order_without_click"),
+    (ITEMS, {"image": b"not an image"}, "undecodable_image"),
+])
+def test_every_problem_has_a_code_for_dead_letter_counts(table, changes, code):
+    problem = _only_problem(validate_record(table, _record(table, **changes), DECODE_IMAGES))
+    assert problem.code == code

@@ -61,13 +61,15 @@ DEFAULT_MAX_TS = 4_102_444_800
 
 @dataclasses.dataclass(frozen=True)
 class Problem:
-    """Why a record is bad: the field at fault and a reason a person can act on."""
+    """Why a record is bad: the field at fault, a reason a person can act on, and a short
+    ``code`` (``missing``, ``wrong_type``, ``unknown_id``, ...) that dead-letter counts group by."""
 
     field: str
     reason: str
+    code: str = dataclasses.field(default="", compare=False)
 
     def as_dict(self) -> dict[str, str]:
-        return {"field": self.field, "reason": self.reason}
+        return {"field": self.field, "reason": self.reason, "code": self.code}
 
 
 def read_local_file(path: str) -> bytes:
@@ -99,9 +101,10 @@ def parse_json_record(line: str | bytes) -> tuple[dict[str, Any] | None, Problem
     try:
         record = json.loads(line)
     except (ValueError, UnicodeDecodeError, RecursionError) as error:
-        return None, Problem("<record>", f"not valid JSON: {error!r}")
+        return None, Problem("<record>", f"not valid JSON: {error!r}", "invalid_json")
     if not isinstance(record, dict):
-        return None, Problem("<record>", f"expected a JSON object, got {type(record).__name__}")
+        return None, Problem("<record>", f"expected a JSON object, got {type(record).__name__}",
+                             "invalid_json")
     return record, None
 
 
@@ -115,106 +118,110 @@ def validate_record(table: str, record: Mapping[str, Any],
     if table not in RECORD_FIELDS:
         raise ValueError(f"unknown table {table!r}; expected one of {TABLES}")
     if not isinstance(record, Mapping):
-        return [Problem("<record>", f"expected a mapping, got {type(record).__name__}")]
+        return [Problem("<record>", f"expected a mapping, got {type(record).__name__}",
+                        "wrong_type")]
     problems = []
     optional = OPTIONAL_FIELDS.get(table, set())
     for field, kind in RECORD_FIELDS[table].items():
         if field not in record or (record[field] is None and kind not in (IMAGE, OPTIONAL_TEXT)):
             if field not in optional:
-                problems.append(Problem(field, "missing required field"))
+                problems.append(Problem(field, "missing required field", "missing"))
             continue
-        reason = _FIELD_CHECKS[kind](record[field], context)
-        if reason:
-            problems.append(Problem(field, reason))
+        failure = _FIELD_CHECKS[kind](record[field], context)
+        if failure:
+            code, reason = failure
+            problems.append(Problem(field, reason, code))
     if not problems:
         problems.extend(_cross_field_problems(table, record, context))
     return problems
 
 
-def _check_id(value: Any, _: ValidationContext) -> str | None:
+def _check_id(value: Any, _: ValidationContext) -> tuple[str, str] | None:
     if not isinstance(value, str):
-        return f"wrong type: expected a string id, got {type(value).__name__}"
+        return "wrong_type", f"wrong type: expected a string id, got {type(value).__name__}"
     if not value.strip():
-        return "empty id"
+        return "empty", "empty id"
     return None
 
 
-def _check_text(value: Any, _: ValidationContext) -> str | None:
+def _check_text(value: Any, _: ValidationContext) -> tuple[str, str] | None:
     if not isinstance(value, str):
-        return f"wrong type: expected a string, got {type(value).__name__}"
+        return "wrong_type", f"wrong type: expected a string, got {type(value).__name__}"
     if not value.strip():
-        return "empty text"
+        return "empty", "empty text"
     return None
 
 
-def _check_optional_text(value: Any, _: ValidationContext) -> str | None:
+def _check_optional_text(value: Any, _: ValidationContext) -> tuple[str, str] | None:
     if value is not None and not isinstance(value, str):
-        return f"wrong type: expected a string or null, got {type(value).__name__}"
+        return "wrong_type", f"wrong type: expected a string or null, got {type(value).__name__}"
     return None
 
 
-def _check_timestamp(value: Any, context: ValidationContext) -> str | None:
+def _check_timestamp(value: Any, context: ValidationContext) -> tuple[str, str] | None:
     if isinstance(value, bool) or not isinstance(value, int):
-        return f"wrong type: expected integer seconds since the epoch, got {type(value).__name__}"
+        return "wrong_type", ("wrong type: expected integer seconds since the epoch, "
+                              f"got {type(value).__name__}")
     if value < context.min_ts:
-        return f"out-of-range timestamp {value}: before {context.min_ts}"
+        return "too_old", f"out-of-range timestamp {value}: before {context.min_ts}"
     if value > context.max_ts:
-        return f"out-of-range timestamp {value}: in the future (after {context.max_ts})"
+        return "future", f"out-of-range timestamp {value}: in the future (after {context.max_ts})"
     return None
 
 
-def _check_binary_label(value: Any, _: ValidationContext) -> str | None:
+def _check_binary_label(value: Any, _: ValidationContext) -> tuple[str, str] | None:
     if type(value) is not int or value not in (0, 1):
-        return f"expected 0 or 1, got {value!r}"
+        return "not_binary", f"expected 0 or 1, got {value!r}"
     return None
 
 
-def _check_name_list(value: Any, _: ValidationContext) -> str | None:
+def _check_name_list(value: Any, _: ValidationContext) -> tuple[str, str] | None:
     if not isinstance(value, list):
-        return f"wrong type: expected a list of strings, got {type(value).__name__}"
+        return "wrong_type", f"wrong type: expected a list of strings, got {type(value).__name__}"
     if not all(isinstance(name, str) and name.strip() for name in value):
-        return "expected a list of non-empty strings"
+        return "wrong_type", "expected a list of non-empty strings"
     return None
 
 
-def _check_attrs(value: Any, _: ValidationContext) -> str | None:
+def _check_attrs(value: Any, _: ValidationContext) -> tuple[str, str] | None:
     if not isinstance(value, dict):
-        return f"wrong type: expected an object, got {type(value).__name__}"
+        return "wrong_type", f"wrong type: expected an object, got {type(value).__name__}"
     for name, attr in value.items():
         if isinstance(attr, bool) or not isinstance(attr, (str, int, float)):
-            return f"attribute {name!r}: expected a string or number, got {type(attr).__name__}"
+            return "wrong_type", (f"attribute {name!r}: expected a string or number, "
+                                  f"got {type(attr).__name__}")
     return None
 
 
-def _check_image(value: Any, context: ValidationContext) -> str | None:
+def _check_image(value: Any, context: ValidationContext) -> tuple[str, str] | None:
     if value is None:
         return None
     if isinstance(value, str):
         if not value.strip():
-            return "empty image path"
+            return "empty", "empty image path"
         if context.read_image is None:
             return None
         try:
             image_bytes = context.read_image(resolve_image_path(value, context.image_root))
         except OSError as error:
-            return f"image not readable: {error}"
+            return "unreadable_image", f"image not readable: {error}"
     elif isinstance(value, (bytes, bytearray)):
         image_bytes = bytes(value)
         if context.read_image is None:
             return None
     else:
-        return f"wrong type: expected a path, bytes or null, got {type(value).__name__}"
-    return _undecodable_image_reason(image_bytes)
+        return "wrong_type", f"wrong type: expected a path, bytes or null, got {type(value).__name__}"
+    return _decode_problem(image_bytes)
 
 
-def _undecodable_image_reason(image_bytes: bytes) -> str | None:
+def _decode_problem(image_bytes: bytes) -> tuple[str, str] | None:
     try:
         with Image.open(io.BytesIO(image_bytes)) as image:
             image.load()
     except Image.DecompressionBombError as error:
-        return f"image too large: {error}"
+        return "image_too_large", f"image too large: {error}"
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-        return f"undecodable image: {error}"
+        return "undecodable_image", f"undecodable image: {error}"
     return None
 
 
@@ -225,7 +232,7 @@ def resolve_image_path(path: str, image_root: str) -> str:
     return image_root.rstrip("/") + "/" + path
 
 
-_FIELD_CHECKS: dict[str, Callable[[Any, ValidationContext], str | None]] = {
+_FIELD_CHECKS: dict[str, Callable[[Any, ValidationContext], tuple[str, str] | None]] = {
     ID: _check_id,
     TEXT: _check_text,
     OPTIONAL_TEXT: _check_optional_text,
@@ -242,15 +249,18 @@ def _cross_field_problems(table: str, record: Mapping[str, Any],
     """Checks that need several fields or the context's reference data."""
     problems = []
     if table == EVENTS and record["order"] == 1 and record["click"] == 0:
-        problems.append(Problem("order", "order without click"))
+        problems.append(Problem("order", "order without click", "order_without_click"))
     item_id = record.get("item_id")
     if table in (EVENTS, QUERIES):
         if context.known_item_ids is not None and item_id not in context.known_item_ids:
-            problems.append(Problem("item_id", f"unknown id {item_id!r}: not in items"))
+            problems.append(Problem("item_id", f"unknown id {item_id!r}: not in items",
+                                    "unknown_id"))
         launch_ts = (context.item_launch_ts or {}).get(item_id)
         if launch_ts is not None and record["ts"] < launch_ts:
-            problems.append(Problem("ts", f"before the item's launch_ts {launch_ts} (item {item_id!r})"))
+            problems.append(Problem(
+                "ts", f"before the item's launch_ts {launch_ts} (item {item_id!r})", "before_launch"))
     if table == EVENTS and context.known_user_ids is not None:
         if record["user_id"] not in context.known_user_ids:
-            problems.append(Problem("user_id", f"unknown id {record['user_id']!r}: not in users"))
+            problems.append(Problem(
+                "user_id", f"unknown id {record['user_id']!r}: not in users", "unknown_id"))
     return problems

@@ -1,0 +1,1 @@
+"""Beam pipelines, runnable as ``python -m beam_jobs.<name>`` with Beam pipeline options."""

@@ -1,0 +1,167 @@
+"""The one definition of every feature that crosses a stage boundary.
+
+Beam writers encode ``tf.train.Example`` records with these tables, Keras readers parse them
+with the same tables, and serving signatures name their inputs after them. Three record
+kinds exist:
+
+- **examples** (one per impression, in ``WORK/examples/<split>/``): ids, the candidate's
+  content ids, the behaviour sequence (the user's last ``max_seq_len`` *clicked* items strictly
+  before the impression and not from the same request, most recent first, padded with ``""``
+  and 0), labels, the split, the cold-start flag and the item's age;
+- **items** (the catalogue, ``WORK/items/``): what the modal encoders read;
+- **queries** (the search log, ``WORK/queries/``): what query matching trains on.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Iterable, Mapping
+
+import tensorflow as tf
+
+SCALAR, SEQUENCE, VARIABLE = "scalar", "sequence", "variable"
+STRING, INT64, FLOAT32 = "string", "int64", "float32"
+SPLITS = ("pretrain", "train", "eval")
+PADDING_ID = ""  # pads id sequences; vocab lookups treat it as the mask token
+
+
+@dataclasses.dataclass(frozen=True)
+class Feature:
+    """A named feature: its dtype and whether it is a scalar, a behaviour sequence
+    (``max_seq_len`` values) or a variable-length list."""
+
+    name: str
+    dtype: str
+    shape: str = SCALAR
+
+    @property
+    def default(self) -> Any:
+        return {STRING: b"", INT64: 0, FLOAT32: 0.0}[self.dtype]
+
+
+# Example feature names, used across the code base.
+REQUEST_ID, USER_ID, ITEM_ID = "request_id", "user_id", "item_id"
+CATEGORY, BRAND, TS = "category", "brand", "ts"
+HIST_ITEM_IDS, HIST_CATEGORIES, HIST_TS, HIST_LEN = (
+    "hist_item_ids", "hist_categories", "hist_ts", "hist_len")
+CLICK, ORDER = "click", "order"
+IS_COLD_ITEM, ITEM_AGE_DAYS, SPLIT = "is_cold_item", "item_age_days", "split"
+LABELS = (CLICK, ORDER)
+
+EXAMPLE_FEATURES: tuple[Feature, ...] = (
+    Feature(REQUEST_ID, STRING),
+    Feature(USER_ID, STRING),
+    Feature(ITEM_ID, STRING),
+    Feature(CATEGORY, STRING),
+    Feature(BRAND, STRING),  # "" when the item has no brand
+    Feature(TS, INT64),  # request time, seconds since the epoch
+    Feature(HIST_ITEM_IDS, STRING, SEQUENCE),
+    Feature(HIST_CATEGORIES, STRING, SEQUENCE),
+    Feature(HIST_TS, INT64, SEQUENCE),
+    Feature(HIST_LEN, INT64),  # number of real (unpadded) sequence entries
+    Feature(CLICK, INT64),
+    Feature(ORDER, INT64),
+    Feature(IS_COLD_ITEM, INT64),
+    Feature(ITEM_AGE_DAYS, FLOAT32),  # days since the item's launch_ts at request time
+    Feature(SPLIT, STRING),
+)
+
+# Catalogue feature names.
+TITLE, IMAGE, HAS_IMAGE, ENTITIES, LAUNCH_TS, ATTRS_JSON = (
+    "title", "image", "has_image", "entities", "launch_ts", "attrs_json")
+
+ITEM_FEATURES: tuple[Feature, ...] = (
+    Feature(ITEM_ID, STRING),
+    Feature(TITLE, STRING),
+    Feature(IMAGE, STRING),  # encoded image bytes; "" when the item has none
+    Feature(HAS_IMAGE, INT64),
+    Feature(CATEGORY, STRING),
+    Feature(BRAND, STRING),
+    Feature(ENTITIES, STRING, VARIABLE),
+    Feature(LAUNCH_TS, INT64),
+    Feature(ATTRS_JSON, STRING),
+)
+
+QUERY = "query"
+QUERY_FEATURES: tuple[Feature, ...] = (
+    Feature(QUERY, STRING),
+    Feature(ITEM_ID, STRING),
+    Feature(TS, INT64),
+    Feature(SPLIT, STRING),
+)
+
+
+def is_cold_item(first_impression_ts: int, train_start_ts: int) -> bool:
+    """An item is cold when it had no impression before the recent (train) window starts.
+
+    Defined on the logs, not on ``launch_ts``: an item launched long ago but never shown is as
+    new to an ID model as one launched yesterday.
+    """
+    return first_impression_ts >= train_start_ts
+
+
+def parse_spec(features: Iterable[Feature], max_seq_len: int = 0) -> dict[str, Any]:
+    """``tf.io`` parsing spec of ``features``; sequences have ``max_seq_len`` entries."""
+    dtypes = {STRING: tf.string, INT64: tf.int64, FLOAT32: tf.float32}
+    spec = {}
+    for feature in features:
+        dtype = dtypes[feature.dtype]
+        if feature.shape == VARIABLE:
+            spec[feature.name] = tf.io.RaggedFeature(dtype)
+        elif feature.shape == SEQUENCE:
+            spec[feature.name] = tf.io.FixedLenFeature([max_seq_len], dtype)
+        else:
+            spec[feature.name] = tf.io.FixedLenFeature([], dtype)
+    return spec
+
+
+def encode_example(values: Mapping[str, Any], features: Iterable[Feature],
+                   max_seq_len: int = 0) -> bytes:
+    """Serialises one record as a ``tf.train.Example``; sequences are padded to
+    ``max_seq_len``. A missing feature or an over-long sequence raises, naming the feature."""
+    encoded = {}
+    for feature in features:
+        if feature.name not in values:
+            raise KeyError(f"feature {feature.name!r} is missing from the record")
+        value = values[feature.name]
+        if feature.shape == SCALAR:
+            value = [value]
+        else:
+            value = list(value)
+            if feature.shape == SEQUENCE:
+                if len(value) > max_seq_len:
+                    raise ValueError(f"feature {feature.name!r} has {len(value)} values; "
+                                     f"max_seq_len is {max_seq_len}")
+                value += [feature.default] * (max_seq_len - len(value))
+        encoded[feature.name] = _to_tf_feature(feature, value)
+    return tf.train.Example(features=tf.train.Features(feature=encoded)).SerializeToString()
+
+
+def _to_tf_feature(feature: Feature, values: list) -> tf.train.Feature:
+    if feature.dtype == STRING:
+        return tf.train.Feature(bytes_list=tf.train.BytesList(
+            value=[v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in values]))
+    if feature.dtype == INT64:
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
+    return tf.train.Feature(float_list=tf.train.FloatList(value=[float(v) for v in values]))
+
+
+def decode_example(serialized: bytes, features: Iterable[Feature]) -> dict[str, Any]:
+    """Plain-Python view of one serialised record (for tests, tools and Beam joins)."""
+    example = tf.train.Example.FromString(serialized)
+    decoded = {}
+    for feature in features:
+        proto = example.features.feature[feature.name]
+        if feature.dtype == STRING:
+            values = [value.decode("utf-8") if feature.name != IMAGE else value
+                      for value in proto.bytes_list.value]
+        elif feature.dtype == INT64:
+            values = list(proto.int64_list.value)
+        else:
+            values = list(proto.float_list.value)
+        decoded[feature.name] = values if feature.shape != SCALAR else values[0]
+    return decoded
+
+
+def attrs_to_json(attrs: Mapping[str, Any] | None) -> str:
+    return json.dumps(attrs or {}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

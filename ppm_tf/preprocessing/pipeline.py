@@ -1,0 +1,191 @@
+"""The preprocessing pipeline: raw data directory -> WORK (see ``work_layout``).
+
+    ReadAndValidate (x4 tables) -> JoinUsers -> JoinItems -> BehaviourSequences
+        -> WriteExamples, catalogue, search log, Vocabularies, dead letters, oracle, stats
+
+``run_preprocess`` checks the inputs, clears earlier outputs, runs the pipeline on whatever
+runner the options name, then checks that every split has examples and writes
+``preprocess.json`` last: its presence means the outputs are complete.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import time
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from ppm_tf import features
+from ppm_tf.data import raw_files, schema
+from ppm_tf.preprocessing.joins import ITEMS_OUT, QUERIES_OUT, JoinItems, JoinUsers
+from ppm_tf.preprocessing.outputs import (CopyEvalOracle, WriteDeadLetters, WriteExamples,
+                                          WriteRecords, WriteStats)
+from ppm_tf.preprocessing.sequences import BehaviourSequences
+from ppm_tf.preprocessing.splits import SplitBounds
+from ppm_tf.preprocessing.validate import (DEAD_LETTER, VALID, ReadAndValidate,
+                                           read_with_filesystems)
+from ppm_tf.preprocessing.vocabulary import Vocabularies
+from ppm_tf.work_layout import WorkLayout
+
+_log = logging.getLogger(__name__)
+
+DEFAULT_TRAIN_DAYS = DEFAULT_EVAL_DAYS = 7
+REQUIRED_TABLES = (schema.ITEMS, schema.USERS, schema.EVENTS)
+OUTPUTS = ("examples/", "items/", "queries/", "vocab/", "dead_letter/", "oracle/", "stats.json",
+           "preprocess.json")
+
+
+@dataclasses.dataclass(frozen=True)
+class PreprocessSettings:
+    """What ``ppm preprocess`` was asked to do; stored in stats.json and preprocess.json."""
+
+    data: str
+    work: str
+    train_days: int | None = None  # None: world.json's split, else DEFAULT_TRAIN_DAYS
+    eval_days: int | None = None
+    max_seq_len: int = 30
+    min_count: int = 2
+    oov_buckets: int = 64
+    max_events_per_user: int = 50_000
+    as_of: int | None = None  # future-timestamp bound; None: world.json's end, else now
+
+    def __post_init__(self):
+        for name in ("max_seq_len", "min_count", "max_events_per_user"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("train_days", "eval_days"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1 day, got {value}")
+
+
+def _read_world(data: str) -> dict[str, Any] | None:
+    path = raw_files.RawLayout(data).world
+    if not FileSystems.exists(path):
+        return None
+    with FileSystems.open(path) as handle:
+        return json.loads(handle.read())
+
+
+def static_bounds(settings: PreprocessSettings, world: dict | None) -> SplitBounds | None:
+    """Bounds known before the run (from world.json), or None to derive them from the data."""
+    if settings.train_days is None and settings.eval_days is None and world \
+            and "suggested_splits" in world:
+        return SplitBounds.from_world(world)
+    return None
+
+
+def _max_ts(settings: PreprocessSettings, world: dict | None) -> int:
+    if settings.as_of is not None:
+        return settings.as_of
+    if world and "horizon" in world:
+        return world["horizon"]["end_ts"]
+    return int(time.time())
+
+
+def build_pipeline(pipeline: beam.Pipeline, settings: PreprocessSettings,
+                   world: dict | None) -> None:
+    raw = raw_files.RawLayout(settings.data)
+    layout = WorkLayout(settings.work)
+    context = schema.ValidationContext(max_ts=_max_ts(settings, world), image_root=settings.data,
+                                       read_image=read_with_filesystems)
+    tables = {table: pipeline | ReadAndValidate(table, raw.pattern(table), context)
+              for table in schema.TABLES}
+    by_user = ({"users": tables[schema.USERS][VALID], "events": tables[schema.EVENTS][VALID]}
+               | "JoinUsers" >> JoinUsers(settings.max_events_per_user))
+
+    # The bounds travel as a plain dict: Beam would turn a dataclass into a schema Row.
+    bounds = static_bounds(settings, world)
+    if bounds is not None:
+        bounds_pc = pipeline | "SplitBounds" >> beam.Create([bounds.as_dict()])
+    else:
+        train_days = settings.train_days or DEFAULT_TRAIN_DAYS
+        eval_days = settings.eval_days or DEFAULT_EVAL_DAYS
+        bounds_pc = (by_user[VALID]
+                     | "EventTs" >> beam.Map(lambda event: event["ts"])
+                     | "LastEventTs" >> beam.CombineGlobally(max)
+                     | "SplitBounds" >> beam.Map(
+                         lambda last_ts: SplitBounds.from_last_event(
+                             last_ts, train_days, eval_days).as_dict()))
+
+    by_item = ({"items": tables[schema.ITEMS][VALID], "events": by_user[VALID],
+                "queries": tables[schema.QUERIES][VALID]}
+               | "JoinItems" >> JoinItems(bounds_pc))
+    examples = by_item[VALID] | "BehaviourSequences" >> BehaviourSequences(settings.max_seq_len)
+
+    _ = examples | "WriteExamples" >> WriteExamples(layout, settings.max_seq_len)
+    _ = by_item[ITEMS_OUT] | "WriteItems" >> WriteRecords(features.ITEM_FEATURES,
+                                                          layout.items_prefix)
+    _ = by_item[QUERIES_OUT] | "WriteQueries" >> WriteRecords(features.QUERY_FEATURES,
+                                                              layout.queries_prefix)
+    vocabulary_sizes = ({"examples": examples, "items": by_item[ITEMS_OUT]}
+                        | "Vocabularies" >> Vocabularies(layout, settings.min_count))
+    dead_letters = ((*(tables[table][DEAD_LETTER] for table in schema.TABLES),
+                     by_user[DEAD_LETTER], by_item[DEAD_LETTER])
+                    | "AllDeadLetters" >> beam.Flatten())
+    _ = dead_letters | "WriteDeadLetters" >> WriteDeadLetters(layout)
+    if FileSystems.match([raw.oracle_pattern])[0].metadata_list:
+        _ = (examples
+             | "EvalExamples" >> beam.Filter(lambda example: example[features.SPLIT] == "eval")
+             | "CopyEvalOracle" >> CopyEvalOracle(raw.oracle_pattern, layout))
+    _ = ({"examples": examples, "dead_letter": dead_letters,
+          "vocabulary_sizes": vocabulary_sizes, "items": by_item[ITEMS_OUT],
+          "queries": by_item[QUERIES_OUT]}
+         | "WriteStats" >> WriteStats(layout, bounds_pc, dataclasses.asdict(settings)))
+
+
+def check_inputs(settings: PreprocessSettings) -> None:
+    """Fails before any work when a required table has no data at all."""
+    raw = raw_files.RawLayout(settings.data)
+    for table in schema.TABLES:
+        matched = FileSystems.match([raw.pattern(table)])[0].metadata_list
+        if not matched:
+            raise FileNotFoundError(f"no {table} file matches {raw.pattern(table)}")
+        if table in REQUIRED_TABLES and not any(file.size_in_bytes for file in matched):
+            raise ValueError(f"the {table} input is empty: {raw.pattern(table)}")
+
+
+def clear_outputs(layout: WorkLayout) -> None:
+    """Removes an earlier run's outputs: readers glob shards, so stale ones would be read."""
+    for output in OUTPUTS:
+        path = layout.path(output)
+        if "://" not in path:  # local: Beam's delete does not remove nested folders
+            shutil.rmtree(path, ignore_errors=True) if output.endswith("/") else (
+                os.path.exists(path) and os.remove(path))
+            continue
+        pattern = path + "**" if output.endswith("/") else path
+        files = [file.path for file in FileSystems.match([pattern])[0].metadata_list]
+        if files:
+            FileSystems.delete(files)
+
+
+def read_stats(layout: WorkLayout) -> dict[str, Any]:
+    with FileSystems.open(layout.stats_json) as handle:
+        return json.loads(handle.read())
+
+
+def run_preprocess(settings: PreprocessSettings, options: PipelineOptions) -> dict[str, Any]:
+    """Runs the whole job and returns stats.json's content."""
+    check_inputs(settings)
+    layout = WorkLayout(settings.work)
+    clear_outputs(layout)
+    world = _read_world(settings.data)
+    with beam.Pipeline(options=options) as pipeline:
+        build_pipeline(pipeline, settings, world)
+    stats = read_stats(layout)
+    empty = [split for split, counts in stats["splits"].items() if not counts["examples"]]
+    if empty:
+        raise ValueError(
+            f"no valid examples in split(s) {empty} (dead letters: {stats['dead_letter']}); "
+            f"check the input's time span and {layout.path('dead_letter')}/")
+    metadata = {"settings": dataclasses.asdict(settings), "split_bounds": stats["split_bounds"],
+                "max_seq_len": settings.max_seq_len, "oov_buckets": settings.oov_buckets}
+    with FileSystems.create(layout.preprocess_json) as handle:
+        handle.write((json.dumps(metadata, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+    return stats

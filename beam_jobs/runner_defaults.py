@@ -16,5 +16,7 @@ def pipeline_options(beam_args: list[str]) -> PipelineOptions:
     has_runner = any(arg == "--runner" or arg.startswith("--runner=") for arg in beam_args)
     defaults = [] if has_runner else [
         "--runner=DirectRunner", "--direct_running_mode=multi_processing",
-        f"--direct_num_workers={os.cpu_count() or 1}"]
+        f"--direct_num_workers={os.cpu_count() or 1}",
+        # Keep worker processes' INFO chatter out of the user's terminal.
+        "--default_sdk_harness_log_level=WARNING"]
     return PipelineOptions(defaults + list(beam_args))

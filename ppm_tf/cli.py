@@ -14,6 +14,7 @@ import time
 
 from ppm_tf.data import raw_files
 from ppm_tf.data.synthetic import PRESETS
+from ppm_tf.work_layout import WorkLayout
 
 
 def _generate(args: argparse.Namespace) -> None:
@@ -35,18 +36,44 @@ def _import_movielens(args: argparse.Namespace) -> None:
     print(f"  written to {args.out} in {time.perf_counter() - started:.1f} s")
 
 
+def _preprocess(args: argparse.Namespace) -> None:
+    from beam_jobs.preprocess import run
+    from ppm_tf.preprocessing.pipeline import format_stats
+
+    started = time.perf_counter()
+    stats = run(args.job_args)
+    print(format_stats(stats))
+    print(f"  done in {time.perf_counter() - started:.1f} s")
+
+
 def _demo(args: argparse.Namespace) -> None:
-    """The main job. So far: generate the synthetic world (or use --data) and summarise it."""
+    """The main job, stage by stage; a stage whose outputs are up to date is skipped."""
     data_dir = args.data or os.path.join(args.out, "data")
+    work_dir = os.path.join(args.out, "work")
     if args.data is None:
-        if _is_generated(data_dir, args.preset, args.seed) and not args.force:
-            print(f"[generate] {data_dir} is up to date (preset={args.preset} seed={args.seed}); "
-                  "skipped (--force redoes it)")
-        else:
-            print(f"[generate] preset={args.preset} seed={args.seed} -> {data_dir}")
-            _generate(argparse.Namespace(preset=args.preset, seed=args.seed, out=data_dir))
-    world = raw_files.read_world(data_dir)
-    print(f"[data] {data_dir}: source={world['source']} sizes={world['sizes']}")
+        _run_stage("generate", _is_generated(data_dir, args.preset, args.seed) and not args.force,
+                   lambda: _generate(argparse.Namespace(preset=args.preset, seed=args.seed,
+                                                        out=data_dir)))
+    preprocessed = _newer(WorkLayout(work_dir).preprocess_json, raw_files.RawLayout(data_dir).world)
+    _run_stage("preprocess", preprocessed and not args.force,
+               lambda: _preprocess(argparse.Namespace(job_args=["--data", data_dir,
+                                                                "--out", work_dir])))
+
+
+def _run_stage(name: str, up_to_date: bool, action) -> None:
+    """Runs one demo stage with a line before and after it, or says why it is skipped."""
+    if up_to_date:
+        print(f"[{name}] up to date; skipped (--force redoes it)")
+        return
+    print(f"[{name}] running")
+    started = time.perf_counter()
+    action()
+    print(f"[{name}] done in {time.perf_counter() - started:.1f} s")
+
+
+def _newer(output: str, source: str) -> bool:
+    """Whether ``output`` exists and was written after ``source``."""
+    return os.path.exists(output) and os.path.getmtime(output) >= os.path.getmtime(source)
 
 
 def _is_generated(data_dir: str, preset_name: str, seed: int) -> bool:
@@ -76,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     movielens.add_argument("--out", required=True, help="raw data directory to write")
     movielens.set_defaults(handler=_import_movielens)
 
+    preprocess = commands.add_parser(
+        "preprocess", add_help=False,
+        help="raw data -> validated, time-split TFRecords (Beam; --help lists the flags)")
+    preprocess.set_defaults(handler=_preprocess, passes_flags_through=True)
+
     demo = commands.add_parser("demo", help="run the whole pipeline on the synthetic world")
     demo.add_argument("--preset", choices=["tiny", "demo"], default="demo")
     demo.add_argument("--seed", type=int, default=0)
@@ -87,7 +119,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    # TensorFlow's C++ start-up notices (CPU features, CUDA absent) are noise in a CLI; Beam's
+    # worker processes inherit the setting.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    # Beam jobs take their own flags plus any Beam pipeline option: those pass through.
+    args, job_args = parser.parse_known_args(argv)
+    if job_args and not getattr(args, "passes_flags_through", False):
+        parser.error(f"unrecognized arguments: {' '.join(job_args)}")
+    args.job_args = job_args
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
     try:
         args.handler(args)

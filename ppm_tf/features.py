@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping
 
 import tensorflow as tf
 
-SCALAR, SEQUENCE, VARIABLE = "scalar", "sequence", "variable"
+SCALAR, SEQUENCE, VARIABLE, VECTOR = "scalar", "sequence", "variable", "vector"
 STRING, INT64, FLOAT32 = "string", "int64", "float32"
 SPLITS = ("pretrain", "train", "eval")
 PADDING_ID = ""  # pads id sequences; vocab lookups treat it as the mask token
@@ -28,7 +28,8 @@ PADDING_ID = ""  # pads id sequences; vocab lookups treat it as the mask token
 @dataclasses.dataclass(frozen=True)
 class Feature:
     """A named feature: its dtype and whether it is a scalar, a behaviour sequence
-    (``max_seq_len`` values) or a variable-length list."""
+    (``max_seq_len`` values), a variable-length list, or a fixed-size vector whose size is
+    known at parse time (embedding dimensions depend on the model preset)."""
 
     name: str
     dtype: str
@@ -82,6 +83,16 @@ ITEM_FEATURES: tuple[Feature, ...] = (
     Feature(ATTRS_JSON, STRING),
 )
 
+# Item vectors: the frozen modal encoders' outputs per item (WORK/item_vectors/).
+TEXT_VEC, IMAGE_VEC, PPM_ITEM_VEC = "text_vec", "image_vec", "ppm_item_vec"
+ITEM_VECTOR_FEATURES: tuple[Feature, ...] = (
+    Feature(ITEM_ID, STRING),
+    Feature(TEXT_VEC, FLOAT32, VECTOR),
+    Feature(IMAGE_VEC, FLOAT32, VECTOR),  # the documented fallback when has_image is 0
+    Feature(HAS_IMAGE, INT64),
+    Feature(PPM_ITEM_VEC, FLOAT32, VECTOR),  # m_i = [text_vec ; image_vec]
+)
+
 QUERY = "query"
 QUERY_FEATURES: tuple[Feature, ...] = (
     Feature(QUERY, STRING),
@@ -100,8 +111,10 @@ def is_cold_item(first_impression_ts: int, train_start_ts: int) -> bool:
     return first_impression_ts >= train_start_ts
 
 
-def parse_spec(features: Iterable[Feature], max_seq_len: int = 0) -> dict[str, Any]:
-    """``tf.io`` parsing spec of ``features``; sequences have ``max_seq_len`` entries."""
+def parse_spec(features: Iterable[Feature], max_seq_len: int = 0,
+               vector_dims: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """``tf.io`` parsing spec of ``features``; sequences have ``max_seq_len`` entries and each
+    vector feature the size ``vector_dims[name]``."""
     dtypes = {STRING: tf.string, INT64: tf.int64, FLOAT32: tf.float32}
     spec = {}
     for feature in features:
@@ -110,6 +123,10 @@ def parse_spec(features: Iterable[Feature], max_seq_len: int = 0) -> dict[str, A
             spec[feature.name] = tf.io.RaggedFeature(dtype)
         elif feature.shape == SEQUENCE:
             spec[feature.name] = tf.io.FixedLenFeature([max_seq_len], dtype)
+        elif feature.shape == VECTOR:
+            if not vector_dims or feature.name not in vector_dims:
+                raise ValueError(f"vector feature {feature.name!r} needs its size in vector_dims")
+            spec[feature.name] = tf.io.FixedLenFeature([vector_dims[feature.name]], dtype)
         else:
             spec[feature.name] = tf.io.FixedLenFeature([], dtype)
     return spec
@@ -126,6 +143,9 @@ def encode_example(values: Mapping[str, Any], features: Iterable[Feature],
         value = values[feature.name]
         if feature.shape == SCALAR:
             value = [value]
+        elif isinstance(value, (str, bytes)):
+            raise TypeError(f"feature {feature.name!r} takes a list of values, "
+                            f"got {type(value).__name__}")
         else:
             value = list(value)
             if feature.shape == SEQUENCE:
@@ -142,6 +162,8 @@ def _to_tf_feature(feature: Feature, values: list) -> tf.train.Feature:
         return tf.train.Feature(bytes_list=tf.train.BytesList(
             value=[v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in values]))
     if feature.dtype == INT64:
+        if any(v != int(v) for v in values):
+            raise ValueError(f"feature {feature.name!r} is int64; got non-integer {values}")
         return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
     return tf.train.Feature(float_list=tf.train.FloatList(value=[float(v) for v in values]))
 
@@ -151,6 +173,8 @@ def decode_example(serialized: bytes, features: Iterable[Feature]) -> dict[str, 
     example = tf.train.Example.FromString(serialized)
     decoded = {}
     for feature in features:
+        if feature.name not in example.features.feature:
+            raise KeyError(f"feature {feature.name!r} is missing from the record")
         proto = example.features.feature[feature.name]
         if feature.dtype == STRING:
             values = [value.decode("utf-8") if feature.name != IMAGE else value

@@ -9,6 +9,9 @@ joined with "/" so the same layout works on ``gs://`` through Beam's and TF's fi
     WORK/vocab/<name>.txt                      vocabularies, most frequent first
     WORK/dead_letter/<table>-*.jsonl           rejected records with their problems
     WORK/oracle/eval-*.jsonl                   synthetic only: true probabilities, eval split
+    WORK/encoders/{text,image}/                frozen modal encoders (SavedModels), metrics.json
+    WORK/item_vectors/part-*.tfrecord.gz       per item: text, image and ME vectors
+    WORK/item_vectors/metadata.json            their sizes and the encoders that made them
     WORK/preprocess.json                       the run's settings: max_seq_len, split bounds
     WORK/stats.json                            counts: per split, dead letters, vocab sizes
 """
@@ -69,3 +72,19 @@ class WorkLayout:
     @property
     def stats_json(self) -> str:
         return self.path("stats.json")
+
+    @property
+    def encoders_dir(self) -> str:
+        return self.path("encoders")
+
+    @property
+    def item_vectors_prefix(self) -> str:
+        return self.path("item_vectors", "part")
+
+    @property
+    def item_vectors_pattern(self) -> str:
+        return self.item_vectors_prefix + "-*" + TFRECORD_SUFFIX
+
+    @property
+    def item_vectors_metadata(self) -> str:
+        return self.path("item_vectors", "metadata.json")

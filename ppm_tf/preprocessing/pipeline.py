@@ -189,3 +189,19 @@ def run_preprocess(settings: PreprocessSettings, options: PipelineOptions) -> di
     with FileSystems.create(layout.preprocess_json) as handle:
         handle.write((json.dumps(metadata, indent=2, sort_keys=True) + "\n").encode("utf-8"))
     return stats
+
+
+def format_stats(stats: dict[str, Any]) -> str:
+    """The summary ``ppm preprocess`` prints."""
+    lines = ["preprocessed: examples per split"]
+    for split in features.SPLITS:
+        counts = stats["splits"][split]
+        lines.append(f"  {split:<9} {counts['examples']:>10,}  click rate {counts['click_rate']:.4f}"
+                     f"  order rate {counts['order_rate']:.4f}  cold share {counts['cold_share']:.1%}")
+    sizes = ", ".join(f"{name} {size:,}" for name, size in stats["vocabulary_sizes"].items())
+    lines.append(f"  vocabularies: {sizes}")
+    lines.append(f"  valid items {stats['valid'].get('items', 0):,}, "
+                 f"queries {stats['valid'].get('queries', 0):,}")
+    lines.append(f"  dead letters: {stats['dead_letter_total']:,}")
+    lines.extend(f"    {reason}: {count:,}" for reason, count in stats["dead_letter"].items())
+    return "\n".join(lines)

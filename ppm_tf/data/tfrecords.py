@@ -1,0 +1,133 @@
+"""Preprocessed TFRecords -> ``tf.data`` pipelines: the only way training code reads data.
+
+``ppm preprocess`` writes GZIP TFRecord shards into a work directory (see ``work_layout``);
+these readers parse them with the tables in ``ppm_tf.features``, so a feature added there is
+read here without changes. Every reader returns a dataset of dicts of batched tensors:
+scalars are ``[batch]``, behaviour sequences ``[batch, max_seq_len]`` and variable-length
+lists (the catalogue's ``entities``) ``tf.RaggedTensor`` of shape ``[batch, None]``.
+
+Records are batched before they are parsed: ``tf.io.parse_example`` on a batch is far faster
+than one parse per record. Paths go through ``tf.io.gfile``, so ``gs://`` work dirs work.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable, Sequence
+
+import ppm_tf  # noqa: F401  (selects tf-keras before TensorFlow resolves its Keras)
+import tensorflow as tf
+
+from ppm_tf import features as feature_tables
+from ppm_tf.work_layout import WorkLayout
+
+_RUN_PREPROCESS_FIRST = "run `ppm preprocess --data RAW --out WORK` first"
+
+
+def load_preprocess_metadata(work: str) -> dict[str, Any]:
+    """WORK/preprocess.json: ``max_seq_len``, ``oov_buckets``, ``split_bounds``, ``settings``.
+
+    The preprocess job writes this file last, so its presence also means the run finished.
+    """
+    path = WorkLayout(work).preprocess_json
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"{path} not found: {_RUN_PREPROCESS_FIRST}")
+    with tf.io.gfile.GFile(path, "r") as handle:
+        return json.load(handle)
+
+
+def read_split(work: str, split: str, batch_size: int, *, shuffle: bool = False,
+               shuffle_buffer: int = 10_000, repeat: bool = False, deterministic: bool = False,
+               seed: int | None = None, features: Sequence[str] | None = None,
+               drop_remainder: bool = False) -> tf.data.Dataset:
+    """Impressions of one time split (``features.SPLITS``) as batches of
+    ``features.EXAMPLE_FEATURES``; sequences have preprocess.json's ``max_seq_len``.
+
+    Args:
+        shuffle: shuffle records through a ``shuffle_buffer``-sized buffer (and the shard
+            order), reshuffled each epoch; ``seed`` makes it reproducible.
+        repeat: repeat forever (for ``steps_per_epoch`` training loops).
+        deterministic: keep a fixed record order (given ``seed`` when shuffling); off by
+            default because parallel reads that may reorder records are faster.
+        features: names to parse (default all); selecting fewer saves parsing time.
+        drop_remainder: drop a last, smaller batch (for static batch shapes, e.g. TPUs).
+    """
+    if split not in feature_tables.SPLITS:
+        raise ValueError(f"unknown split {split!r}; valid splits: {list(feature_tables.SPLITS)}")
+    max_seq_len = load_preprocess_metadata(work)["max_seq_len"]
+    return _read_records(
+        WorkLayout(work).examples_pattern(split), feature_tables.EXAMPLE_FEATURES, max_seq_len,
+        batch_size, shuffle=shuffle, shuffle_buffer=shuffle_buffer, repeat=repeat,
+        deterministic=deterministic, seed=seed, features=features, drop_remainder=drop_remainder)
+
+
+def read_items(work: str, batch_size: int, *, shuffle: bool = False, shuffle_buffer: int = 10_000,
+               repeat: bool = False, deterministic: bool = False, seed: int | None = None,
+               features: Sequence[str] | None = None,
+               drop_remainder: bool = False) -> tf.data.Dataset:
+    """The valid catalogue as batches of ``features.ITEM_FEATURES`` (what the modal encoders
+    read); ``image`` holds the encoded image bytes as supplied (PNG for synthetic worlds; decode
+    with ``tf.io.decode_image``), ``""`` where ``has_image`` is 0. Arguments as in
+    ``read_split``."""
+    load_preprocess_metadata(work)  # fails clearly on an unfinished or missing run
+    return _read_records(
+        WorkLayout(work).items_pattern, feature_tables.ITEM_FEATURES, 0, batch_size,
+        shuffle=shuffle, shuffle_buffer=shuffle_buffer, repeat=repeat,
+        deterministic=deterministic, seed=seed, features=features, drop_remainder=drop_remainder)
+
+
+def read_queries(work: str, batch_size: int, *, shuffle: bool = False,
+                 shuffle_buffer: int = 10_000, repeat: bool = False, deterministic: bool = False,
+                 seed: int | None = None, features: Sequence[str] | None = None,
+                 drop_remainder: bool = False) -> tf.data.Dataset:
+    """The valid search log as batches of ``features.QUERY_FEATURES`` (what query matching
+    trains on). Arguments as in ``read_split``."""
+    load_preprocess_metadata(work)
+    return _read_records(
+        WorkLayout(work).queries_pattern, feature_tables.QUERY_FEATURES, 0, batch_size,
+        shuffle=shuffle, shuffle_buffer=shuffle_buffer, repeat=repeat,
+        deterministic=deterministic, seed=seed, features=features, drop_remainder=drop_remainder)
+
+
+def _select(table: Sequence[feature_tables.Feature],
+            names: Iterable[str] | None) -> tuple[feature_tables.Feature, ...]:
+    if names is None:
+        return tuple(table)
+    if isinstance(names, str):  # a lone name would otherwise be read letter by letter
+        raise TypeError(f"features= takes a sequence of names, got the string {names!r}")
+    by_name = {feature.name: feature for feature in table}
+    names = tuple(names)
+    unknown = [name for name in names if name not in by_name]
+    if unknown:
+        raise ValueError(f"unknown feature(s) {unknown}; valid names: {list(by_name)}")
+    if not names:
+        raise ValueError("features= selects no feature; pass None to read them all")
+    return tuple(by_name[name] for name in names)
+
+
+def _read_records(pattern: str, table: Sequence[feature_tables.Feature], max_seq_len: int,
+                  batch_size: int, *, shuffle: bool, shuffle_buffer: int, repeat: bool,
+                  deterministic: bool, seed: int | None, features: Sequence[str] | None,
+                  drop_remainder: bool) -> tf.data.Dataset:
+    spec = feature_tables.parse_spec(_select(table, features), max_seq_len)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if not tf.io.gfile.glob(pattern):
+        raise FileNotFoundError(f"no TFRecord shard matches {pattern}: {_RUN_PREPROCESS_FIRST}")
+
+    # Shard order is shuffled whenever order does not have to be kept, and when shuffling:
+    # a record buffer smaller than a shard mixes little across shards on its own.
+    files = tf.data.Dataset.list_files(pattern, shuffle=shuffle or not deterministic, seed=seed)
+    dataset = files.interleave(
+        lambda path: tf.data.TFRecordDataset(path, compression_type="GZIP"),
+        cycle_length=tf.data.AUTOTUNE, num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=deterministic)
+    if shuffle:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    dataset = dataset.map(lambda serialized: tf.io.parse_example(serialized, spec),
+                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)

@@ -20,6 +20,7 @@ INSTALL_REQUIRES = [
     "numpy>=1.26,<3",
     "pillow>=10.0,<13",
     "google-crc32c==1.9.0",  # fast TFRecord checksums in Beam's writers
+    "matplotlib==3.10.8",  # the evaluation report's plots
 ]
 
 EXTRAS_REQUIRE = {

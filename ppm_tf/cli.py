@@ -46,6 +46,41 @@ def _preprocess(args: argparse.Namespace) -> None:
     print(f"  done in {time.perf_counter() - started:.1f} s")
 
 
+def _pretrain(args: argparse.Namespace) -> None:
+    from ppm_tf.training.pretrain import pretrain_ppm
+
+    summary = pretrain_ppm(args.work, args.preset, args.seed, args.epochs)
+    print(f"pretrained PPM on the long span: {summary['trainable_params']:,} trainable "
+          f"parameters ({summary['user_tower_params']:,} user tower, "
+          f"{summary['head_params']:,} plug-in head), {summary['train_seconds']:.1f} s; "
+          f"user tower exported to {args.work}/ppm_user_tower")
+
+
+def _precompute(args: argparse.Namespace) -> None:
+    from beam_jobs.precompute_towers import run
+
+    print(f"cached PPM tensors: {run(args.job_args)}")
+
+
+def _train(args: argparse.Namespace) -> None:
+    from ppm_tf.training.ablations import MODELS, train_ablation
+
+    for name in MODELS if args.model == "all" else [args.model]:
+        summary = train_ablation(args.work, name, args.preset, args.seed, args.epochs)
+        print(f"trained {name}: {summary['trainable_params']:,} trainable parameters, "
+              f"{summary['train_examples']:,} examples in {summary['train_seconds']:.1f} s "
+              f"({summary['examples_per_second']:,.0f} examples/s)")
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from ppm_tf.evaluation.evaluate import evaluate
+    from ppm_tf.evaluation.report import results_table, write_report
+
+    metrics = evaluate(args.work)
+    print(results_table(metrics))
+    print(f"report: {write_report(metrics, WorkLayout(args.work).eval_dir)}")
+
+
 def _demo(args: argparse.Namespace) -> None:
     """The main job, stage by stage; a stage whose outputs are up to date is skipped."""
     data_dir = args.data or os.path.join(args.out, "data")
@@ -84,6 +119,15 @@ def _is_generated(data_dir: str, preset_name: str, seed: int) -> bool:
     return world.get("preset") == preset_name and world.get("seed") == seed
 
 
+def _add_training_flags(parser: argparse.ArgumentParser) -> None:
+    from ppm_tf.models.config import PRESETS as MODEL_PRESETS
+
+    parser.add_argument("--work", required=True, help="work directory")
+    parser.add_argument("--preset", choices=sorted(MODEL_PRESETS), default="demo")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, help="override the preset's epochs")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ppm", description="PPM-TF: the Pre-trained Plug-in Model for CTR prediction.")
@@ -107,6 +151,25 @@ def build_parser() -> argparse.ArgumentParser:
         "preprocess", add_help=False,
         help="raw data -> validated, time-split TFRecords (Beam; --help lists the flags)")
     preprocess.set_defaults(handler=_preprocess, passes_flags_through=True)
+
+    pretrain = commands.add_parser("pretrain", help="pre-train PPM on the long span")
+    _add_training_flags(pretrain)
+    pretrain.set_defaults(handler=_pretrain)
+
+    precompute = commands.add_parser(
+        "precompute", help="cache PPM's user-tower outputs into train/eval examples (Beam)")
+    precompute.add_argument("--work", required=True)
+    precompute.set_defaults(handler=_precompute, passes_flags_through=True)
+
+    train = commands.add_parser("train", help="train an ablation model on the recent window")
+    _add_training_flags(train)
+    train.add_argument("--model", required=True,
+                       choices=["base", "qm_ep", "ppm", "urm", "base_long", "all"])
+    train.set_defaults(handler=_train)
+
+    evaluate = commands.add_parser("evaluate", help="the paper's table from eval predictions")
+    evaluate.add_argument("--work", required=True)
+    evaluate.set_defaults(handler=_evaluate)
 
     demo = commands.add_parser("demo", help="run the whole pipeline on the synthetic world")
     demo.add_argument("--preset", choices=["tiny", "demo"], default="demo")

@@ -9,7 +9,9 @@ kinds exist:
   before the impression and not from the same request, most recent first, padded with ``""``
   and 0), labels, the split, the cold-start flag and the item's age;
 - **items** (the catalogue, ``WORK/items/``): what the modal encoders read;
-- **queries** (the search log, ``WORK/queries/``): what query matching trains on.
+- **queries** (the search log, ``WORK/queries/``): what query matching trains on;
+- **item vectors** (``WORK/item_vectors/``) and **cached examples** (``WORK/cached/<split>/``:
+  examples plus PPM's cached tensors), written by the embed and precompute jobs.
 """
 from __future__ import annotations
 
@@ -92,6 +94,17 @@ ITEM_VECTOR_FEATURES: tuple[Feature, ...] = (
     Feature(HAS_IMAGE, INT64),
     Feature(PPM_ITEM_VEC, FLOAT32, VECTOR),  # m_i = [text_vec ; image_vec]
 )
+
+# Cached PPM tensors joined into the train/eval examples by precompute (WORK/cached/<split>/):
+# the frozen user tower's states H_u, flattened from [max_seq_len, tower_dim], their mask, and
+# the candidate's ME vector.
+PPM_USER_STATES, PPM_USER_MASK = "ppm_user_states", "ppm_user_mask"
+CACHED_FEATURES: tuple[Feature, ...] = (
+    Feature(PPM_USER_STATES, FLOAT32, VECTOR),
+    Feature(PPM_USER_MASK, INT64, SEQUENCE),
+    Feature(PPM_ITEM_VEC, FLOAT32, VECTOR),
+)
+CACHED_EXAMPLE_FEATURES = EXAMPLE_FEATURES + CACHED_FEATURES
 
 QUERY = "query"
 QUERY_FEATURES: tuple[Feature, ...] = (

@@ -12,6 +12,12 @@ joined with "/" so the same layout works on ``gs://`` through Beam's and TF's fi
     WORK/encoders/{text,image}/                frozen modal encoders (SavedModels), metrics.json
     WORK/item_vectors/part-*.tfrecord.gz       per item: text, image and ME vectors
     WORK/item_vectors/metadata.json            their sizes and the encoders that made them
+    WORK/ppm_user_tower/                       the frozen PPM user tower (SavedModel)
+    WORK/cached/<split>/part-*.tfrecord.gz     train/eval examples + cached PPM tensors
+    WORK/cached/metadata.json                  their sizes
+    WORK/models/<name>/                        trained weights (checkpoints) per model
+    WORK/predictions/<name>.npz                eval-split predictions per model
+    WORK/eval/                                 metrics.json, report.md, plots
     WORK/preprocess.json                       the run's settings: max_seq_len, split bounds
     WORK/stats.json                            counts: per split, dead letters, vocab sizes
 """
@@ -88,3 +94,27 @@ class WorkLayout:
     @property
     def item_vectors_metadata(self) -> str:
         return self.path("item_vectors", "metadata.json")
+
+    def cached_prefix(self, split: str) -> str:
+        return self.path("cached", split, "part")
+
+    def cached_pattern(self, split: str) -> str:
+        return self.cached_prefix(split) + "-*" + TFRECORD_SUFFIX
+
+    @property
+    def cached_metadata(self) -> str:
+        return self.path("cached", "metadata.json")
+
+    @property
+    def user_tower_dir(self) -> str:
+        return self.path("ppm_user_tower")
+
+    def model_dir(self, name: str) -> str:
+        return self.path("models", name)
+
+    def predictions(self, name: str) -> str:
+        return self.path("predictions", f"{name}.npz")
+
+    @property
+    def eval_dir(self) -> str:
+        return self.path("eval")

@@ -35,12 +35,13 @@ def load_preprocess_metadata(work: str) -> dict[str, Any]:
         return json.load(handle)
 
 
-def read_split(work: str, split: str, batch_size: int, *, shuffle: bool = False,
+def read_split(work: str, split: str | Sequence[str], batch_size: int, *, shuffle: bool = False,
                shuffle_buffer: int = 10_000, repeat: bool = False, deterministic: bool = False,
                seed: int | None = None, features: Sequence[str] | None = None,
                drop_remainder: bool = False) -> tf.data.Dataset:
-    """Impressions of one time split (``features.SPLITS``) as batches of
-    ``features.EXAMPLE_FEATURES``; sequences have preprocess.json's ``max_seq_len``.
+    """Impressions of one time split (``features.SPLITS``), or several (e.g. ("pretrain",
+    "train") for the long span), as batches of ``features.EXAMPLE_FEATURES``; sequences have
+    preprocess.json's ``max_seq_len``.
 
     Args:
         shuffle: shuffle records through a ``shuffle_buffer``-sized buffer (and the shard
@@ -51,13 +52,60 @@ def read_split(work: str, split: str, batch_size: int, *, shuffle: bool = False,
         features: names to parse (default all); selecting fewer saves parsing time.
         drop_remainder: drop a last, smaller batch (for static batch shapes, e.g. TPUs).
     """
-    if split not in feature_tables.SPLITS:
-        raise ValueError(f"unknown split {split!r}; valid splits: {list(feature_tables.SPLITS)}")
+    patterns = [WorkLayout(work).examples_pattern(name) for name in _split_names(split)]
     max_seq_len = load_preprocess_metadata(work)["max_seq_len"]
     return _read_records(
-        WorkLayout(work).examples_pattern(split), feature_tables.EXAMPLE_FEATURES, max_seq_len,
+        patterns, feature_tables.EXAMPLE_FEATURES, max_seq_len,
         batch_size, shuffle=shuffle, shuffle_buffer=shuffle_buffer, repeat=repeat,
         deterministic=deterministic, seed=seed, features=features, drop_remainder=drop_remainder)
+
+
+def read_cached(work: str, split: str | Sequence[str], batch_size: int, *, shuffle: bool = False,
+                shuffle_buffer: int = 10_000, repeat: bool = False, deterministic: bool = False,
+                seed: int | None = None, features: Sequence[str] | None = None,
+                drop_remainder: bool = False) -> tf.data.Dataset:
+    """Like ``read_split``, for the examples with PPM's cached tensors (``ppm precompute``):
+    adds ``ppm_user_states [batch, L, d]``, ``ppm_user_mask [batch, L]`` and
+    ``ppm_item_vec [batch, item_dim]``."""
+    metadata = load_cached_metadata(work)
+    max_seq_len = metadata["max_seq_len"]
+    dims = {feature_tables.PPM_USER_STATES: max_seq_len * metadata["tower_dim"],
+            feature_tables.PPM_ITEM_VEC: metadata["item_dim"]}
+    layout = WorkLayout(work)
+    patterns = [layout.cached_pattern(name) for name in _split_names(split)]
+    dataset = _read_records(
+        patterns, feature_tables.CACHED_EXAMPLE_FEATURES, max_seq_len, batch_size,
+        shuffle=shuffle, shuffle_buffer=shuffle_buffer, repeat=repeat,
+        deterministic=deterministic, seed=seed, features=features,
+        drop_remainder=drop_remainder, vector_dims=dims)
+
+    def unflatten_states(batch):
+        if feature_tables.PPM_USER_STATES in batch:
+            batch = dict(batch)
+            batch[feature_tables.PPM_USER_STATES] = tf.reshape(
+                batch[feature_tables.PPM_USER_STATES], [-1, max_seq_len, metadata["tower_dim"]])
+        return batch
+
+    return dataset.map(unflatten_states)
+
+
+def load_cached_metadata(work: str) -> dict[str, Any]:
+    """WORK/cached/metadata.json: ``max_seq_len``, ``tower_dim``, ``item_dim``."""
+    path = WorkLayout(work).cached_metadata
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"{path} not found: run `ppm precompute --work WORK` first")
+    with tf.io.gfile.GFile(path, "r") as handle:
+        return json.load(handle)
+
+
+def _split_names(split: str | Sequence[str]) -> tuple[str, ...]:
+    names = (split,) if isinstance(split, str) else tuple(split)
+    if not names:
+        raise ValueError(f"no split given; valid splits: {list(feature_tables.SPLITS)}")
+    for name in names:
+        if name not in feature_tables.SPLITS:
+            raise ValueError(f"unknown split {name!r}; valid splits: {list(feature_tables.SPLITS)}")
+    return names
 
 
 def read_items(work: str, batch_size: int, *, shuffle: bool = False, shuffle_buffer: int = 10_000,
@@ -104,15 +152,18 @@ def _select(table: Sequence[feature_tables.Feature],
     return tuple(by_name[name] for name in names)
 
 
-def _read_records(pattern: str, table: Sequence[feature_tables.Feature], max_seq_len: int,
-                  batch_size: int, *, shuffle: bool, shuffle_buffer: int, repeat: bool,
-                  deterministic: bool, seed: int | None, features: Sequence[str] | None,
-                  drop_remainder: bool) -> tf.data.Dataset:
-    spec = feature_tables.parse_spec(_select(table, features), max_seq_len)
+def _read_records(pattern: str | list[str], table: Sequence[feature_tables.Feature],
+                  max_seq_len: int, batch_size: int, *, shuffle: bool, shuffle_buffer: int,
+                  repeat: bool, deterministic: bool, seed: int | None,
+                  features: Sequence[str] | None, drop_remainder: bool,
+                  vector_dims: dict[str, int] | None = None) -> tf.data.Dataset:
+    spec = feature_tables.parse_spec(_select(table, features), max_seq_len, vector_dims)
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    if not tf.io.gfile.glob(pattern):
-        raise FileNotFoundError(f"no TFRecord shard matches {pattern}: {_RUN_PREPROCESS_FIRST}")
+    for one_pattern in [pattern] if isinstance(pattern, str) else pattern:
+        if not tf.io.gfile.glob(one_pattern):
+            raise FileNotFoundError(
+                f"no TFRecord shard matches {one_pattern}: {_RUN_PREPROCESS_FIRST}")
 
     # Shard order is shuffled whenever order does not have to be kept, and when shuffling:
     # a record buffer smaller than a shard mixes little across shards on its own.

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
-import os
-import shutil
 import time
 from typing import Any
 
@@ -23,6 +20,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from ppm_tf import features
 from ppm_tf.data import raw_files, schema
+from ppm_tf.filesystem import delete_tree
 from ppm_tf.preprocessing.joins import ITEMS_OUT, QUERIES_OUT, JoinItems, JoinUsers
 from ppm_tf.preprocessing.outputs import (CopyEvalOracle, WriteDeadLetters, WriteExamples,
                                           WriteRecords, WriteStats)
@@ -33,7 +31,6 @@ from ppm_tf.preprocessing.validate import (DEAD_LETTER, VALID, ReadAndValidate,
 from ppm_tf.preprocessing.vocabulary import Vocabularies
 from ppm_tf.work_layout import WorkLayout
 
-_log = logging.getLogger(__name__)
 
 DEFAULT_TRAIN_DAYS = DEFAULT_EVAL_DAYS = 7
 REQUIRED_TABLES = (schema.ITEMS, schema.USERS, schema.EVENTS)
@@ -81,6 +78,23 @@ def static_bounds(settings: PreprocessSettings, world: dict | None) -> SplitBoun
     return None
 
 
+def window_days(settings: PreprocessSettings, world: dict | None) -> tuple[int, int]:
+    """(train_days, eval_days) for bounds counted back from the last event: each flag, else
+    the length world.json suggests for that split, else the default."""
+    splits = (world or {}).get("suggested_splits", {})
+
+    def days(flag: int | None, split: str, default: int) -> int:
+        if flag is not None:
+            return flag
+        if split in splits:
+            start, end = splits[split]["days"]
+            return end - start
+        return default
+
+    return (days(settings.train_days, "train", DEFAULT_TRAIN_DAYS),
+            days(settings.eval_days, "eval", DEFAULT_EVAL_DAYS))
+
+
 def _max_ts(settings: PreprocessSettings, world: dict | None) -> int:
     if settings.as_of is not None:
         return settings.as_of
@@ -105,11 +119,13 @@ def build_pipeline(pipeline: beam.Pipeline, settings: PreprocessSettings,
     if bounds is not None:
         bounds_pc = pipeline | "SplitBounds" >> beam.Create([bounds.as_dict()])
     else:
-        train_days = settings.train_days or DEFAULT_TRAIN_DAYS
-        eval_days = settings.eval_days or DEFAULT_EVAL_DAYS
+        train_days, eval_days = window_days(settings, world)
         bounds_pc = (by_user[VALID]
                      | "EventTs" >> beam.Map(lambda event: event["ts"])
-                     | "LastEventTs" >> beam.CombineGlobally(max)
+                     # No valid event at all: placeholder bounds (nothing is in the future),
+                     # so the run still writes its dead letters, then fails on empty splits.
+                     | "LastEventTs" >> beam.CombineGlobally(
+                         lambda ts: max(ts, default=schema.DEFAULT_MAX_TS))
                      | "SplitBounds" >> beam.Map(
                          lambda last_ts: SplitBounds.from_last_event(
                              last_ts, train_days, eval_days).as_dict()))
@@ -154,15 +170,7 @@ def check_inputs(settings: PreprocessSettings) -> None:
 def clear_outputs(layout: WorkLayout) -> None:
     """Removes an earlier run's outputs: readers glob shards, so stale ones would be read."""
     for output in OUTPUTS:
-        path = layout.path(output)
-        if "://" not in path:  # local: Beam's delete does not remove nested folders
-            shutil.rmtree(path, ignore_errors=True) if output.endswith("/") else (
-                os.path.exists(path) and os.remove(path))
-            continue
-        pattern = path + "**" if output.endswith("/") else path
-        files = [file.path for file in FileSystems.match([pattern])[0].metadata_list]
-        if files:
-            FileSystems.delete(files)
+        delete_tree(layout.path(output))
 
 
 def read_stats(layout: WorkLayout) -> dict[str, Any]:

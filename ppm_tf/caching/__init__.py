@@ -1,0 +1,1 @@
+"""Precompute: PPM's frozen user tower run offline, its outputs cached into the examples."""

@@ -1,0 +1,112 @@
+"""Caches PPM's user states and item vectors into the train/eval examples (Beam).
+
+``RunInference`` with the frozen ``PPMUserTower`` SavedModel turns each example's behaviour
+sequence into ``ppm_user_states`` (L x d) and its mask; a join by item id adds the candidate's
+``ppm_item_vec``. The models on the recent window then read these cached tensors, so the
+tower never enters their training graph.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable, Sequence
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.ml.inference.base import ModelHandler, RunInference
+
+from ppm_tf import features
+from ppm_tf.preprocessing.outputs import WriteRecords
+from ppm_tf.work_layout import WorkLayout
+
+CACHED_SPLITS = ("train", "eval")
+
+
+class UserTowerHandler(ModelHandler):
+    """RunInference handler for the exported user tower (its ``serving_default``)."""
+
+    def __init__(self, saved_model_dir: str, min_batch_size: int = 64,
+                 max_batch_size: int = 1024):
+        super().__init__()
+        self.saved_model_dir = saved_model_dir
+        self.min_batch_size = min_batch_size
+        self.max_batch_size = max_batch_size
+
+    def load_model(self):
+        import tensorflow as tf  # loaded on the worker
+        return tf.saved_model.load(self.saved_model_dir).signatures["serving_default"]
+
+    def run_inference(self, batch: Sequence[dict[str, Any]], model,
+                      inference_args=None) -> Iterable[dict[str, Any]]:
+        import tensorflow as tf
+        outputs = model(
+            hist_item_ids=tf.constant([example[features.HIST_ITEM_IDS] for example in batch]),
+            hist_ts=tf.constant([example[features.HIST_TS] for example in batch], tf.int64),
+            ts=tf.constant([example[features.TS] for example in batch], tf.int64))
+        states = outputs[features.PPM_USER_STATES].numpy()
+        masks = outputs[features.PPM_USER_MASK].numpy()
+        return [{**example, features.PPM_USER_STATES: states[index].ravel().tolist(),
+                 features.PPM_USER_MASK: masks[index].tolist()}
+                for index, example in enumerate(batch)]
+
+    def batch_elements_kwargs(self):
+        return {"min_batch_size": self.min_batch_size, "max_batch_size": self.max_batch_size}
+
+
+def _attach_item_vector(element, item_dim: int):
+    _, grouped = element
+    vectors = grouped["vectors"]
+    # Items the encoders never saw get the zero vector, as the serving table does.
+    vector = list(vectors[0]) if vectors else [0.0] * item_dim
+    for example in grouped["examples"]:
+        yield {**example, features.PPM_ITEM_VEC: vector}
+
+
+class CacheTowerOutputs(beam.PTransform):
+    """Examples of one split -> the same examples with the cached PPM tensors, written."""
+
+    def __init__(self, split: str, layout: WorkLayout, handler: UserTowerHandler,
+                 item_vectors, item_dim: int, max_seq_len: int):
+        super().__init__()
+        self.split = split
+        self.layout = layout
+        self.handler = handler
+        self.item_vectors = item_vectors
+        self.item_dim = item_dim
+        self.max_seq_len = max_seq_len
+
+    def expand(self, pbegin):
+        examples = (pbegin
+                    | "Read" >> beam.io.ReadFromTFRecord(self.layout.examples_pattern(self.split))
+                    | "Decode" >> beam.Map(features.decode_example, features.EXAMPLE_FEATURES)
+                    | "UserTower" >> RunInference(self.handler)
+                    | "ByItem" >> beam.Map(lambda example: (example[features.ITEM_ID], example)))
+        return ({"examples": examples, "vectors": self.item_vectors}
+                | "Join" >> beam.CoGroupByKey()
+                | "AttachItemVector" >> beam.FlatMap(_attach_item_vector, self.item_dim)
+                | "Write" >> WriteRecords(features.CACHED_EXAMPLE_FEATURES,
+                                          self.layout.cached_prefix(self.split),
+                                          self.max_seq_len))
+
+
+def build_pipeline(pipeline: beam.Pipeline, work: str, item_dim: int, max_seq_len: int) -> None:
+    layout = WorkLayout(work)
+    item_vectors = (pipeline
+                    | "ReadItemVectors" >> beam.io.ReadFromTFRecord(layout.item_vectors_pattern)
+                    | "DecodeItemVectors" >> beam.Map(features.decode_example,
+                                                      features.ITEM_VECTOR_FEATURES)
+                    | "KeyItemVectors" >> beam.Map(
+                        lambda row: (row[features.ITEM_ID], row[features.PPM_ITEM_VEC])))
+    handler = UserTowerHandler(layout.user_tower_dir)
+    for split in CACHED_SPLITS:
+        _ = pipeline | f"Cache[{split}]" >> CacheTowerOutputs(
+            split, layout, handler, item_vectors, item_dim, max_seq_len)
+
+
+def read_json(path: str) -> dict[str, Any]:
+    with FileSystems.open(path) as handle:
+        return json.loads(handle.read())
+
+
+def write_metadata(work: str, metadata: dict[str, Any]) -> None:
+    with FileSystems.create(WorkLayout(work).cached_metadata) as handle:
+        handle.write(json.dumps(metadata, indent=2, sort_keys=True).encode("utf-8"))

@@ -1,0 +1,136 @@
+"""``ppm evaluate``: the paper's table from the stored eval-split predictions.
+
+For every trained model (and, on synthetic worlds, the oracle that scores each impression with
+its true probability): click AUC, order AUC, click GAUC, log loss and calibration, overall,
+on cold items and on warm items; AUC by item-age bucket; cost (training time, throughput,
+trainable parameters); and the iteration-efficiency pair (``urm`` on the recent window vs
+``base_long`` on the long span). Writes WORK/eval/metrics.json; ``report.py`` renders it.
+"""
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from ppm_tf import features
+from ppm_tf.evaluation.metrics import calibration, grouped_auc, log_loss, roc_auc
+from ppm_tf.training.ablations import MODELS
+from ppm_tf.training.pretrain import PRETRAINED
+from ppm_tf.work_layout import WorkLayout
+
+SLICES = ("overall", "cold", "warm")
+# Item age at the impression, in days since launch: [lower, upper).
+AGE_BUCKETS = ((0, 1), (1, 3), (3, 7), (7, 14), (14, 30), (30, 90), (90, float("inf")))
+ORACLE = "oracle"
+
+
+def _load_predictions(work: str, name: str) -> dict[str, np.ndarray] | None:
+    path = WorkLayout(work).predictions(name)
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path, "rb") as handle:
+        arrays = dict(np.load(io.BytesIO(handle.read())))
+    # One row order for every model: by (request_id, item_id).
+    order = np.lexsort((arrays[features.ITEM_ID], arrays[features.REQUEST_ID]))
+    return {key: values[order] for key, values in arrays.items()}
+
+
+def _load_oracle(work: str, reference: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+    """The true probabilities of the eval rows, aligned with ``reference``'s rows."""
+    files = tf.io.gfile.glob(WorkLayout(work).path("oracle", "eval-*.jsonl"))
+    if not files:
+        return None
+    truth = {}
+    for path in files:
+        with tf.io.gfile.GFile(path) as handle:
+            for line in handle:
+                row = json.loads(line)
+                truth[(row["request_id"], row["item_id"])] = (row["p_click"], row["p_order"])
+    keys = zip(reference[features.REQUEST_ID].astype(str), reference[features.ITEM_ID].astype(str))
+    probabilities = np.array([truth[key] for key in keys])
+    return {**reference, "click_prob": probabilities[:, 0], "order_prob": probabilities[:, 1]}
+
+
+def slice_metrics(rows: dict[str, np.ndarray]) -> dict[str, float]:
+    click, order = rows[features.CLICK], rows[features.ORDER]
+    return {
+        "examples": int(click.size),
+        "click_auc": roc_auc(click, rows["click_prob"]),
+        "order_auc": roc_auc(order, rows["order_prob"]),
+        "click_gauc": grouped_auc(rows[features.USER_ID], click, rows["click_prob"]),
+        "logloss": log_loss(click, rows["click_prob"]),
+        "order_logloss": log_loss(order, rows["order_prob"]),
+        "calibration": calibration(click, rows["click_prob"]),
+    }
+
+
+def _select(rows: dict[str, np.ndarray], where: np.ndarray) -> dict[str, np.ndarray]:
+    return {key: values[where] for key, values in rows.items()}
+
+
+def model_metrics(rows: dict[str, np.ndarray]) -> dict[str, Any]:
+    cold = rows[features.IS_COLD_ITEM].astype(bool)
+    metrics = {"overall": slice_metrics(rows), "cold": slice_metrics(_select(rows, cold)),
+               "warm": slice_metrics(_select(rows, ~cold))}
+    age = rows[features.ITEM_AGE_DAYS]
+    metrics["click_auc_by_item_age"] = {
+        f"{low:g}-{high:g}d": roc_auc(rows[features.CLICK][(age >= low) & (age < high)],
+                                      rows["click_prob"][(age >= low) & (age < high)])
+        for low, high in AGE_BUCKETS}
+    return metrics
+
+
+def _read_json(path: str) -> dict[str, Any] | None:
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as handle:
+        return json.load(handle)
+
+
+def evaluate(work: str) -> dict[str, Any]:
+    """Computes and writes WORK/eval/metrics.json; returns it."""
+    layout = WorkLayout(work)
+    results: dict[str, Any] = {"models": {}}
+    reference = None
+    for name in MODELS:
+        rows = _load_predictions(work, name)
+        if rows is None:
+            continue
+        if reference is not None and not np.array_equal(rows[features.REQUEST_ID],
+                                                         reference[features.REQUEST_ID]):
+            raise ValueError(f"predictions of {name!r} cover other eval rows than the first "
+                             "model's; retrain it on the current preprocessing")
+        reference = rows if reference is None else reference
+        training = _read_json(layout.model_dir(name) + "/training.json") or {}
+        results["models"][name] = {
+            **model_metrics(rows),
+            **{key: training.get(key) for key in ("train_seconds", "trainable_params",
+                                                   "examples_per_second", "train_examples")}}
+    if reference is None:
+        raise FileNotFoundError(f"no predictions under {layout.path('predictions')}: "
+                                "run `ppm train --model ...` first")
+    oracle = _load_oracle(work, reference)
+    if oracle is not None:
+        results[ORACLE] = model_metrics(oracle)
+        for metrics in results["models"].values():
+            metrics["gap_to_oracle"] = {
+                name: results[ORACLE][name]["click_auc"] - metrics[name]["click_auc"]
+                for name in SLICES}
+    pretrained = _read_json(layout.model_dir(PRETRAINED) + "/training.json")
+    if pretrained:
+        results["ppm_full"] = {key: pretrained[key] for key in (
+            "trainable_params", "user_tower_params", "head_params", "train_seconds")}
+    models = results["models"]
+    if "urm" in models and "base_long" in models:
+        results["iteration_efficiency"] = {
+            name: {"click_auc": models[name]["overall"]["click_auc"],
+                   "train_seconds": models[name]["train_seconds"],
+                   "train_examples": models[name]["train_examples"]}
+            for name in ("urm", "base_long")}
+    tf.io.gfile.makedirs(layout.eval_dir)
+    with tf.io.gfile.GFile(layout.eval_dir + "/metrics.json", "w") as handle:
+        json.dump(results, handle, indent=2, sort_keys=True, default=float)
+    return results

@@ -1,0 +1,58 @@
+"""Model presets: sizes and training settings of PPM, IDRec and URM, as data.
+
+``tiny`` runs in seconds in tests, ``demo`` trains on the demo world on 2 CPU cores in
+minutes, ``paper`` is the paper-scale setting for GPUs.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    # PPM user tower and plug-in head.
+    tower_dim: int  # d: width of the cached user states H_u [L, d]
+    tower_blocks: int  # bidirectional Transformer blocks
+    tower_heads: int
+    tower_ff_dim: int
+    time_buckets: int  # log2-minute buckets: 24 covers about 30 years
+    head_units: tuple[int, ...]  # plug-in head MLP; the last size is the PPM representation
+    attention_units: tuple[int, ...]  # target-attention scorer
+    # IDRec.
+    id_embedding_dim: int
+    cross_layers: int
+    mlp_units: tuple[int, ...]
+    # Training.
+    dropout: float
+    learning_rate: float
+    batch_size: int
+    pretrain_epochs: int
+    train_epochs: int
+    order_loss_weight: float = 1.0
+
+    @property
+    def ppm_repr_dim(self) -> int:
+        return self.head_units[-1]
+
+
+PRESETS: dict[str, ModelConfig] = {
+    "tiny": ModelConfig(tower_dim=16, tower_blocks=1, tower_heads=2, tower_ff_dim=32,
+                        time_buckets=24, head_units=(32, 16), attention_units=(16,),
+                        id_embedding_dim=8, cross_layers=1, mlp_units=(32, 16), dropout=0.0,
+                        learning_rate=3e-3, batch_size=256, pretrain_epochs=1, train_epochs=1),
+    "demo": ModelConfig(tower_dim=32, tower_blocks=2, tower_heads=2, tower_ff_dim=64,
+                        time_buckets=24, head_units=(64, 32), attention_units=(32,),
+                        id_embedding_dim=16, cross_layers=2, mlp_units=(128, 64), dropout=0.1,
+                        learning_rate=2e-3, batch_size=512, pretrain_epochs=2, train_epochs=2),
+    "paper": ModelConfig(tower_dim=128, tower_blocks=4, tower_heads=4, tower_ff_dim=512,
+                         time_buckets=24, head_units=(256, 128), attention_units=(128, 64),
+                         id_embedding_dim=64, cross_layers=3, mlp_units=(512, 256, 128),
+                         dropout=0.1, learning_rate=1e-3, batch_size=2048, pretrain_epochs=3,
+                         train_epochs=2),
+}
+
+
+def preset(name: str) -> ModelConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown model preset {name!r}; expected one of {sorted(PRESETS)}")
+    return PRESETS[name]

@@ -1,0 +1,169 @@
+"""Building blocks of PPM and IDRec: sequence encodings, attention, MLP.
+
+Every layer is serialisable (``get_config``) and mask-aware: padded behaviour positions
+(mask 0) never change a real position's output or the attention result.
+"""
+from __future__ import annotations
+
+import math
+
+import tensorflow as tf
+
+SECONDS_PER_MINUTE = 60.0
+MASKED_LOGIT = -1e9
+
+
+class PositionEmbedding(tf.keras.layers.Layer):
+    """Learned embedding of the position in the behaviour sequence (0 = most recent).
+
+    Input ``[batch, seq_len, dim]``; output the same shape: input + position embedding.
+    """
+
+    def __init__(self, max_length: int, **kwargs):
+        super().__init__(**kwargs)
+        self.max_length = max_length
+
+    def build(self, input_shape):
+        self.embeddings = self.add_weight(
+            name="embeddings", shape=(self.max_length, int(input_shape[-1])),
+            initializer=tf.keras.initializers.TruncatedNormal(stddev=0.02))
+        super().build(input_shape)
+
+    def call(self, inputs):
+        length = tf.shape(inputs)[1]
+        return inputs + self.embeddings[tf.newaxis, :length, :]
+
+    def get_config(self):
+        return {**super().get_config(), "max_length": self.max_length}
+
+
+class TimeIntervalEncoding(tf.keras.layers.Layer):
+    """Learned embedding of how long ago each behaviour happened, in log-scale buckets.
+
+    Bucket = floor(log2(1 + minutes between the request and the behaviour)), capped at
+    ``num_buckets - 1``: one minute and one month apart get distinct but few buckets.
+    Inputs ``(request_ts [batch], behaviour_ts [batch, seq_len])`` in seconds; output
+    ``[batch, seq_len, dim]``.
+    """
+
+    def __init__(self, num_buckets: int, dim: int, **kwargs):
+        super().__init__(**kwargs)
+        self.num_buckets = num_buckets
+        self.dim = dim
+        self.embedding = tf.keras.layers.Embedding(num_buckets, dim, name="bucket_embedding")
+
+    def buckets(self, request_ts, behaviour_ts):
+        minutes = tf.maximum(tf.cast(request_ts[:, tf.newaxis] - behaviour_ts, tf.float32), 0.0)
+        minutes /= SECONDS_PER_MINUTE
+        bucket = tf.floor(tf.math.log(1.0 + minutes) / math.log(2.0))
+        return tf.cast(tf.minimum(bucket, self.num_buckets - 1), tf.int32)
+
+    def call(self, inputs):
+        request_ts, behaviour_ts = inputs
+        return self.embedding(self.buckets(request_ts, behaviour_ts))
+
+    def get_config(self):
+        return {**super().get_config(), "num_buckets": self.num_buckets, "dim": self.dim}
+
+
+class BidirectionalTransformerBlock(tf.keras.layers.Layer):
+    """Self-attention over the whole sequence (no causal mask: every behaviour sees every
+    other), with a padding mask, a feed-forward network, residuals and layer norm.
+
+    Inputs ``(states [batch, seq_len, dim], mask [batch, seq_len])``; output like states, with
+    padded positions set to zero.
+    """
+
+    def __init__(self, num_heads: int, ff_dim: int, dropout: float = 0.1, **kwargs):
+        super().__init__(**kwargs)
+        self.num_heads = num_heads
+        self.ff_dim = ff_dim
+        self.dropout = dropout
+
+    def build(self, input_shape):
+        dim = int(input_shape[0][-1])
+        self.attention = tf.keras.layers.MultiHeadAttention(
+            self.num_heads, key_dim=max(dim // self.num_heads, 1), dropout=self.dropout,
+            name="self_attention")
+        self.feed_forward = tf.keras.Sequential([
+            tf.keras.layers.Dense(self.ff_dim, activation="gelu"),
+            tf.keras.layers.Dense(dim)], name="feed_forward")
+        self.attention_norm = tf.keras.layers.LayerNormalization(epsilon=1e-6)
+        self.output_norm = tf.keras.layers.LayerNormalization(epsilon=1e-6)
+        self.attention_dropout = tf.keras.layers.Dropout(self.dropout)
+        self.output_dropout = tf.keras.layers.Dropout(self.dropout)
+        super().build(input_shape)
+
+    def call(self, inputs, training=None):
+        states, mask = inputs
+        mask = tf.cast(mask, tf.bool)
+        # Keys are masked; a padded query row still gets a (discarded) output.
+        attention_mask = mask[:, tf.newaxis, :] & tf.ones_like(mask)[:, :, tf.newaxis]
+        attended = self.attention(states, states, attention_mask=attention_mask,
+                                  training=training)
+        states = self.attention_norm(states + self.attention_dropout(attended, training=training))
+        transformed = self.feed_forward(states)
+        states = self.output_norm(states + self.output_dropout(transformed, training=training))
+        return states * tf.cast(mask, states.dtype)[..., tf.newaxis]
+
+    def get_config(self):
+        return {**super().get_config(), "num_heads": self.num_heads, "ff_dim": self.ff_dim,
+                "dropout": self.dropout}
+
+
+class MLP(tf.keras.layers.Layer):
+    """Dense layers with an activation (and optional dropout) between them; the last layer
+    has ``output_activation``."""
+
+    def __init__(self, units: list[int], activation: str = "relu",
+                 output_activation: str | None = None, dropout: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.units = list(units)
+        self.activation = activation
+        self.output_activation = output_activation
+        self.dropout = dropout
+        self.dense_layers = [
+            tf.keras.layers.Dense(size, activation=(
+                activation if index < len(units) - 1 else output_activation))
+            for index, size in enumerate(units)]
+        self.dropout_layer = tf.keras.layers.Dropout(dropout)
+
+    def call(self, inputs, training=None):
+        outputs = inputs
+        for index, layer in enumerate(self.dense_layers):
+            outputs = layer(outputs)
+            if index < len(self.dense_layers) - 1:
+                outputs = self.dropout_layer(outputs, training=training)
+        return outputs
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "activation": self.activation,
+                "output_activation": self.output_activation, "dropout": self.dropout}
+
+
+class TargetAttention(tf.keras.layers.Layer):
+    """DIN-style attention of the candidate over the behaviour sequence.
+
+    A small MLP scores each behaviour from ``[query, key, query - key, query * key]``;
+    a softmax over real positions weighs the values. An all-padding sequence gives a zero
+    vector. Inputs ``(query [batch, dim], keys [batch, seq_len, dim], mask [batch, seq_len])``;
+    output ``[batch, dim]``.
+    """
+
+    def __init__(self, hidden_units: list[int], **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_units = list(hidden_units)
+        self.scorer = MLP(self.hidden_units + [1], activation="sigmoid", name="scorer")
+
+    def call(self, inputs):
+        query, keys, mask = inputs
+        mask = tf.cast(mask, keys.dtype)
+        queries = tf.broadcast_to(query[:, tf.newaxis, :], tf.shape(keys))
+        scores = tf.squeeze(self.scorer(tf.concat(
+            [queries, keys, queries - keys, queries * keys], axis=-1)), axis=-1)
+        scores = scores + (1.0 - mask) * MASKED_LOGIT
+        weights = tf.nn.softmax(scores, axis=-1) * mask  # zero where padded, also if all are
+        return tf.einsum("bl,bld->bd", weights, keys)
+
+    def get_config(self):
+        return {**super().get_config(), "hidden_units": self.hidden_units}

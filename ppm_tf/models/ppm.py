@@ -1,0 +1,122 @@
+"""PPM: the ID-free, pre-trained CTR model over item content and the behaviour sequence.
+
+Two parts with a clean boundary (DESIGN.md §3):
+
+- ``PPMUserTower`` (cached): the behaviour items' vectors m, projected, plus position and
+  time-interval encodings, through bidirectional Transformer blocks -> user states
+  ``H_u [batch, L, d]``. It depends only on the user's history, never on the candidate, so it
+  is computed once per request (or per new click) and cached.
+- ``PlugInHead`` (trained and served): the candidate's projection, target attention over
+  ``H_u``, an MLP -> a PPM representation and click/order logits.
+
+``PPM`` joins them with the item-vector table for pre-training on the long span;
+``PPMOnCachedStates`` is the head alone on cached states (the ``ppm`` ablation row).
+No user or item id is an input of either: only content vectors and timestamps.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+from ppm_tf import features
+from ppm_tf.models.config import ModelConfig
+from ppm_tf.models.item_table import ItemVectorTable
+from ppm_tf.models.layers import (MLP, BidirectionalTransformerBlock, PositionEmbedding,
+                                  TargetAttention, TimeIntervalEncoding)
+from ppm_tf.models.tasks import RankingModel
+
+PPM_USER_STATES, PPM_USER_MASK = features.PPM_USER_STATES, features.PPM_USER_MASK
+
+
+class PPMUserTower(tf.keras.layers.Layer):
+    """``(m_seq [batch, L, item_dim], hist_ts [batch, L], ts [batch], mask [batch, L])`` ->
+    ``H_u [batch, L, d]`` (zero at padded positions)."""
+
+    def __init__(self, config: ModelConfig, max_seq_len: int, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        self.max_seq_len = max_seq_len
+        self.projection = tf.keras.layers.Dense(config.tower_dim, name="item_projection")
+        self.positions = PositionEmbedding(max_seq_len, name="positions")
+        self.intervals = TimeIntervalEncoding(config.time_buckets, config.tower_dim,
+                                              name="time_intervals")
+        self.input_norm = tf.keras.layers.LayerNormalization(epsilon=1e-6)
+        self.blocks = [BidirectionalTransformerBlock(config.tower_heads, config.tower_ff_dim,
+                                                     config.dropout, name=f"block_{index}")
+                       for index in range(config.tower_blocks)]
+
+    def call(self, inputs, training=None):
+        item_vectors, hist_ts, ts, mask = inputs
+        states = self.positions(self.projection(item_vectors))
+        states = self.input_norm(states + self.intervals((ts, hist_ts)))
+        for block in self.blocks:
+            states = block((states, mask), training=training)
+        return states
+
+
+class PlugInHead(tf.keras.layers.Layer):
+    """``(H_u [batch, L, d], mask [batch, L], candidate m [batch, item_dim])`` ->
+    ``(representation [batch, r], click_logit [batch], order_logit [batch])``."""
+
+    def __init__(self, config: ModelConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        self.candidate_projection = tf.keras.layers.Dense(config.tower_dim,
+                                                          name="candidate_projection")
+        self.attention = TargetAttention(list(config.attention_units), name="target_attention")
+        self.mlp = MLP(list(config.head_units), dropout=config.dropout,
+                       output_activation="relu", name="mlp")
+        self.click_logit = tf.keras.layers.Dense(1, name="click_logit")
+        self.order_logit = tf.keras.layers.Dense(1, name="order_logit")
+
+    def call(self, inputs, training=None):
+        states, mask, candidate_vectors = inputs
+        candidate = self.candidate_projection(candidate_vectors)
+        interest = self.attention((candidate, states, mask))
+        representation = self.mlp(tf.concat([candidate, interest, candidate * interest], -1),
+                                  training=training)
+        return (representation, tf.squeeze(self.click_logit(representation), -1),
+                tf.squeeze(self.order_logit(representation), -1))
+
+
+def history_mask(batch_features) -> tf.Tensor:
+    return tf.not_equal(batch_features[features.HIST_ITEM_IDS], features.PADDING_ID)
+
+
+class PPM(RankingModel):
+    """Pre-training model: item-vector table + user tower + plug-in head, on raw examples."""
+
+    def __init__(self, item_table: ItemVectorTable, config: ModelConfig, max_seq_len: int,
+                 **kwargs):
+        super().__init__(config.order_loss_weight, **kwargs)
+        self.item_table = item_table
+        self.user_tower = PPMUserTower(config, max_seq_len, name="user_tower")
+        self.head = PlugInHead(config, name="plug_in_head")
+
+    def user_states(self, batch_features, training=None):
+        """What precompute caches: ``{ppm_user_states [batch, L, d], ppm_user_mask [batch, L]}``."""
+        mask = history_mask(batch_features)
+        states = self.user_tower((self.item_table(batch_features[features.HIST_ITEM_IDS]),
+                                  batch_features[features.HIST_TS], batch_features[features.TS],
+                                  mask), training=training)
+        return {PPM_USER_STATES: states, PPM_USER_MASK: tf.cast(mask, tf.int64)}
+
+    def call(self, batch_features, training=None):
+        cached = self.user_states(batch_features, training=training)
+        _, click, order = self.head((cached[PPM_USER_STATES], cached[PPM_USER_MASK],
+                                     self.item_table(batch_features[features.ITEM_ID])),
+                                    training=training)
+        return {"click": click, "order": order}
+
+
+class PPMOnCachedStates(RankingModel):
+    """The plug-in head alone, fed by cached states: PPM fine-tuned on the recent window."""
+
+    def __init__(self, config: ModelConfig, **kwargs):
+        super().__init__(config.order_loss_weight, **kwargs)
+        self.head = PlugInHead(config, name="plug_in_head")
+
+    def call(self, batch_features, training=None):
+        _, click, order = self.head((batch_features[PPM_USER_STATES],
+                                     batch_features[PPM_USER_MASK],
+                                     batch_features[features.PPM_ITEM_VEC]), training=training)
+        return {"click": click, "order": order}

@@ -1,0 +1,1 @@
+"""Training: PPM pre-training on the long span, and the ablation models on the recent window."""

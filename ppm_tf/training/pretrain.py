@@ -1,0 +1,86 @@
+"""``ppm pretrain``: PPM on the long (pretrain) span, then the frozen user tower's export.
+
+Inputs are content only: the behaviour items' and the candidate's ME vectors (looked up in the
+frozen item-vector table), timestamps, and the click/order labels.
+"""
+from __future__ import annotations
+
+import json
+
+import tensorflow as tf
+
+from ppm_tf import features
+from ppm_tf.atomic import atomic_directory
+from ppm_tf.data.tfrecords import load_preprocess_metadata, read_split
+from ppm_tf.models.config import preset
+from ppm_tf.models.item_table import ItemVectorTable, load_item_vectors
+from ppm_tf.models.ppm import PPM
+from ppm_tf.training.fitting import fit, trainable_parameters
+from ppm_tf.work_layout import WorkLayout
+
+PRETRAINED = "ppm_pretrained"
+HEAD_CHECKPOINT = "plug_in_head"
+
+
+class UserTowerModule(tf.Module):
+    """The frozen user tower with its item-vector table, as a servable function:
+    ``(hist_item_ids [batch, L], hist_ts [batch, L], ts [batch])`` ->
+    ``{ppm_user_states [batch, L, d], ppm_user_mask [batch, L]}``."""
+
+    def __init__(self, model: PPM, max_seq_len: int):
+        super().__init__()
+        self.item_table = model.item_table
+        self.user_tower = model.user_tower
+        self.user_states = tf.function(self._user_states, input_signature=[
+            tf.TensorSpec([None, max_seq_len], tf.string, name=features.HIST_ITEM_IDS),
+            tf.TensorSpec([None, max_seq_len], tf.int64, name=features.HIST_TS),
+            tf.TensorSpec([None], tf.int64, name=features.TS)])
+
+    def _user_states(self, hist_item_ids, hist_ts, ts):
+        mask = tf.not_equal(hist_item_ids, features.PADDING_ID)
+        states = self.user_tower((self.item_table(hist_item_ids), hist_ts, ts, mask),
+                                 training=False)
+        return {features.PPM_USER_STATES: states,
+                features.PPM_USER_MASK: tf.cast(mask, tf.int64)}
+
+
+def head_checkpoint_path(work: str) -> str:
+    return WorkLayout(work).model_dir(PRETRAINED) + "/" + HEAD_CHECKPOINT
+
+
+def pretrain_ppm(work: str, preset_name: str = "demo", seed: int = 0,
+                 epochs: int | None = None, verbose: int = 1) -> dict:
+    """Trains PPM on the pretrain split; writes the head checkpoint and the user tower."""
+    tf.keras.utils.set_random_seed(seed)
+    config = preset(preset_name)
+    layout = WorkLayout(work)
+    max_seq_len = load_preprocess_metadata(work)["max_seq_len"]
+    item_ids, vectors = load_item_vectors(work)
+    model = PPM(ItemVectorTable(item_ids, vectors, name="item_vectors"), config, max_seq_len)
+    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+    dataset = read_split(work, "pretrain", config.batch_size, shuffle=True, seed=seed)
+    with tf.io.gfile.GFile(layout.stats_json) as handle:
+        examples = json.load(handle)["splits"]["pretrain"]["examples"]
+    result = fit(model, dataset, epochs or config.pretrain_epochs,
+                 layout.model_dir(PRETRAINED) + "/backup", examples, verbose)
+    tf.train.Checkpoint(head=model.head).write(head_checkpoint_path(work))
+    export_user_tower(model, max_seq_len, layout.user_tower_dir)
+    summary = {"model": "ppm_pretrained", "preset": preset_name, "seed": seed,
+               "train_seconds": result.train_seconds,
+               "examples_per_second": result.examples_per_second,
+               "epochs": result.epochs, "final_loss": result.final_loss,
+               "trainable_params": trainable_parameters(model),
+               "user_tower_params": trainable_parameters(model.user_tower),
+               "head_params": trainable_parameters(model.head),
+               "tower_dim": config.tower_dim, "max_seq_len": max_seq_len,
+               "item_dim": int(vectors.shape[1])}
+    with tf.io.gfile.GFile(layout.model_dir(PRETRAINED) + "/training.json", "w") as handle:
+        json.dump(summary, handle, indent=2)
+    return summary
+
+
+def export_user_tower(model: PPM, max_seq_len: int, target: str) -> None:
+    module = UserTowerModule(model, max_seq_len)
+    with atomic_directory(target) as temporary:
+        tf.saved_model.save(module, temporary,
+                            signatures={"serving_default": module.user_states})

@@ -1,7 +1,7 @@
 """Raw logs -> validated, leak-free, time-split TFRecords.
 
     python -m beam_jobs.preprocess --data DIR --out WORK [--train_days 7 --eval_days 7
-        --max_seq_len 30 --min_count 2 ...] [Beam pipeline options]
+        --max_seq_len 20 --min_count 2 ...] [Beam pipeline options]
 
 Flags not listed below go to Beam (``--runner``, ``--project``, ``--temp_location``, ...).
 """
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="recent-window length in days (default: world.json's split, else 7)")
     parser.add_argument("--eval_days", type=int,
                         help="evaluation days after the window (default: world.json, else 7)")
-    parser.add_argument("--max_seq_len", type=int, default=30,
+    parser.add_argument("--max_seq_len", type=int, default=20,
                         help="behaviour sequence length L")
     parser.add_argument("--min_count", type=int, default=2,
                         help="occurrences for a token to enter its vocabulary")

@@ -14,6 +14,7 @@ import time
 
 from ppm_tf.data import raw_files
 from ppm_tf.data.synthetic import PRESETS
+from ppm_tf.errors import StageError
 from ppm_tf.work_layout import WorkLayout
 
 
@@ -79,6 +80,16 @@ def _evaluate(args: argparse.Namespace) -> None:
     metrics = evaluate(args.work)
     print(results_table(metrics))
     print(f"report: {write_report(metrics, WorkLayout(args.work).eval_dir)}")
+
+
+def _export(args: argparse.Namespace) -> None:
+    from ppm_tf.export import export_model
+
+    base_path = args.base_path or os.path.join("saved_models", args.model)
+    result = export_model(args.work, args.model, base_path, args.min_auc)
+    print(f"exported {args.model} version {result['version']} to {result['path']} "
+          f"(validation click AUC {result['validation_click_auc']:.4f} on "
+          f"{result['validation_examples']:,} eval examples)")
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -171,6 +182,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--work", required=True)
     evaluate.set_defaults(handler=_evaluate)
 
+    export = commands.add_parser("export", help="export a trained model for TF Serving")
+    export.add_argument("--work", required=True)
+    export.add_argument("--model", required=True, choices=["urm", "base"])
+    export.add_argument("--base-path", "--base_path", dest="base_path",
+                        help="TF Serving base path (default saved_models/<model>)")
+    export.add_argument("--min-auc", "--min_auc", dest="min_auc", type=float,
+                        help="refuse to publish below this click AUC on a validation slice")
+    export.set_defaults(handler=_export)
+
     demo = commands.add_parser("demo", help="run the whole pipeline on the synthetic world")
     demo.add_argument("--preset", choices=["tiny", "demo"], default="demo")
     demo.add_argument("--seed", type=int, default=0)
@@ -194,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
     try:
         args.handler(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
+    except (ValueError, FileNotFoundError, FileExistsError, StageError) as error:
         print(f"ppm {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0

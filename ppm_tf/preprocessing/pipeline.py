@@ -46,7 +46,7 @@ class PreprocessSettings:
     work: str
     train_days: int | None = None  # None: world.json's split, else DEFAULT_TRAIN_DAYS
     eval_days: int | None = None
-    max_seq_len: int = 30
+    max_seq_len: int = 20
     min_count: int = 2
     oov_buckets: int = 64
     max_events_per_user: int = 50_000

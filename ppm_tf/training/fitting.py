@@ -9,8 +9,10 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from ppm_tf.errors import StageError
 
-class TrainingDiverged(RuntimeError):
+
+class TrainingDiverged(StageError):
     """The loss became NaN or infinite: nothing from this run is kept."""
 
 

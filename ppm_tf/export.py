@@ -1,0 +1,137 @@
+"""``ppm export``: a trained model -> a new numeric version under a TF Serving base path.
+
+The version is written into a hidden sibling folder, validated, and only then renamed into
+place, so a server polling the base path never sees a half-written or unvalidated version:
+
+1. build the serving module (``serving_model.py``) from the trained weights and the tables;
+2. save it with its signatures and a warm-up file (``assets.extra/tf_serving_warmup_requests``);
+3. validate it in a fresh Python process that imports only TensorFlow: every op in the graph
+   must be a core op (stock TF Serving has no tensorflow-text), and its scores of the first
+   eval batch must match the in-memory model's;
+4. refuse to publish when the click AUC on a validation slice is below ``min_auc`` (like TFX's
+   blessing); otherwise rename the folder into place.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+
+from ppm_tf import features
+from ppm_tf.atomic import atomic_directory
+from ppm_tf.data.tfrecords import load_preprocess_metadata, read_items
+from ppm_tf.errors import StageError
+from ppm_tf.evaluation.metrics import roc_auc
+from ppm_tf.models.config import preset
+from ppm_tf.models.item_table import ItemVectorTable, load_item_vectors
+from ppm_tf.serving_model import ItemAttributeTable, ServingModule
+from ppm_tf.training.ablations import build_model, read_examples
+from ppm_tf.warmup import write_warmup_requests
+from ppm_tf.work_layout import WorkLayout
+
+EXPORTABLE = ("base", "urm")
+VALIDATION_EXAMPLES = 20_000
+_FRESH_PROCESS_CHECK = os.path.join(os.path.dirname(__file__), "export_check.py")
+
+
+class ExportRefused(StageError):
+    """The candidate version failed validation; nothing was published."""
+
+
+def load_trained_model(work: str, name: str):
+    """Rebuilds ``name`` as trained by ``ppm train`` and restores its weights."""
+    layout = WorkLayout(work)
+    with tf.io.gfile.GFile(layout.model_dir(name) + "/training.json") as handle:
+        config = preset(json.load(handle)["preset"])
+    model = build_model(name, work, config)
+    model(next(iter(read_examples(name, work, "eval", 2))))  # creates the variables
+    tf.train.Checkpoint(model=model).read(
+        layout.model_dir(name) + "/weights").assert_existing_objects_matched().expect_partial()
+    return model
+
+
+def build_serving_module(work: str, name: str) -> ServingModule:
+    if name not in EXPORTABLE:
+        raise ValueError(f"cannot export {name!r}; exportable models: {EXPORTABLE}")
+    layout = WorkLayout(work)
+    model = load_trained_model(work, name)
+    catalogue = {features.ITEM_ID: [], features.CATEGORY: [], features.BRAND: []}
+    for batch in read_items(work, 4096, deterministic=True, features=tuple(catalogue)):
+        for key, values in catalogue.items():
+            values.extend(value.decode("utf-8") for value in batch[key].numpy())
+    attributes = ItemAttributeTable(catalogue[features.ITEM_ID], catalogue[features.CATEGORY],
+                                    catalogue[features.BRAND])
+    max_seq_len = load_preprocess_metadata(work)["max_seq_len"]
+    if name == "base":
+        return ServingModule(model, attributes, None, max_seq_len=max_seq_len)
+    item_ids, vectors = load_item_vectors(work)
+    with tf.io.gfile.GFile(layout.cached_metadata) as handle:
+        tower_dim = json.load(handle)["tower_dim"]
+    user_tower = tf.saved_model.load(layout.user_tower_dir)
+    return ServingModule(model, attributes, ItemVectorTable(item_ids, vectors), user_tower,
+                         max_seq_len=max_seq_len, tower_dim=tower_dim)
+
+
+def _next_version(base_path: str) -> int:
+    existing = [int(name.rstrip("/")) for name in tf.io.gfile.listdir(base_path)
+                if name.rstrip("/").isdigit()] if tf.io.gfile.exists(base_path) else []
+    return max(existing, default=0) + 1
+
+
+def _validation_examples(work: str, name: str, size: int) -> list[bytes]:
+    """The first ``size`` serialized eval examples, in the form ``predict_examples`` takes."""
+    layout = WorkLayout(work)
+    pattern = layout.cached_pattern("eval") if name == "urm" else layout.examples_pattern("eval")
+    files = sorted(tf.io.gfile.glob(pattern))
+    records = tf.data.TFRecordDataset(files, compression_type="GZIP").take(size)
+    return [record.numpy() for record in records]
+
+
+def validate_and_publish(module: ServingModule, work: str, name: str, base_path: str,
+                         min_auc: float | None = None) -> dict:
+    version = _next_version(base_path)
+    target = f"{base_path.rstrip('/')}/{version}"
+    serialized = _validation_examples(work, name, VALIDATION_EXAMPLES)
+    if not serialized:
+        raise ExportRefused("the eval split is empty: nothing to validate the export on")
+    in_memory = module.signatures()["predict_examples"]
+    with atomic_directory(target) as temporary:
+        tf.saved_model.save(module, temporary, signatures=module.signatures())
+        write_warmup_requests(temporary, name, serialized[:8])
+        first_batch = serialized[:256]
+        expected = in_memory(examples=tf.constant(first_batch))["click_prob"].numpy()
+        _check_in_fresh_process(temporary, first_batch, expected)
+        scores = in_memory(examples=tf.constant(serialized))["click_prob"].numpy()
+        labels = tf.io.parse_example(tf.constant(serialized), {
+            features.CLICK: tf.io.FixedLenFeature([], tf.int64)})[features.CLICK].numpy()
+        auc = roc_auc(labels, scores)
+        if min_auc is not None and not auc >= min_auc:
+            raise ExportRefused(f"click AUC {auc:.4f} on {len(serialized):,} validation "
+                                f"examples is below --min-auc {min_auc}; not published")
+    return {"model": name, "version": version, "path": target,
+            "validation_click_auc": auc, "validation_examples": len(serialized)}
+
+
+def _check_in_fresh_process(saved_model_dir: str, serialized: list[bytes],
+                            expected: np.ndarray) -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        examples_path = os.path.join(scratch, "examples.tfrecord")
+        expected_path = os.path.join(scratch, "expected.npy")
+        with tf.io.TFRecordWriter(examples_path) as writer:
+            for record in serialized:
+                writer.write(record)
+        np.save(expected_path, expected)
+        result = subprocess.run(
+            [sys.executable, _FRESH_PROCESS_CHECK, saved_model_dir, examples_path,
+             expected_path], capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        raise ExportRefused(f"fresh-process validation failed:\n{result.stderr[-3000:]}")
+
+
+def export_model(work: str, name: str, base_path: str, min_auc: float | None = None) -> dict:
+    return validate_and_publish(build_serving_module(work, name), work, name, base_path, min_auc)

@@ -24,11 +24,11 @@ def test_demo_generates_once_then_skips_until_forced(tmp_path):
     out = str(tmp_path / "run")
     first = ppm("demo", "--preset", "tiny", "--out", out)
     assert first.returncode == 0, first.stderr
-    assert "[generate] preset=tiny" in first.stdout and "impressions" in first.stdout
+    assert "[generate] running" in first.stdout and "preset=tiny" in first.stdout
     again = ppm("demo", "--preset", "tiny", "--out", out)
     assert "up to date" in again.stdout and "skipped" in again.stdout
     forced = ppm("demo", "--preset", "tiny", "--out", out, "--force")
-    assert "[generate] preset=tiny" in forced.stdout
+    assert "[generate] running" in forced.stdout
 
 
 def test_import_movielens_reports_a_missing_source_clearly(tmp_path):

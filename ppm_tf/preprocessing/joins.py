@@ -131,7 +131,9 @@ class _CheckItemReferences(beam.DoFn):
     def process(self, element, bounds: dict[str, int]):
         bounds = SplitBounds(**bounds)
         item_id, group = element
-        items = sorted(group["items"], key=lambda item: _canonical(_printable(item)))
+        # The image bytes break ties: copies may differ only in an image of the same size.
+        items = sorted(group["items"], key=lambda item: (_canonical(_printable(item)),
+                                                         item.get("image") or b""))
         for extra in items[1:]:
             yield _reject(schema.ITEMS, schema.Problem(
                 "item_id", f"duplicate id {item_id!r}: listed more than once", "duplicate_id"),

@@ -16,17 +16,19 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from ppm_tf import features
 from ppm_tf.data import raw_files, schema
+from ppm_tf.errors import StageError
 from ppm_tf.filesystem import delete_tree
 from ppm_tf.preprocessing.joins import ITEMS_OUT, QUERIES_OUT, JoinItems, JoinUsers
 from ppm_tf.preprocessing.outputs import (CopyEvalOracle, WriteDeadLetters, WriteExamples,
                                           WriteRecords, WriteStats)
 from ppm_tf.preprocessing.sequences import BehaviourSequences
 from ppm_tf.preprocessing.splits import SplitBounds
-from ppm_tf.preprocessing.validate import (DEAD_LETTER, VALID, ReadAndValidate,
+from ppm_tf.preprocessing.validate import (DEAD_LETTER, RECORDS_READ, VALID, ReadAndValidate,
                                            read_with_filesystems)
 from ppm_tf.preprocessing.vocabulary import Vocabularies
 from ppm_tf.work_layout import WorkLayout
@@ -178,20 +180,44 @@ def read_stats(layout: WorkLayout) -> dict[str, Any]:
         return json.loads(handle.read())
 
 
+def events_read(result) -> int | None:
+    """Events the job read, from its committed Beam counters (None if the runner has none)."""
+    counters = result.metrics().query(
+        MetricsFilter().with_namespace(RECORDS_READ).with_name(schema.EVENTS))["counters"]
+    return sum(counter.committed for counter in counters) if counters else None
+
+
+def check_nothing_lost(stats: dict[str, Any], read: int | None) -> None:
+    """Every event read must be an example or a dead letter: fail loudly otherwise."""
+    if read is None:
+        return
+    examples = sum(counts["examples"] for counts in stats["splits"].values())
+    rejected = sum(count for reason, count in stats["dead_letter"].items()
+                   if reason.startswith(f"{schema.EVENTS}."))
+    if examples + rejected != read:
+        raise StageError(
+            f"preprocessing lost events: read {read:,}, wrote {examples:,} examples and "
+            f"{rejected:,} dead letters ({read - examples - rejected:,} unaccounted for); "
+            "the outputs in WORK are incomplete and preprocess.json was not written")
+
+
 def run_preprocess(settings: PreprocessSettings, options: PipelineOptions) -> dict[str, Any]:
     """Runs the whole job and returns stats.json's content."""
     check_inputs(settings)
     layout = WorkLayout(settings.work)
     clear_outputs(layout)
     world = _read_world(settings.data)
-    with beam.Pipeline(options=options) as pipeline:
-        build_pipeline(pipeline, settings, world)
+    pipeline = beam.Pipeline(options=options)
+    build_pipeline(pipeline, settings, world)
+    result = pipeline.run()
+    result.wait_until_finish()
     stats = read_stats(layout)
     empty = [split for split, counts in stats["splits"].items() if not counts["examples"]]
     if empty:
         raise ValueError(
             f"no valid examples in split(s) {empty} (dead letters: {stats['dead_letter']}); "
             f"check the input's time span and {layout.path('dead_letter')}/")
+    check_nothing_lost(stats, events_read(result))
     metadata = {"settings": dataclasses.asdict(settings), "split_bounds": stats["split_bounds"],
                 "max_seq_len": settings.max_seq_len, "oov_buckets": settings.oov_buckets}
     with FileSystems.create(layout.preprocess_json) as handle:

@@ -15,11 +15,20 @@ from apache_beam.io.filesystems import FileSystems
 from ppm_tf.data import schema
 
 VALID, DEAD_LETTER = "valid", "dead_letter"
+RECORDS_READ = "records_read"  # Beam counter namespace: records read per table
 
 
 def read_with_filesystems(path: str) -> bytes:
-    """Reads a file from any filesystem Beam knows (local, gs://, ...)."""
-    with FileSystems.open(path) as handle:
+    """Reads a file from any filesystem Beam knows (local, gs://, ...).
+
+    A path no installed filesystem serves (``https://``, or ``gs://`` without
+    ``apache-beam[gcp]``) raises ``OSError`` like a missing file, so its item is
+    dead-lettered instead of failing the pipeline."""
+    try:
+        handle = FileSystems.open(path)
+    except ValueError as error:
+        raise OSError(f"no filesystem can read {path!r}: {error}") from error
+    with handle:
         return handle.read()
 
 
@@ -52,13 +61,18 @@ class _ValidateLines(beam.DoFn):
         self.context = context
 
     def process(self, line: bytes):
+        if not line.strip():  # a blank line holds no record (as in ``raw_files.read_jsonl``)
+            return
+        beam.metrics.Metrics.counter(RECORDS_READ, self.table).inc()
         record, problem = schema.parse_json_record(line)
         if problem is not None:
             text = line.decode("utf-8", errors="replace")
             yield self._reject(dead_letter(self.table, [problem], line=text))
             return
         checked = record
-        if self.table == schema.ITEMS and isinstance(record.get("image"), str):
+        # An empty path is left to the validator, which reports it as empty.
+        if self.table == schema.ITEMS and isinstance(record.get("image"), str) \
+                and record["image"].strip():
             checked, problem = self._with_image_bytes(record)
             if problem is not None:
                 yield self._reject(dead_letter(self.table, [problem], record=record))

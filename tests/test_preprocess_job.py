@@ -1,0 +1,386 @@
+"""The preprocessing job end to end, as ``python -m beam_jobs.preprocess`` runs it, on the tiny
+synthetic world: clean input, input full of bad records, empty input, no world.json.
+
+One module-scoped run per scenario. Runner: Beam's in-memory FnApiRunner (``--runner
+DirectRunner`` would first try to download the Prism runner).
+"""
+import collections
+import glob
+import json
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+import tensorflow as tf
+
+from beam_jobs.preprocess import run
+from ppm_tf import features
+from ppm_tf.data import raw_files
+from ppm_tf.data.synthetic import generate_world, preset
+from ppm_tf.preprocessing.pipeline import PreprocessSettings, window_days
+from ppm_tf.preprocessing.splits import SplitBounds
+from ppm_tf.preprocessing.validate import dead_letter_key
+from ppm_tf.preprocessing.vocabulary import VOCABULARIES
+from ppm_tf.work_layout import WorkLayout
+
+pytestmark = pytest.mark.slow
+
+RUNNER = "--runner=FnApiRunner"
+MAX_SEQ_LEN = 8
+DAY = raw_files.SECONDS_PER_DAY
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("world") / "tiny"
+    generate_world(preset("tiny"), seed=0, out=str(out), preset_name="tiny")
+    return out
+
+
+def _copy(world: Path, tmp_path_factory, name: str) -> Path:
+    raw = tmp_path_factory.mktemp(name) / "raw"
+    shutil.copytree(world, raw)
+    return raw
+
+
+def _preprocess(raw: Path, work: Path, *flags: str) -> dict:
+    return run(["--data", str(raw), "--out", str(work), "--max_seq_len", str(MAX_SEQ_LEN),
+                *flags, RUNNER])
+
+
+def _files(root: Path) -> set[str]:
+    return {str(path.relative_to(root)) for path in root.rglob("*") if path.is_file()}
+
+
+def _raw_events(raw: Path) -> list[dict]:
+    return list(raw_files.read_jsonl(raw_files.RawLayout(str(raw)).events_pattern))
+
+
+def _read_examples(work: Path, split: str) -> list[dict]:
+    files = sorted(glob.glob(WorkLayout(str(work)).examples_pattern(split)))
+    assert files, f"no {split} shards"
+    return [features.decode_example(record.numpy(), features.EXAMPLE_FEATURES)
+            for record in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+
+
+def _read_jsonl(pattern: str) -> list[dict]:
+    rows = []
+    for path in sorted(glob.glob(pattern)):
+        with open(path, encoding="utf-8") as handle:
+            rows.extend(json.loads(line) for line in handle if line.strip())
+    return rows
+
+
+def _counts_by_time(events: list[dict], bounds: dict) -> dict[str, int]:
+    split_of = SplitBounds(**bounds).split_of
+    counts = collections.Counter(split_of(event["ts"]) for event in events)
+    return {split: counts[split] for split in features.SPLITS}
+
+
+def _reference_histories(events: list[dict]) -> dict[tuple[str, str], list[tuple[int, str]]]:
+    """(request_id, item_id) -> [(ts, item_id)] by brute force over each user's raw clicks."""
+    clicks = collections.defaultdict(list)
+    for event in events:
+        if event["click"]:
+            clicks[event["user_id"]].append(event)
+    histories = {}
+    for event in events:
+        earlier = sorted(((click["ts"], click["request_id"], click["item_id"])
+                          for click in clicks[event["user_id"]]
+                          if click["ts"] < event["ts"]
+                          and click["request_id"] != event["request_id"]), reverse=True)
+        histories[event["request_id"], event["item_id"]] = [
+            (ts, item_id) for ts, _, item_id in earlier[:MAX_SEQ_LEN]]
+    return histories
+
+
+def _check_examples(work: Path, events: list[dict], stats: dict) -> dict[str, list[dict]]:
+    """Shared checks: counts per split by time, exact leak-free histories, padding."""
+    examples = {split: _read_examples(work, split) for split in features.SPLITS}
+    assert {split: len(rows) for split, rows in examples.items()} == \
+        _counts_by_time(events, stats["split_bounds"]) == \
+        {split: counts["examples"] for split, counts in stats["splits"].items()}
+    histories = _reference_histories(events)
+    for split, rows in examples.items():
+        for example in rows:
+            assert example["split"] == split
+            length = example["hist_len"]
+            assert 0 <= length <= MAX_SEQ_LEN
+            assert all(ts < example["ts"] for ts in example["hist_ts"][:length])
+            assert example["hist_ts"][length:] == [0] * (MAX_SEQ_LEN - length)
+            assert example["hist_item_ids"][length:] == [""] * (MAX_SEQ_LEN - length)
+            assert list(zip(example["hist_ts"][:length], example["hist_item_ids"][:length])) \
+                == histories[example["request_id"], example["item_id"]]
+    return examples
+
+
+def _check_oracle(work: Path, eval_examples: list[dict]) -> None:
+    oracle = _read_jsonl(WorkLayout(str(work)).path("oracle", "eval-*.jsonl"))
+    keys = [(row["request_id"], row["item_id"]) for row in oracle]
+    assert len(keys) == len(set(keys)) == len(eval_examples)
+    assert set(keys) == {(example["request_id"], example["item_id"]) for example in eval_examples}
+
+
+# --- clean input -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def clean_run(world, tmp_path_factory):
+    """Runs twice over the same WORK; stale shards planted between the runs must vanish."""
+    work = tmp_path_factory.mktemp("clean") / "work"
+    first_stats = _preprocess(world, work)
+    first_files = _files(work)
+    train_shard = next(work.glob("examples/train/part-*"))
+    stale = ["examples/train/part-00003-of-00004.tfrecord.gz",
+             "items/part-00007-of-00008.tfrecord.gz", "dead_letter/events-00001-of-00002.jsonl",
+             "oracle/eval-00001-of-00002.jsonl", "vocab/old_name.txt"]
+    for path in stale:
+        shutil.copyfile(train_shard, work / path)
+    stats = _preprocess(world, work)
+    return work, stats, first_stats, first_files
+
+
+def test_clean_run_writes_every_output(clean_run):
+    work, stats, _, _ = clean_run
+    layout = WorkLayout(str(work))
+    for name in VOCABULARIES:
+        with open(layout.vocab(name), encoding="utf-8") as handle:
+            assert len(handle.read().splitlines()) == stats["vocabulary_sizes"][name] > 0, name
+    assert glob.glob(layout.items_pattern) and glob.glob(layout.queries_pattern)
+    with open(layout.preprocess_json, encoding="utf-8") as handle:
+        metadata = json.load(handle)
+    assert metadata["split_bounds"] == stats["split_bounds"]
+    assert metadata["max_seq_len"] == MAX_SEQ_LEN
+    assert metadata["settings"]["max_seq_len"] == MAX_SEQ_LEN
+
+
+def test_clean_run_keeps_every_event_in_its_time_split(clean_run, world):
+    work, stats, _, _ = clean_run
+    events = _raw_events(world)
+    world_json = raw_files.read_world(str(world))
+    assert stats["split_bounds"] == SplitBounds.from_world(world_json).as_dict()
+    assert stats["dead_letter"] == {} and stats["dead_letter_total"] == 0
+    assert stats["valid"] == {"items": world_json["sizes"]["items"],
+                              "queries": world_json["sizes"]["queries"]}
+    examples = _check_examples(work, events, stats)
+    assert sum(map(len, examples.values())) == len(events) == world_json["sizes"]["impressions"]
+    _check_oracle(work, examples["eval"])
+
+
+def test_clean_run_examples_parse_with_the_shared_spec(clean_run):
+    work, stats, _, _ = clean_run
+    files = sorted(glob.glob(WorkLayout(str(work)).examples_pattern("eval")))
+    spec = features.parse_spec(features.EXAMPLE_FEATURES, MAX_SEQ_LEN)
+    dataset = (tf.data.TFRecordDataset(files, compression_type="GZIP").batch(4096)
+               .map(lambda batch: tf.io.parse_example(batch, spec)))
+    batches = list(dataset)
+    assert sum(int(batch["ts"].shape[0]) for batch in batches) == \
+        stats["splits"]["eval"]["examples"]
+    assert batches[0]["hist_item_ids"].shape[1] == MAX_SEQ_LEN
+    assert batches[0]["item_age_days"].dtype == tf.float32
+
+
+def test_rerun_over_the_same_work_leaves_no_stale_shards(clean_run):
+    work, stats, first_stats, first_files = clean_run
+    assert _files(work) == first_files
+    assert stats == first_stats
+
+
+# --- bad input -------------------------------------------------------------------------------
+
+def _event(request_id, user_id, item_id, ts, click=0, order=0):
+    return {"request_id": request_id, "user_id": user_id, "item_id": item_id, "ts": ts,
+            "click": click, "order": order}
+
+
+def _line(record) -> bytes:
+    return json.dumps(record, sort_keys=True).encode("utf-8")
+
+
+@pytest.fixture(scope="module")
+def bad_run(world, tmp_path_factory):
+    """The tiny world with bad records of every kind injected; returns what was injected."""
+    raw = _copy(world, tmp_path_factory, "bad")
+    layout = raw_files.RawLayout(str(raw))
+    horizon = raw_files.read_world(str(raw))["horizon"]
+    items = list(raw_files.read_jsonl(layout.items))
+    users = list(raw_files.read_jsonl(layout.users))
+    queries = list(raw_files.read_jsonl(layout.queries))
+    events = _raw_events(raw)
+    queried = {query["item_id"] for query in queries}
+    shown = {event["item_id"] for event in events}
+    # The item whose image becomes garbage, one listed twice, one with a too-early event.
+    broken, doubled, early = sorted(shown & queried)[:3]
+    launch_ts = {item["item_id"]: item["launch_ts"] for item in items}
+    user = users[0]["user_id"]
+    mid = horizon["start_ts"] + 10 * DAY
+    with open(layout.image(f"{broken}.png"), "wb") as handle:
+        handle.write(b"\x89PNG but not really")
+
+    injected = {  # dead-letter key -> injected records (raw lines for unparsable ones)
+        "events.<record>.invalid_json": [b'{"request_id": "bad-json", "user_id":',
+                                         b'\xff\xfe{"request_id": "bad-bytes"}'],
+        "events.click.missing": [{k: v for k, v in _event("bad-missing", user, early, mid)
+                                  .items() if k != "click"}],
+        "events.ts.wrong_type": [_event("bad-type", user, early, str(mid))],
+        "events.item_id.unknown_id": [_event("bad-item", user, "no-such-item", mid)],
+        "events.user_id.unknown_id": [_event("bad-user", "no-such-user", early, mid)],
+        # After the export time (caught on reading), and at the exclusive end (by the join).
+        "events.ts.future": [_event("bad-future-read", user, early, horizon["end_ts"] + 3600),
+                             _event("bad-future-end", user, early, horizon["end_ts"])],
+        "events.ts.before_launch": [_event("bad-launch", user, early, launch_ts[early] - 60)],
+    }
+    duplicated = [event for event in events if event["item_id"] != broken][100:103]
+    injected_lines = [record if isinstance(record, bytes) else _line(record)
+                      for records in injected.values() for record in records]
+
+    # Out of order: lines shuffled within every shard, the last day moved into the first
+    # shard, duplicates and bad lines spread among them.
+    shards = sorted(glob.glob(layout.events_pattern))
+    lines = {path: Path(path).read_bytes().splitlines() for path in shards}
+    lines[shards[0]] += lines.pop(shards[-1]) + injected_lines
+    lines[shards[1]] += [_line(event) for event in duplicated]
+    Path(shards[-1]).unlink()
+    rng = random.Random(0)
+    for path, shard_lines in lines.items():
+        rng.shuffle(shard_lines)
+        Path(path).write_bytes(b"".join(line + b"\n" for line in shard_lines))
+
+    doubled_item = next(item for item in items if item["item_id"] == doubled)
+    with open(layout.items, "ab") as handle:
+        handle.write(_line(doubled_item) + b"\n")
+    with open(layout.users, "ab") as handle:
+        handle.write(_line(users[1]) + b"\n")
+
+    work = tmp_path_factory.mktemp("bad") / "work"
+    stats = _preprocess(raw, work)
+    return {"work": work, "stats": stats, "injected": injected, "duplicated": duplicated,
+            "broken": broken, "doubled_item": doubled_item, "doubled_user": users[1],
+            "events": events, "queries": queries, "items": items}
+
+
+def _dead_letters(work: Path) -> dict[str, list[dict]]:
+    by_key = collections.defaultdict(list)
+    for entry in _read_jsonl(WorkLayout(str(work)).dead_letter_pattern):
+        by_key[dead_letter_key(entry)].append(entry)
+    return by_key
+
+
+def test_bad_input_counts_every_dead_letter_exactly(bad_run):
+    stats, broken = bad_run["stats"], bad_run["broken"]
+    broken_events = sum(event["item_id"] == broken for event in bad_run["events"])
+    broken_queries = sum(query["item_id"] == broken for query in bad_run["queries"])
+    assert broken_events and broken_queries
+    expected = {key: len(records) for key, records in bad_run["injected"].items()}
+    expected.update({
+        "events.request_id.duplicate_event": 3,
+        # Cascade: the item with the undecodable image is rejected on reading, so the joins
+        # find no such item and reject its events and queries as unknown ids.
+        "items.image.undecodable_image": 1,
+        "events.item_id.unknown_id": expected["events.item_id.unknown_id"] + broken_events,
+        "queries.item_id.unknown_id": broken_queries,
+        "items.item_id.duplicate_id": 1,
+        "users.user_id.duplicate_id": 1,
+    })
+    assert stats["dead_letter"] == dict(sorted(expected.items()))
+    assert stats["dead_letter_total"] == sum(expected.values())
+    written = {key: len(entries) for key, entries in _dead_letters(bad_run["work"]).items()}
+    assert written == expected
+    assert stats["valid"] == {"items": len(bad_run["items"]) - 1,
+                              "queries": len(bad_run["queries"]) - broken_queries}
+
+
+def test_bad_input_every_injected_record_is_dead_lettered_with_its_code(bad_run):
+    dead = _dead_letters(bad_run["work"])
+    for key, records in bad_run["injected"].items():
+        entries = dead[key]
+        for record in records:
+            if isinstance(record, bytes):
+                line = record.decode("utf-8", errors="replace")
+                assert any(entry.get("line") == line for entry in entries), (key, line)
+            else:
+                assert record in [entry.get("record") for entry in entries], (key, record)
+    duplicates = [entry["record"] for entry in dead["events.request_id.duplicate_event"]]
+    assert sorted(duplicates, key=json.dumps) == sorted(bad_run["duplicated"], key=json.dumps)
+    broken = bad_run["broken"]
+    assert [entry["record"]["item_id"] for entry in dead["items.image.undecodable_image"]] \
+        == [broken]
+    assert all(entry["record"]["item_id"] == broken
+               for entry in dead["queries.item_id.unknown_id"])
+    doubled_item = dead["items.item_id.duplicate_id"][0]["record"]
+    assert doubled_item["item_id"] == bad_run["doubled_item"]["item_id"]
+    assert doubled_item["image"].endswith(" bytes>")  # size, not the bytes
+    assert [entry["record"] for entry in dead["users.user_id.duplicate_id"]] \
+        == [bad_run["doubled_user"]]
+
+
+def test_bad_input_keeps_every_good_event_once_and_leak_free(bad_run):
+    work, stats = bad_run["work"], bad_run["stats"]
+    good = [event for event in bad_run["events"] if event["item_id"] != bad_run["broken"]]
+    examples = _check_examples(work, good, stats)
+    assert sum(map(len, examples.values())) == len(good)
+    assert not any(example["request_id"].startswith("bad-")
+                   for rows in examples.values() for example in rows)
+    _check_oracle(work, examples["eval"])
+
+
+# --- empty input, no world.json --------------------------------------------------------------
+
+def test_empty_events_file_is_a_clear_error(world, tmp_path_factory):
+    raw = _copy(world, tmp_path_factory, "empty")
+    shutil.rmtree(raw / "events")
+    (raw / "events").mkdir()
+    (raw / "events" / "part-00000.jsonl").write_bytes(b"")
+    with pytest.raises(ValueError, match="events input is empty"):
+        _preprocess(raw, raw.parent / "work")
+
+
+def test_missing_events_files_is_a_clear_error(world, tmp_path_factory):
+    raw = _copy(world, tmp_path_factory, "no_events")
+    shutil.rmtree(raw / "events")
+    with pytest.raises(FileNotFoundError, match="no events file matches"):
+        _preprocess(raw, raw.parent / "work")
+
+
+@pytest.fixture(scope="module")
+def no_world_run(world, tmp_path_factory):
+    raw = _copy(world, tmp_path_factory, "no_world")
+    (raw / raw_files.WORLD_JSON).unlink()
+    work = raw.parent / "work"
+    return raw, work, _preprocess(raw, work, "--train_days", "5", "--eval_days", "3")
+
+
+def test_without_world_json_bounds_come_from_the_last_event_day(no_world_run):
+    raw, work, stats = no_world_run
+    events = _raw_events(raw)
+    end = (max(event["ts"] for event in events) // DAY + 1) * DAY
+    assert stats["split_bounds"] == {"train_start_ts": end - 8 * DAY,
+                                     "eval_start_ts": end - 3 * DAY, "end_ts": end}
+    assert stats["dead_letter_total"] == 0
+    assert stats["settings"]["train_days"] == 5 and stats["settings"]["eval_days"] == 3
+    examples = _check_examples(work, events, stats)
+    _check_oracle(work, examples["eval"])
+    with open(WorkLayout(str(work)).preprocess_json, encoding="utf-8") as handle:
+        assert json.load(handle)["split_bounds"] == stats["split_bounds"]
+
+
+def test_all_events_invalid_without_world_json_fails_after_writing_dead_letters(
+        world, tmp_path_factory):
+    raw = _copy(world, tmp_path_factory, "all_bad")
+    (raw / raw_files.WORLD_JSON).unlink()
+    shutil.rmtree(raw / "events")
+    (raw / "events").mkdir()
+    (raw / "events" / "part-00000.jsonl").write_bytes(b'{"request_id": \n[]\n')
+    work = raw.parent / "work"
+    with pytest.raises(ValueError, match=r"no valid examples .*'events.<record>.invalid_json': 2"):
+        _preprocess(raw, work)
+    assert len(_dead_letters(work)["events.<record>.invalid_json"]) == 2
+
+
+def test_window_days_take_each_flag_else_world_json_else_the_default():
+    world = {"suggested_splits": raw_files.split_spans(0, [0, 40, 55, 60])}
+    settings = PreprocessSettings(data="raw", work="work")
+    assert window_days(settings, world) == (15, 5)
+    assert window_days(PreprocessSettings("raw", "work", eval_days=3), world) == (15, 3)
+    assert window_days(PreprocessSettings("raw", "work", train_days=9), world) == (9, 5)
+    assert window_days(settings, None) == (7, 7)

@@ -1,0 +1,59 @@
+"""Property test of the no-leakage rule: for any log of one user, every history is exactly the
+user's latest clicks strictly before the impression and from other requests, newest first."""
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ppm_tf.preprocessing.sequences import attach_behaviour_sequences
+
+T0 = 1_700_000_000
+HIST_FIELDS = ("hist_item_ids", "hist_categories", "hist_ts", "hist_len")
+
+# A request: one timestamp (a small range, so requests often share a second) and the
+# impressions it showed, each clicked or not; items repeat across requests. An impression is
+# now and then logged a second after its request's time, so a click of the same request can
+# be strictly earlier: "from another request" is then tested apart from "strictly before".
+_request = st.tuples(
+    st.integers(0, 8),
+    st.lists(st.tuples(st.sampled_from("abcdef"), st.booleans(), st.sampled_from([0, 0, 0, 1])),
+             min_size=1, max_size=4))
+
+
+def _flatten(requests):
+    return [{"request_id": f"r{number}", "user_id": "u1", "item_id": item,
+             "category": f"cat-{item}", "ts": T0 + second + delay, "click": int(clicked),
+             "order": 0}
+            for number, (second, impressions) in enumerate(requests)
+            for item, clicked, delay in impressions]
+
+
+# Events arrive in any order: the function may not rely on the log being sorted.
+user_logs = st.lists(_request, max_size=10).map(_flatten).flatmap(st.permutations)
+
+
+def _reference(events, event, max_seq_len):
+    """Brute force: every qualifying click, newest first (ties: the larger key first)."""
+    clicks = sorted(((other["ts"], other["request_id"], other["item_id"], other["category"])
+                     for other in events
+                     if other["click"] and other["ts"] < event["ts"]
+                     and other["request_id"] != event["request_id"]), reverse=True)
+    return clicks[:max_seq_len]
+
+
+@settings(derandomize=True, max_examples=200, deadline=None)
+@given(events=user_logs, max_seq_len=st.integers(1, 6))
+def test_histories_are_leak_free_and_match_brute_force(events, max_seq_len):
+    examples = list(attach_behaviour_sequences(events, max_seq_len))
+    assert [{key: value for key, value in example.items() if key not in HIST_FIELDS}
+            for example in examples] == events
+    for example in examples:
+        history = list(zip(example["hist_ts"], example["hist_item_ids"],
+                           example["hist_categories"]))
+        assert example["hist_len"] == len(history) <= max_seq_len
+        assert all(ts < example["ts"] for ts, _, _ in history)
+        assert example["hist_ts"] == sorted(example["hist_ts"], reverse=True)
+        for ts, item_id, category in history:
+            assert any(other["click"] and other["ts"] == ts and other["item_id"] == item_id
+                       and other["category"] == category
+                       and other["request_id"] != example["request_id"] for other in events)
+        assert history == [(ts, item_id, category) for ts, _, item_id, category
+                           in _reference(events, example, max_seq_len)]

@@ -1,0 +1,149 @@
+"""``ppm demo``: the whole pipeline on the embedded synthetic world (or a given raw data dir).
+
+generate -> preprocess (Beam) -> train encoders -> embed items (Beam) -> pretrain PPM ->
+precompute towers (Beam) -> train base / qm_ep / ppm / urm / base_long -> evaluate ->
+export urm and base -> serve them locally and score one user's candidates over REST and gRPC.
+
+Each stage prints a line with its elapsed time and is skipped when its outputs exist and are
+newer than its inputs (so a re-run after a crash resumes; ``force`` redoes everything).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from typing import Callable
+
+from ppm_tf.data import raw_files
+from ppm_tf.work_layout import WorkLayout
+
+PRESETS = ("tiny", "demo")
+TRAINED_MODELS = ("base", "qm_ep", "ppm", "urm", "base_long")
+EXPORTED_MODELS = ("urm", "base")
+EXPORTED_MARKER = ".exported"  # what the last export published; the up-to-date check
+
+
+@dataclasses.dataclass
+class DemoRun:
+    out: str
+    preset: str = "demo"
+    seed: int = 0
+    data: str | None = None  # a raw data directory to use instead of generating one
+    force: bool = False
+    stage_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    @property
+    def data_dir(self) -> str:
+        return self.data or os.path.join(self.out, "data")
+
+    @property
+    def work(self) -> str:
+        return os.path.join(self.out, "work")
+
+    @property
+    def layout(self) -> WorkLayout:
+        return WorkLayout(self.work)
+
+    @property
+    def saved_models(self) -> str:
+        return os.path.join(self.out, "saved_models")
+
+    def stage(self, name: str, action: Callable[[], object], output: str | None = None,
+              inputs: tuple[str, ...] = ()):
+        """Runs ``action`` unless ``output`` exists and is newer than every input (a stage
+        without ``output`` always runs)."""
+        if output is not None and not self.force and _newer(output, inputs):
+            print(f"[{name}] up to date; skipped (--force redoes it)", flush=True)
+            return None
+        print(f"[{name}] running", flush=True)
+        started = time.perf_counter()
+        result = action()
+        self.stage_seconds[name] = time.perf_counter() - started
+        print(f"[{name}] done in {self.stage_seconds[name]:.1f} s", flush=True)
+        return result
+
+
+def _newer(output: str, inputs: list[str]) -> bool:
+    if not os.path.exists(output):
+        return False
+    return all(os.path.getmtime(output) >= os.path.getmtime(path)
+               for path in inputs if os.path.exists(path))
+
+
+def _generated(data_dir: str, preset_name: str, seed: int) -> bool:
+    try:
+        world = raw_files.read_world(data_dir)
+    except FileNotFoundError:
+        return False
+    return world.get("preset") == preset_name and world.get("seed") == seed
+
+
+def run_demo(run: DemoRun) -> dict:
+    """Runs every stage; returns the final metrics (also written to OUT/metrics.json)."""
+    from beam_jobs import embed_items, precompute_towers, preprocess
+    from ppm_tf.data.synthetic import format_summary, generate_world
+    from ppm_tf.data.synthetic import preset as world_preset
+    from ppm_tf.encoders.training import train_encoders
+    from ppm_tf.evaluation.evaluate import evaluate
+    from ppm_tf.export import export_model
+    from ppm_tf.training.ablations import train_ablation
+    from ppm_tf.demo_serving import serve_and_score
+    from ppm_tf.training.pretrain import PRETRAINED, pretrain_ppm
+
+    started = time.perf_counter()
+    layout = run.layout
+    world_json = raw_files.RawLayout(run.data_dir).world
+    if run.data is None:
+        if run.force or not _generated(run.data_dir, run.preset, run.seed):
+            run.stage("generate", lambda: print(format_summary(generate_world(
+                world_preset(run.preset), run.seed, run.data_dir, run.preset))))
+        else:
+            print("[generate] up to date; skipped (--force redoes it)", flush=True)
+    run.stage("preprocess", lambda: preprocess.run(["--data", run.data_dir, "--out", run.work]),
+              layout.preprocess_json, (world_json,))
+    encoder_metrics = layout.encoders_dir + "/metrics.json"
+    run.stage("train-encoders", lambda: train_encoders(run.work, run.preset, run.seed),
+              encoder_metrics, (layout.preprocess_json,))
+    run.stage("embed-items", lambda: embed_items.run(["--work", run.work]),
+              layout.item_vectors_metadata, (encoder_metrics,))
+    pretrained = layout.model_dir(PRETRAINED) + "/training.json"
+    run.stage("pretrain", lambda: pretrain_ppm(run.work, run.preset, run.seed),
+              pretrained, (layout.item_vectors_metadata,))
+    run.stage("precompute", lambda: precompute_towers.run(["--work", run.work]),
+              layout.cached_metadata, (pretrained,))
+    for name in TRAINED_MODELS:
+        source = layout.cached_metadata if name in ("qm_ep", "ppm", "urm") else \
+            layout.preprocess_json
+        run.stage(f"train {name}",
+                  lambda name=name: train_ablation(run.work, name, run.preset, run.seed),
+                  layout.model_dir(name) + "/training.json", (source,))
+    metrics = run.stage("evaluate", lambda: evaluate(run.work))
+    for name in EXPORTED_MODELS:
+        run.stage(f"export {name}", lambda name=name: _export(run, name, export_model),
+                  os.path.join(run.saved_models, name, EXPORTED_MARKER),
+                  (layout.model_dir(name) + "/training.json",))
+    serving = run.stage("serve", lambda: serve_and_score(run.saved_models, run.work))
+    return _finish(run, metrics, serving, time.perf_counter() - started)
+
+
+def _export(run: DemoRun, name: str, export_model) -> dict:
+    result = export_model(run.work, name, os.path.join(run.saved_models, name))
+    with open(os.path.join(run.saved_models, name, EXPORTED_MARKER), "w",
+              encoding="utf-8") as handle:
+        json.dump(result, handle)
+    return result
+
+
+def _finish(run: DemoRun, metrics: dict, serving: dict, seconds: float) -> dict:
+    from ppm_tf.demo_report import print_results, write_html_report
+
+    summary = {**metrics, "serving": serving, "stage_seconds": run.stage_seconds,
+               "wall_clock_seconds": seconds, "preset": run.preset, "seed": run.seed}
+    with open(os.path.join(run.out, "metrics.json"), "w", encoding="utf-8") as handle:
+        json.dump(summary, handle, indent=2, sort_keys=True, default=float)
+    print_results(summary)
+    report = write_html_report(summary, run.layout.eval_dir, os.path.join(run.out, "report.html"))
+    print(f"report: {report}\nmetrics: {os.path.join(run.out, 'metrics.json')}\n"
+          f"wall clock: {seconds / 60:.1f} min")
+    return summary

@@ -78,10 +78,14 @@ def train_ablation(work: str, name: str, preset_name: str = "demo", seed: int = 
     splits = TRAINING_SPLITS.get(name, ("train",))
     model = build_model(name, work, config)
     model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
-    dataset = read_examples(name, work, splits, config.batch_size, shuffle=True, seed=seed)
+
+    def epoch_data(epoch: int):
+        return read_examples(name, work, splits, config.batch_size, shuffle=True,
+                             seed=seed * 1000 + epoch)
+
     if name in HEAD_FROM_PRETRAINING:
-        initialise_head_from_pretraining(model, work, next(iter(dataset)))
-    result = fit(model, dataset, epochs or config.train_epochs,
+        initialise_head_from_pretraining(model, work, next(iter(epoch_data(0))))
+    result = fit(model, epoch_data, epochs or config.train_epochs,
                  layout.model_dir(name) + "/backup", _count_examples(work, splits), verbose)
     tf.train.Checkpoint(model=model).write(layout.model_dir(name) + "/weights")
     write_predictions(model, name, work, config.batch_size)

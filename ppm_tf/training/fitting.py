@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from typing import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -13,7 +14,7 @@ from ppm_tf.errors import StageError
 
 
 class TrainingDiverged(StageError):
-    """The loss became NaN or infinite: nothing from this run is kept."""
+    """The loss or the weights became NaN or infinite: nothing from this run is kept."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,23 +29,58 @@ class FitResult:
         return self.examples / max(self.train_seconds, 1e-9)
 
 
-def fit(model: tf.keras.Model, dataset: tf.data.Dataset, epochs: int, backup_dir: str,
-        examples_per_epoch: int, verbose: int = 1) -> FitResult:
-    """Fits ``model``; a run interrupted mid-training resumes from ``backup_dir`` (the last
-    finished epoch) when called again with the same arguments. Throughput counts the epochs
-    this call ran."""
-    callbacks = [tf.keras.callbacks.BackupAndRestore(backup_dir),
-                 tf.keras.callbacks.TerminateOnNaN()]
+def fit(model: tf.keras.Model, dataset: tf.data.Dataset | Callable[[int], tf.data.Dataset],
+        epochs: int, backup_dir: str, examples_per_epoch: int, verbose: int = 1) -> FitResult:
+    """Fits ``model`` epoch by epoch, checkpointing model, optimizer and epoch to
+    ``backup_dir`` after each one. Called again after a crash (even mid-epoch), it resumes
+    from the last finished epoch and ends where an uninterrupted run ends: pass ``dataset``
+    as ``epoch -> Dataset`` (each epoch's own seeded order) so the resumed epochs read the
+    same batches. The backup is removed once training completes or diverges.
+
+    Throughput counts the epochs this call ran.
+    """
+    finished_epochs = tf.Variable(0, dtype=tf.int64, trainable=False)
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
+                                     finished_epochs=finished_epochs)
+    manager = tf.train.CheckpointManager(checkpoint, backup_dir, max_to_keep=1)
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint)  # restores lazily built variables too
+    losses = []
     started = time.perf_counter()
-    history = model.fit(dataset, epochs=epochs, callbacks=callbacks, verbose=verbose)
+    for epoch in range(int(finished_epochs.numpy()), epochs):
+        epoch_data = dataset(epoch) if callable(dataset) else dataset
+        history = model.fit(epoch_data, epochs=epoch + 1, initial_epoch=epoch, verbose=verbose,
+                            callbacks=[tf.keras.callbacks.TerminateOnNaN()])
+        losses.extend(history.history.get("loss", [float("nan")]))
+        _check_finite(model, losses, backup_dir)
+        finished_epochs.assign(epoch + 1)
+        manager.save()
     seconds = time.perf_counter() - started
-    losses = history.history.get("loss", [float("nan")])
+    if tf.io.gfile.exists(backup_dir):
+        tf.io.gfile.rmtree(backup_dir)
+    final_loss = float(losses[-1]) if losses else float("nan")
+    return FitResult(seconds, examples_per_epoch * len(losses), len(losses), final_loss)
+
+
+def _check_finite(model: tf.keras.Model, losses: list[float], backup_dir: str) -> None:
+    """Raises ``TrainingDiverged`` (and drops the backup) on a non-finite loss or weight."""
+    problem = None
     if not losses or not all(math.isfinite(loss) for loss in losses):
-        raise TrainingDiverged(
-            f"training loss became {losses[-1] if losses else 'undefined'} after "
-            f"{len(losses)} epoch(s); no model was written. Lower the learning rate or check "
-            "the input features for NaN/inf values.")
-    return FitResult(seconds, examples_per_epoch * len(losses), len(losses), float(losses[-1]))
+        problem = (f"training loss became {losses[-1] if losses else 'undefined'} after "
+                   f"{len(losses)} epoch(s)")
+    else:
+        # NaN inputs can leave the loss finite: in graph mode the fused MatMul+ReLU kernel
+        # maps NaN to 0 going forward, while the gradients still turn the weights into NaN.
+        broken = [variable.name for variable in model.trainable_variables
+                  if not bool(tf.reduce_all(tf.math.is_finite(variable)))]
+        if broken:
+            problem = (f"training left non-finite weights in {len(broken)} variable(s), first "
+                       f"{broken[0]}, although the loss stayed {losses[-1]}")
+    if problem:
+        if tf.io.gfile.exists(backup_dir):
+            tf.io.gfile.rmtree(backup_dir)
+        raise TrainingDiverged(f"{problem}; no model was written. Lower the learning rate or "
+                               "check the input features for NaN/inf values.")
 
 
 def trainable_parameters(model: tf.keras.Model) -> int:

@@ -58,10 +58,14 @@ def pretrain_ppm(work: str, preset_name: str = "demo", seed: int = 0,
     item_ids, vectors = load_item_vectors(work)
     model = PPM(ItemVectorTable(item_ids, vectors, name="item_vectors"), config, max_seq_len)
     model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
-    dataset = read_split(work, "pretrain", config.batch_size, shuffle=True, seed=seed)
+
+    def epoch_data(epoch: int):
+        return read_split(work, "pretrain", config.batch_size, shuffle=True,
+                          seed=seed * 1000 + epoch)
+
     with tf.io.gfile.GFile(layout.stats_json) as handle:
         examples = json.load(handle)["splits"]["pretrain"]["examples"]
-    result = fit(model, dataset, epochs or config.pretrain_epochs,
+    result = fit(model, epoch_data, epochs or config.pretrain_epochs,
                  layout.model_dir(PRETRAINED) + "/backup", examples, verbose)
     tf.train.Checkpoint(head=model.head).write(head_checkpoint_path(work))
     export_user_tower(model, max_seq_len, layout.user_tower_dir)

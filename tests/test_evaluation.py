@@ -1,0 +1,266 @@
+"""The paper's table: ranking metrics on hand-made cases, and ``ppm evaluate`` + the report on
+a work dir written here (predictions, training summaries, oracle probabilities)."""
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import ppm_tf  # noqa: F401  (selects tf-keras before TensorFlow loads)
+
+from ppm_tf import features
+from ppm_tf.evaluation import metrics, report
+from ppm_tf.evaluation.evaluate import AGE_BUCKETS, evaluate
+from ppm_tf.training.ablations import MODELS, PREDICTION_KEYS
+from ppm_tf.work_layout import WorkLayout
+
+METRIC_KEYS = ("click_auc", "order_auc", "click_gauc", "logloss")
+SLICES = ("overall", "cold", "warm")
+
+
+# Metrics on hand-made cases.
+
+def brute_force_auc(labels, scores) -> float:
+    pairs = [(p, n) for p, n in itertools.product(np.flatnonzero(labels == 1),
+                                                  np.flatnonzero(labels == 0))]
+    wins = sum(1.0 if scores[p] > scores[n] else 0.5 if scores[p] == scores[n] else 0.0
+               for p, n in pairs)
+    return wins / len(pairs)
+
+
+def test_roc_auc_matches_the_pairwise_definition_with_ties():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 60)
+    scores = np.round(rng.random(60), 1)  # many ties
+    assert metrics.roc_auc(labels, scores) == pytest.approx(brute_force_auc(labels, scores))
+
+
+def test_roc_auc_edge_cases():
+    assert metrics.roc_auc([0, 0, 1, 1], [0.1, 0.2, 0.3, 0.4]) == 1.0
+    assert metrics.roc_auc([1, 1, 0, 0], [0.1, 0.2, 0.3, 0.4]) == 0.0
+    assert metrics.roc_auc([0, 1, 0, 1], [0.5] * 4) == 0.5
+    assert math.isnan(metrics.roc_auc([1, 1], [0.1, 0.9]))
+    with pytest.raises(ValueError, match="differ in shape"):
+        metrics.roc_auc([0, 1], [0.5])
+
+
+def test_grouped_auc_weights_users_by_impressions_and_skips_one_class_users():
+    groups = np.array(["a", "b", "a", "c", "b", "a", "c", "d"])
+    labels = np.array([1, 0, 0, 0, 1, 0, 0, 1])
+    scores = np.array([0.9, 0.8, 0.1, 0.3, 0.2, 0.5, 0.7, 0.4])
+    # a: [1, 0, 0] ranked perfectly -> 1.0 over 3 impressions; b: [0, 1] reversed -> 0.0 over
+    # 2; c has no click and d no non-click: both left out.
+    assert metrics.grouped_auc(groups, labels, scores) == pytest.approx(3 / 5)
+    # A pooled AUC is not what GAUC measures.
+    assert metrics.roc_auc(labels, scores) != pytest.approx(3 / 5)
+    assert math.isnan(metrics.grouped_auc(["a", "b"], [1, 0], [0.3, 0.4]))
+
+
+def test_log_loss_and_its_clipping():
+    assert metrics.log_loss([1, 0], [0.8, 0.4]) == pytest.approx(-(math.log(0.8)
+                                                                   + math.log(0.6)) / 2)
+    assert metrics.log_loss([1, 0], [1.0, 0.0]) == pytest.approx(-math.log(1 - 1e-7))
+    assert math.isfinite(metrics.log_loss([0, 1], [1.0, 0.0]))
+
+
+def test_calibration_is_predicted_over_observed_click_rate():
+    assert metrics.calibration([1, 0, 0, 0], [0.5, 0.5, 0.25, 0.25]) == pytest.approx(1.5)
+    assert metrics.calibration([1, 0], [0.5, 0.5]) == pytest.approx(1.0)
+    assert math.isnan(metrics.calibration([0, 0], [0.1, 0.2]))
+
+
+# ``evaluate`` and the report on a hand-written work dir.
+
+ROWS = 240
+NOISE = {"base": 0.25, "qm_ep": 0.2, "ppm": 0.22, "urm": 0.1, "base_long": 0.15}
+
+
+def eval_rows(seed: int = 0) -> dict[str, np.ndarray]:
+    """Eval impressions with their true probabilities: 60 requests of 4 items, 12 users."""
+    rng = np.random.default_rng(seed)
+    p_click = rng.uniform(0.05, 0.95, ROWS)
+    click = (rng.random(ROWS) < p_click).astype(np.int64)
+    p_order = p_click * 0.4
+    order = (click * (rng.random(ROWS) < 0.4)).astype(np.int64)
+    order[:2], click[:2] = 1, 1  # every slice has both classes of both labels
+    order[2:4], click[2:4] = 1, 1
+    return {
+        features.REQUEST_ID: np.array([f"r{index // 4:03d}" for index in range(ROWS)]),
+        features.USER_ID: np.array([f"u{(index // 4) % 12}" for index in range(ROWS)]),
+        features.ITEM_ID: np.array([f"i{index % 4 + 4 * (index // 8)}" for index in range(ROWS)]),
+        features.CLICK: click, features.ORDER: order,
+        features.IS_COLD_ITEM: (np.arange(ROWS) % 2 == 0).astype(np.int64),
+        features.ITEM_AGE_DAYS: (np.arange(ROWS) % 120).astype(np.float32),
+        "p_click": p_click, "p_order": p_order,
+    }
+
+
+def model_probabilities(rows, name: str) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(sorted(NOISE).index(name) + 1)
+    click = np.clip(rows["p_click"] + rng.normal(0, NOISE[name], ROWS), 0.01, 0.99)
+    order = np.clip(rows["p_order"] + rng.normal(0, NOISE[name], ROWS), 0.01, 0.99)
+    return click, order
+
+
+def write_predictions(work: str, name: str, rows, order=None) -> None:
+    """WORK/predictions/<name>.npz with the keys ``ablations.write_predictions`` writes."""
+    click_prob, order_prob = model_probabilities(rows, name)
+    arrays = {key: rows[key] for key in PREDICTION_KEYS}
+    arrays.update(click_prob=click_prob, order_prob=order_prob)
+    if order is not None:  # models may score the eval rows in another order
+        arrays = {key: values[order] for key, values in arrays.items()}
+    path = WorkLayout(work).predictions(name)
+    np.savez(path, **arrays)
+
+
+TRAINING = {"base": (30.0, 5000, 1000), "qm_ep": (33.0, 5400, 1000), "ppm": (20.0, 3300, 1000),
+            "urm": (35.0, 8300, 1000), "base_long": (120.0, 5000, 4000)}
+
+
+@pytest.fixture
+def work(tmp_path):
+    work = str(tmp_path)
+    layout = WorkLayout(work)
+    rows = eval_rows()
+    (tmp_path / "predictions").mkdir()
+    permutation = np.random.default_rng(9).permutation(ROWS)
+    for name in MODELS:
+        write_predictions(work, name, rows, order=permutation if name == "urm" else None)
+        seconds, params, examples = TRAINING[name]
+        model_dir = tmp_path / "models" / name
+        model_dir.mkdir(parents=True)
+        (model_dir / "training.json").write_text(json.dumps({
+            "model": name, "train_seconds": seconds, "trainable_params": params,
+            "train_examples": examples, "examples_per_second": examples / seconds}))
+    pretrained = tmp_path / "models" / "ppm_pretrained"
+    pretrained.mkdir()
+    (pretrained / "training.json").write_text(json.dumps({
+        "trainable_params": 12000, "user_tower_params": 8700, "head_params": 3300,
+        "train_seconds": 300.0}))
+    (tmp_path / "oracle").mkdir()
+    with open(layout.oracle_eval_prefix + "-00000-of-00001.jsonl", "w") as handle:
+        for index in np.random.default_rng(3).permutation(ROWS):
+            handle.write(json.dumps({
+                "request_id": str(rows[features.REQUEST_ID][index]),
+                "item_id": str(rows[features.ITEM_ID][index]),
+                "p_click": float(rows["p_click"][index]),
+                "p_order": float(rows["p_order"][index])}) + "\n")
+    return work, rows
+
+
+def test_metrics_json_has_every_key_of_the_issue(work):
+    work, _ = work
+    evaluate(work)
+    with open(WorkLayout(work).eval_dir + "/metrics.json") as handle:
+        written = json.load(handle)
+    assert set(written["models"]) == set(MODELS)
+    for name, model in written["models"].items():
+        for slice_name in SLICES:
+            assert set(METRIC_KEYS) <= set(model[slice_name]), (name, slice_name)
+            assert all(math.isfinite(model[slice_name][key]) for key in METRIC_KEYS)
+            assert 0.0 < model[slice_name]["calibration"] < 2.0
+        assert model["train_seconds"] == TRAINING[name][0]
+        assert model["trainable_params"] == TRAINING[name][1]
+        assert set(model["gap_to_oracle"]) == set(SLICES)
+        assert len(model["click_auc_by_item_age"]) == len(AGE_BUCKETS)
+    for slice_name in SLICES:
+        assert set(METRIC_KEYS) <= set(written["oracle"][slice_name])
+    assert set(written["iteration_efficiency"]) == {"urm", "base_long"}
+    assert written["iteration_efficiency"]["base_long"] == {
+        "click_auc": written["models"]["base_long"]["overall"]["click_auc"],
+        "train_seconds": 120.0, "train_examples": 4000}
+    assert written["ppm_full"]["user_tower_params"] == 8700
+
+
+def test_metrics_are_computed_on_the_right_rows_and_slices(work):
+    work, rows = work
+    results = evaluate(work)
+    cold = rows[features.IS_COLD_ITEM].astype(bool)
+    click, order = rows[features.CLICK], rows[features.ORDER]
+    for name in ("base", "urm"):  # urm's predictions were written in another row order
+        click_prob, order_prob = model_probabilities(rows, name)
+        model = results["models"][name]
+        assert model["overall"]["examples"] == ROWS
+        assert model["cold"]["examples"] == cold.sum()
+        assert model["overall"]["click_auc"] == pytest.approx(metrics.roc_auc(click, click_prob))
+        assert model["overall"]["order_auc"] == pytest.approx(metrics.roc_auc(order, order_prob))
+        assert model["cold"]["click_auc"] == pytest.approx(
+            metrics.roc_auc(click[cold], click_prob[cold]))
+        assert model["warm"]["logloss"] == pytest.approx(
+            metrics.log_loss(click[~cold], click_prob[~cold]))
+        assert model["overall"]["click_gauc"] == pytest.approx(
+            metrics.grouped_auc(rows[features.USER_ID], click, click_prob))
+        young = rows[features.ITEM_AGE_DAYS] < 1
+        assert model["click_auc_by_item_age"]["0-1d"] == pytest.approx(
+            metrics.roc_auc(click[young], click_prob[young]), nan_ok=True)
+    oracle = results["oracle"]
+    assert oracle["overall"]["click_auc"] == pytest.approx(
+        metrics.roc_auc(click, rows["p_click"]))
+    assert oracle["warm"]["order_auc"] == pytest.approx(
+        metrics.roc_auc(order[~cold], rows["p_order"][~cold]))
+    for name, model in results["models"].items():
+        for slice_name in SLICES:
+            assert model["gap_to_oracle"][slice_name] == pytest.approx(
+                oracle[slice_name]["click_auc"] - model[slice_name]["click_auc"])
+    # The noisier the model, the larger its gap.
+    assert (results["models"]["urm"]["gap_to_oracle"]["overall"]
+            < results["models"]["base"]["gap_to_oracle"]["overall"])
+
+
+def test_report_and_both_plots_are_written(work):
+    work, _ = work
+    results = evaluate(work)
+    eval_dir = WorkLayout(work).eval_dir
+    path = report.write_report(results, eval_dir)
+    assert path == eval_dir + "/report.md"
+    with open(path) as handle:
+        text = handle.read()
+    for name in (*MODELS, "oracle"):
+        assert f"| {name} |" in text
+    assert "URM over base, click AUC: overall" in text
+    assert "## Iteration efficiency" in text
+    assert "8,700 in the cached user tower" in text
+    for plot in (report.AGE_PLOT, report.SLICE_PLOT):
+        assert f"]({plot})" in text
+        with Image.open(f"{eval_dir}/{plot}") as image:
+            assert image.format == "PNG"
+            assert image.size[0] > 300 and image.size[1] > 200
+    # The report can be rebuilt from metrics.json alone (whose keys are sorted, so the
+    # table's rows may come in another order).
+    with open(eval_dir + "/metrics.json") as handle:
+        rebuilt = report.markdown_report(json.load(handle))
+    assert sorted(rebuilt.splitlines()) == sorted(text.splitlines())
+
+
+def test_evaluate_scores_whichever_models_were_trained(work, tmp_path):
+    work, _ = work
+    for name in ("qm_ep", "ppm", "base_long"):
+        (tmp_path / "predictions" / f"{name}.npz").unlink()
+    (tmp_path / "oracle" / "eval-00000-of-00001.jsonl").unlink()
+    results = evaluate(work)
+    assert set(results["models"]) == {"base", "urm"}
+    assert "oracle" not in results and "iteration_efficiency" not in results
+    assert "gap_to_oracle" not in results["models"]["base"]
+    report.write_report(results, WorkLayout(work).eval_dir)
+
+
+def test_evaluate_without_predictions_says_to_train_first(tmp_path):
+    with pytest.raises(FileNotFoundError, match="ppm train --model"):
+        evaluate(str(tmp_path))
+
+
+def test_predictions_over_other_eval_rows_are_refused(work):
+    work, rows = work
+    other = {key: values[:-4] for key, values in rows.items()}
+    write_predictions_subset(work, "urm", other)
+    with pytest.raises(ValueError, match="'urm' cover other eval rows"):
+        evaluate(work)
+
+
+def write_predictions_subset(work: str, name: str, rows) -> None:
+    count = rows[features.CLICK].size
+    arrays = {key: rows[key] for key in PREDICTION_KEYS}
+    arrays.update(click_prob=np.full(count, 0.5), order_prob=np.full(count, 0.2))
+    np.savez(WorkLayout(work).predictions(name), **arrays)

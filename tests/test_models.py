@@ -1,0 +1,397 @@
+"""PPM (ID-free), its user tower / plug-in head boundary, IDRec, URM and the item-vector table,
+on small random batches with the ``tiny`` preset."""
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import ppm_tf  # noqa: F401  (selects tf-keras before TensorFlow loads)
+import tensorflow as tf
+
+from ppm_tf import features
+from ppm_tf.models.config import preset
+from ppm_tf.models.idrec import IDRec, IdEmbedding
+from ppm_tf.models.item_table import ItemVectorTable
+from ppm_tf.models.layers import BidirectionalTransformerBlock
+from ppm_tf.models.ppm import PPM, PlugInHead, PPMOnCachedStates, PPMUserTower
+from ppm_tf.models.unified import UnifiedModel
+from ppm_tf.training.ablations import initialise_head_from_pretraining
+from ppm_tf.training.fitting import trainable_parameters
+from ppm_tf.training.pretrain import (UserTowerModule, export_user_tower,
+                                      head_checkpoint_path)
+
+CONFIG = preset("tiny")
+MAX_SEQ_LEN, ITEM_DIM, BATCH = 4, 6, 3
+ITEMS = ("i0", "i1", "i2", "i3")
+VOCABULARIES = {features.USER_ID: ["u0", "u1"], features.ITEM_ID: list(ITEMS),
+                features.CATEGORY: ["lamp", "sofa"], features.BRAND: ["kelta"]}
+TS = 1_742_600_000
+# What PPM may read: the behaviour items (through the item table), their times, the request
+# time and the candidate (through the item table).
+PPM_INPUTS = (features.HIST_ITEM_IDS, features.HIST_TS, features.TS, features.ITEM_ID)
+CACHED_INPUTS = (features.PPM_USER_STATES, features.PPM_USER_MASK, features.PPM_ITEM_VEC)
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+    tf.keras.utils.set_random_seed(3)
+
+
+def item_vectors(seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(len(ITEMS), ITEM_DIM)).astype(np.float32)
+
+
+def item_table(vectors: np.ndarray | None = None) -> ItemVectorTable:
+    return ItemVectorTable(list(ITEMS), item_vectors() if vectors is None else vectors,
+                           name="item_vectors")
+
+
+@pytest.fixture
+def vocabularies(tmp_path) -> dict[str, str]:
+    paths = {}
+    for name, tokens in VOCABULARIES.items():
+        path = tmp_path / "vocab" / f"{name}.txt"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("\n".join(tokens) + "\n")
+        paths[name] = str(path)
+    return paths
+
+
+def make_batch(seed: int = 0) -> dict[str, tf.Tensor]:
+    """Three impressions: a short history, an empty one (all padding), a full one; plus the
+    cached tensors precompute would have added."""
+    rng = np.random.default_rng(seed)
+    return {
+        features.REQUEST_ID: tf.constant(["r0", "r1", "r2"]),
+        features.USER_ID: tf.constant(["u0", "u1", "unknown-user"]),
+        features.ITEM_ID: tf.constant(["i0", "i3", "new-item"]),
+        features.CATEGORY: tf.constant(["lamp", "sofa", "lamp"]),
+        features.BRAND: tf.constant(["kelta", "", "other"]),
+        features.TS: tf.constant([TS] * BATCH, tf.int64),
+        features.HIST_ITEM_IDS: tf.constant([["i1", "i2", "", ""], ["", "", "", ""],
+                                             ["i2", "i0", "i3", "i1"]]),
+        features.HIST_CATEGORIES: tf.constant([["sofa", "lamp", "", ""], ["", "", "", ""],
+                                               ["lamp", "lamp", "sofa", "sofa"]]),
+        features.HIST_TS: tf.constant([[TS - 60, TS - 86_400, 0, 0], [0, 0, 0, 0],
+                                       [TS - 5, TS - 3600, TS - 7200, TS - 10 ** 6]], tf.int64),
+        features.HIST_LEN: tf.constant([2, 0, 4], tf.int64),
+        features.CLICK: tf.constant([1, 0, 1], tf.int64),
+        features.ORDER: tf.constant([0, 0, 1], tf.int64),
+        features.PPM_USER_STATES: tf.constant(
+            rng.normal(size=(BATCH, MAX_SEQ_LEN, CONFIG.tower_dim)).astype(np.float32)),
+        features.PPM_USER_MASK: tf.constant([[1, 1, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1]], tf.int64),
+        features.PPM_ITEM_VEC: tf.constant(rng.normal(size=(BATCH, ITEM_DIM)).astype(np.float32)),
+    }
+
+
+def replaced(batch: dict, **values) -> dict:
+    return {**batch, **{name: tf.constant(value) for name, value in values.items()}}
+
+
+def assert_same_logits(first: dict, second: dict) -> None:
+    for task in ("click", "order"):
+        np.testing.assert_array_equal(first[task].numpy(), second[task].numpy())
+
+
+def variable_names(model: tf.Module) -> list[str]:
+    return [variable.name for variable in model.trainable_variables]
+
+
+@pytest.fixture
+def ppm() -> PPM:
+    return PPM(item_table(), CONFIG, MAX_SEQ_LEN, name="ppm")
+
+
+# PPM: ID-free.
+
+def test_ppm_runs_on_content_features_alone(ppm):
+    batch = make_batch()
+    content_only = {name: batch[name] for name in PPM_INPUTS}
+    logits = ppm(content_only)
+    assert set(logits) == {"click", "order"}
+    assert logits["click"].shape == logits["order"].shape == (BATCH,)
+    assert_same_logits(ppm(batch), logits)
+
+
+def test_ppm_ignores_user_category_brand_and_every_other_id(ppm):
+    batch = make_batch()
+    expected = ppm(batch)
+    changed = replaced(
+        batch, user_id=["u1", "u0", "someone"], category=["sofa", "lamp", "chair"],
+        brand=["", "kelta", "kelta"], request_id=["x", "y", "z"],
+        hist_categories=[["chair"] * MAX_SEQ_LEN] * BATCH, hist_len=np.array([4, 4, 4]),
+        click=np.array([0, 1, 0]), order=np.array([1, 1, 0]))
+    assert_same_logits(ppm(changed), expected)
+
+
+def test_ppm_sees_items_only_through_their_content_vectors():
+    vectors = item_vectors()
+    vectors[3] = vectors[0]  # i3 has the same content as i0
+    model = PPM(item_table(vectors), CONFIG, MAX_SEQ_LEN)
+    batch = make_batch()
+    expected = model(batch)
+    renamed = replaced(batch, item_id=["i3", "i0", "new-item"],
+                       hist_item_ids=[["i1", "i2", "", ""], ["", "", "", ""],
+                                      ["i2", "i3", "i0", "i1"]])
+    assert_same_logits(model(renamed), expected)
+    # Not vacuous: another item's content changes the scores.
+    other = model(replaced(batch, item_id=["i1", "i3", "new-item"]))
+    assert not np.allclose(other["click"].numpy()[0], expected["click"].numpy()[0])
+
+
+def test_ppm_uses_the_behaviour_times(ppm):
+    batch = make_batch()
+    older = replaced(batch, hist_ts=batch[features.HIST_TS].numpy() - 30 * 86_400)
+    assert not np.allclose(ppm(older)["click"].numpy()[0], ppm(batch)["click"].numpy()[0])
+
+
+def test_ppm_has_no_id_embedding_and_its_item_table_is_frozen(ppm):
+    ppm(make_batch())
+    assert not [layer for layer in ppm.submodules if isinstance(layer, IdEmbedding)]
+    lookups = [layer for layer in ppm.submodules
+               if isinstance(layer, tf.keras.layers.StringLookup)]
+    assert lookups == [ppm.item_table.lookup]  # the content table's, nothing else
+    assert not any(variable is ppm.item_table.table for variable in ppm.trainable_variables)
+    trainable = variable_names(ppm)
+    assert not [name for name in trainable if name.startswith("ppm/") and not (
+        name.startswith("ppm/user_tower/") or name.startswith("ppm/plug_in_head/"))]
+    assert trainable_parameters(ppm) == (trainable_parameters(ppm.user_tower)
+                                         + trainable_parameters(ppm.head))
+
+
+# The cached boundary: user tower (history only) and plug-in head (cached tensors only).
+
+def test_user_states_do_not_depend_on_the_candidate(ppm):
+    batch = make_batch()
+    states = ppm.user_states(batch)
+    other_candidate = ppm.user_states(replaced(batch, item_id=["i2", "i2", "i1"]))
+    for name in (features.PPM_USER_STATES, features.PPM_USER_MASK):
+        np.testing.assert_array_equal(other_candidate[name].numpy(), states[name].numpy())
+    user_states = states[features.PPM_USER_STATES].numpy()
+    assert user_states.shape == (BATCH, MAX_SEQ_LEN, CONFIG.tower_dim)
+    assert states[features.PPM_USER_MASK].dtype == tf.int64
+    np.testing.assert_array_equal(states[features.PPM_USER_MASK].numpy(),
+                                  [[1, 1, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1]])
+    np.testing.assert_array_equal(user_states[0, 2:], 0.0)  # padding
+    np.testing.assert_array_equal(user_states[1], 0.0)  # an empty history
+
+
+def test_user_tower_takes_no_candidate_input():
+    tower = PPMUserTower(CONFIG, MAX_SEQ_LEN)
+    batch = make_batch()
+    mask = tf.not_equal(batch[features.HIST_ITEM_IDS], "")
+    states = tower((tf.random.normal([BATCH, MAX_SEQ_LEN, ITEM_DIM]), batch[features.HIST_TS],
+                    batch[features.TS], mask))
+    assert states.shape == (BATCH, MAX_SEQ_LEN, CONFIG.tower_dim)
+    assert [type(block) for block in tower.blocks] == (
+        [BidirectionalTransformerBlock] * CONFIG.tower_blocks)
+
+
+def test_the_exported_tower_signature_takes_history_and_request_time_only(ppm):
+    module = UserTowerModule(ppm, MAX_SEQ_LEN)
+    assert [spec.name for spec in module.user_states.input_signature] == [
+        features.HIST_ITEM_IDS, features.HIST_TS, features.TS]
+
+
+def test_plug_in_head_reads_the_cached_tensors_only():
+    head = PlugInHead(CONFIG)
+    batch = make_batch()
+    representation, click, order = head(tuple(batch[name] for name in CACHED_INPUTS))
+    assert representation.shape == (BATCH, CONFIG.ppm_repr_dim)
+    assert click.shape == order.shape == (BATCH,)
+    cached_only = {name: batch[name] for name in CACHED_INPUTS}
+    model = PPMOnCachedStates(CONFIG)
+    logits = model(cached_only)
+    assert_same_logits(model(batch), logits)
+    assert_same_logits(model(replaced(batch, user_id=["a", "b", "c"], item_id=["x", "y", "z"],
+                                      hist_item_ids=[["i0"] * MAX_SEQ_LEN] * BATCH)), logits)
+
+
+def test_ppm_on_cached_states_equals_ppm_on_the_states_it_caches(ppm):
+    """The head on precompute's tensors scores exactly as the whole PPM does."""
+    batch = make_batch()
+    expected = ppm(batch)
+    cached = {**ppm.user_states(batch),
+              features.PPM_ITEM_VEC: ppm.item_table(batch[features.ITEM_ID])}
+    head_only = PPMOnCachedStates(CONFIG)
+    head_only(cached)
+    head_only.head.set_weights(ppm.head.get_weights())
+    for task, values in head_only(cached).items():
+        np.testing.assert_allclose(values.numpy(), expected[task].numpy(), rtol=1e-5,
+                                   atol=1e-6)
+
+
+# ItemVectorTable.
+
+def test_item_table_known_ids_get_their_vector_unknown_ids_and_padding_zero():
+    vectors = item_vectors()
+    table = item_table(vectors)
+    looked_up = table(tf.constant([["i2", "new-item"], ["", "i0"]])).numpy()
+    assert looked_up.shape == (2, 2, ITEM_DIM)
+    np.testing.assert_array_equal(looked_up[0, 0], vectors[2])
+    np.testing.assert_array_equal(looked_up[1, 1], vectors[0])
+    np.testing.assert_array_equal(looked_up[0, 1], 0.0)
+    np.testing.assert_array_equal(looked_up[1, 0], 0.0)
+
+
+def test_item_table_is_not_trainable():
+    table = item_table()
+    assert table.trainable_weights == []
+    assert len(table.non_trainable_weights) == 1
+    table.trainable = True  # as ``model.trainable = True`` would set it
+    assert table.trainable_weights == []
+
+
+def test_item_table_needs_one_vector_per_id():
+    with pytest.raises(ValueError, match="4 item ids but 3 vectors"):
+        ItemVectorTable(list(ITEMS), item_vectors()[:3])
+
+
+# URM: IDRec + the plug-in head on cached tensors; no tower, no encoder, no item table.
+
+def test_urm_trains_only_idrec_and_the_plug_in_head(vocabularies):
+    urm = UnifiedModel(vocabularies, 2, CONFIG, name="urm")
+    logits = urm(make_batch())
+    assert logits["click"].shape == logits["order"].shape == (BATCH,)
+    names = variable_names(urm)
+    assert names and all(name.startswith(("urm/plug_in_head/", "urm/idrec/")) for name in names)
+    assert not [name for name in names
+                if "user_tower" in name or "item_vectors" in name or "encoder" in name]
+    forbidden = (PPMUserTower, ItemVectorTable, BidirectionalTransformerBlock)
+    assert not [layer for layer in urm.submodules if isinstance(layer, forbidden)]
+    assert trainable_parameters(urm) == (trainable_parameters(urm.backbone)
+                                         + trainable_parameters(urm.head))
+
+
+def test_urm_head_is_the_same_size_as_ppms_head_and_far_smaller_than_ppm(vocabularies, ppm):
+    batch = make_batch()
+    ppm(batch)
+    urm = UnifiedModel(vocabularies, 2, CONFIG, name="urm")
+    urm(batch)
+    assert trainable_parameters(urm.head) == trainable_parameters(ppm.head)
+    assert trainable_parameters(ppm.user_tower) > 0
+    assert trainable_parameters(urm.head) < trainable_parameters(ppm)
+
+
+def test_urm_works_without_the_raw_behaviour_times(vocabularies):
+    """Only the cached states carry the tower's view of the history."""
+    urm = UnifiedModel(vocabularies, 2, CONFIG)
+    batch = make_batch()
+    expected = urm(batch)
+    without = {name: value for name, value in batch.items()
+               if name not in (features.HIST_TS, features.TS)}
+    assert_same_logits(urm(without), expected)
+
+
+def test_urm_adds_the_ppm_logits_and_representation_to_idrec(vocabularies):
+    urm = UnifiedModel(vocabularies, 2, CONFIG)
+    batch = make_batch()
+    logits = urm(batch)
+    representation, ppm_click, ppm_order = urm.head(
+        tuple(batch[name] for name in CACHED_INPUTS))
+    click, order = urm.backbone((batch, representation))
+    np.testing.assert_allclose(logits["click"].numpy(), (click + ppm_click).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(logits["order"].numpy(), (order + ppm_order).numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("model_name", ["urm", "ppm"])
+def test_plug_in_head_starts_from_the_pretrained_weights(tmp_path, vocabularies, ppm,
+                                                         model_name):
+    batch = make_batch()
+    ppm(batch)
+    work = str(tmp_path)
+    tf.train.Checkpoint(head=ppm.head).write(head_checkpoint_path(work))
+    model = (UnifiedModel(vocabularies, 2, CONFIG, name="urm") if model_name == "urm"
+             else PPMOnCachedStates(CONFIG, name="ppm_on_cache"))
+    model(batch)
+    assert not np.allclose(model.head.get_weights()[0], ppm.head.get_weights()[0])
+    initialise_head_from_pretraining(model, work, batch)
+    pretrained, initial = ppm.head.get_weights(), model.head.get_weights()
+    assert len(initial) == len(pretrained) == 14
+    for before, after in zip(pretrained, initial):
+        np.testing.assert_array_equal(after, before)
+
+
+def test_a_head_checkpoint_of_another_shape_is_refused(tmp_path, vocabularies):
+    other = PPM(ItemVectorTable(list(ITEMS), np.ones((len(ITEMS), ITEM_DIM + 2), np.float32)),
+                CONFIG, MAX_SEQ_LEN)
+    other(make_batch())
+    tf.train.Checkpoint(head=other.head).write(head_checkpoint_path(str(tmp_path)))
+    with pytest.raises((ValueError, tf.errors.InvalidArgumentError), match="shape"):
+        initialise_head_from_pretraining(UnifiedModel(vocabularies, 2, CONFIG), str(tmp_path),
+                                         make_batch())
+
+
+# IDRec.
+
+def test_idrec_base_and_qm_ep(vocabularies):
+    batch = make_batch()
+    base = IDRec(vocabularies, 2, CONFIG, name="base")
+    qm_ep = IDRec(vocabularies, 2, CONFIG, extra_feature=features.PPM_ITEM_VEC, name="qm_ep")
+    for model in (base, qm_ep):
+        logits = model(batch)
+        assert logits["click"].shape == logits["order"].shape == (BATCH,)
+        assert all(name.startswith(f"{model.name}/idrec/") for name in variable_names(model))
+    # qm_ep's only extra parameters are those reading the item vector (the first cross layer
+    # and the MLP's first layer are wider).
+    assert trainable_parameters(qm_ep) > trainable_parameters(base)
+    changed = replaced(batch, ppm_item_vec=np.zeros((BATCH, ITEM_DIM), np.float32))
+    assert_same_logits(base(changed), base(batch))
+    assert not np.allclose(qm_ep(changed)["click"].numpy(), qm_ep(batch)["click"].numpy())
+
+
+def test_id_embedding_maps_padding_and_unknown_ids(vocabularies):
+    embedding = IdEmbedding(vocabularies[features.ITEM_ID], oov_buckets=2, dim=4)
+    assert embedding.lookup.vocabulary_size() == len(ITEMS) + 2 + 1  # + OOV rows + mask
+    ids = embedding.lookup(tf.constant(["", "i0", "i3", "never-seen"])).numpy()
+    assert ids[0] == 0 and ids[1] == 3 and ids[2] == 6 and ids[3] in (1, 2)
+    assert embedding(tf.constant([["i0", ""]])).shape == (1, 2, 4)
+    config = embedding.get_config()
+    assert (config["oov_buckets"], config["dim"]) == (2, 4)
+    assert IdEmbedding.from_config(config).vocabulary_file == vocabularies[features.ITEM_ID]
+
+
+# The exported user tower: the SavedModel precompute and serving load.
+
+LOAD_IN_FRESH_PROCESS = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import tensorflow as tf  # no ppm_tf: the SavedModel must stand on its own
+
+    export_dir, inputs_path, outputs_path = sys.argv[1:]
+    inputs = np.load(inputs_path)
+    module = tf.saved_model.load(export_dir)
+    serving = module.signatures["serving_default"](
+        hist_item_ids=tf.constant(inputs["hist_item_ids"]),
+        hist_ts=tf.constant(inputs["hist_ts"]), ts=tf.constant(inputs["ts"]))
+    direct = module.user_states(tf.constant(inputs["hist_item_ids"]),
+                                tf.constant(inputs["hist_ts"]), tf.constant(inputs["ts"]))
+    np.savez(outputs_path, states=serving["ppm_user_states"].numpy(),
+             mask=serving["ppm_user_mask"].numpy(),
+             direct_states=direct["ppm_user_states"].numpy())
+""")
+
+
+def test_exported_user_tower_gives_the_same_states_in_a_fresh_process(tmp_path, ppm):
+    batch = make_batch()
+    ppm(batch)
+    expected = ppm.user_states(batch)
+    export_dir = str(tmp_path / "ppm_user_tower")
+    export_user_tower(ppm, MAX_SEQ_LEN, export_dir)
+    assert not [path for path in tmp_path.iterdir() if path.name.startswith(".")]  # atomic
+    inputs = {name: batch[name].numpy() for name in (features.HIST_ITEM_IDS, features.HIST_TS,
+                                                     features.TS)}
+    inputs[features.HIST_ITEM_IDS] = inputs[features.HIST_ITEM_IDS].astype(np.bytes_)
+    np.savez(tmp_path / "inputs.npz", **inputs)
+    outputs_path = tmp_path / "outputs.npz"
+    completed = subprocess.run(
+        [sys.executable, "-c", LOAD_IN_FRESH_PROCESS, export_dir, str(tmp_path / "inputs.npz"),
+         str(outputs_path)], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    loaded = np.load(outputs_path)
+    np.testing.assert_allclose(loaded["states"], expected[features.PPM_USER_STATES].numpy(),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(loaded["direct_states"], loaded["states"])
+    np.testing.assert_array_equal(loaded["mask"], expected[features.PPM_USER_MASK].numpy())

@@ -1,0 +1,292 @@
+"""Training reliability: NaN losses stop the run without writing a model, an interrupted run
+resumes to the same weights as an uninterrupted one, and a missing cached feature is named.
+Work directories are written here by hand (cached TFRecords, vocabularies, metadata)."""
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+import ppm_tf  # noqa: F401  (selects tf-keras before TensorFlow loads)
+import tensorflow as tf
+
+from ppm_tf import features
+from ppm_tf.models.config import preset
+from ppm_tf.models.item_table import ItemVectorTable
+from ppm_tf.models.ppm import PPM
+from ppm_tf.models.tasks import RankingModel
+from ppm_tf.models.unified import UnifiedModel
+from ppm_tf.training import ablations
+from ppm_tf.training.fitting import TrainingDiverged, fit
+from ppm_tf.training.pretrain import head_checkpoint_path
+from ppm_tf.work_layout import WorkLayout
+
+CONFIG = preset("tiny")
+MAX_SEQ_LEN, ITEM_DIM, OOV_BUCKETS = 4, 6, 2
+ITEMS = [f"i{index}" for index in range(8)]
+VOCABULARIES = {features.USER_ID: [f"u{index}" for index in range(5)],
+                features.ITEM_ID: ITEMS, features.CATEGORY: ["lamp", "sofa"],
+                features.BRAND: ["kelta", "norra"]}
+TS = 1_742_600_000
+SPLIT_SIZES = {"train": 48, "eval": 20}
+
+
+def cached_record(index: int, split: str, rng: np.random.Generator) -> dict:
+    """One impression with the tensors precompute adds; deterministic given ``rng``."""
+    history = index % (MAX_SEQ_LEN + 1)
+    item = ITEMS[index % len(ITEMS)]
+    return {
+        features.REQUEST_ID: f"{split}-r{index // 2}", features.USER_ID: f"u{index % 5}",
+        features.ITEM_ID: item, features.CATEGORY: ["lamp", "sofa"][index % 2],
+        features.BRAND: ["kelta", "", "norra"][index % 3], features.TS: TS + index,
+        features.HIST_ITEM_IDS: [ITEMS[(index + k) % len(ITEMS)] for k in range(history)],
+        features.HIST_CATEGORIES: ["sofa"] * history,
+        features.HIST_TS: [TS - 600 * (k + 1) for k in range(history)],
+        features.HIST_LEN: history, features.CLICK: int(index % 3 == 0),
+        features.ORDER: int(index % 6 == 0), features.IS_COLD_ITEM: int(index % 4 == 0),
+        features.ITEM_AGE_DAYS: float(index % 40), features.SPLIT: split,
+        features.PPM_USER_STATES: rng.normal(size=MAX_SEQ_LEN * CONFIG.tower_dim).tolist(),
+        features.PPM_USER_MASK: [1] * history + [0] * (MAX_SEQ_LEN - history),
+        features.PPM_ITEM_VEC: rng.normal(size=ITEM_DIM).tolist(),
+    }
+
+
+def write_cached_work(root, *, drop: str | None = None, nan_item_vec: bool = False) -> str:
+    """A work dir as precompute leaves it (cached train/eval shards, vocabularies, metadata),
+    optionally without one cached feature or with NaN item vectors."""
+    layout = WorkLayout(str(root))
+    table = tuple(feature for feature in features.CACHED_EXAMPLE_FEATURES if feature.name != drop)
+    rng = np.random.default_rng(0)
+    for split, size in SPLIT_SIZES.items():
+        records = [cached_record(index, split, rng) for index in range(size)]
+        if nan_item_vec:
+            for record in records:
+                record[features.PPM_ITEM_VEC][0] = float("nan")
+        path = layout.cached_prefix(split) + "-00000-of-00001.tfrecord.gz"
+        tf.io.gfile.makedirs(path.rpartition("/")[0])
+        with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+            for record in records:
+                writer.write(features.encode_example(record, table, MAX_SEQ_LEN))
+    for name, tokens in VOCABULARIES.items():
+        tf.io.gfile.makedirs(layout.path("vocab"))
+        with tf.io.gfile.GFile(layout.vocab(name), "w") as handle:
+            handle.write("\n".join(tokens) + "\n")
+    (root / "preprocess.json").write_text(json.dumps({"max_seq_len": MAX_SEQ_LEN,
+                                                      "oov_buckets": OOV_BUCKETS}))
+    (root / "stats.json").write_text(json.dumps(
+        {"splits": {split: {"examples": size} for split, size in SPLIT_SIZES.items()}}))
+    (root / "cached" / "metadata.json").write_text(json.dumps(
+        {"max_seq_len": MAX_SEQ_LEN, "tower_dim": CONFIG.tower_dim, "item_dim": ITEM_DIM}))
+    return str(root)
+
+
+def write_pretrained_head(work: str) -> None:
+    """The plug-in head checkpoint ``ppm pretrain`` leaves, from an untrained PPM."""
+    model = PPM(ItemVectorTable(ITEMS, np.random.default_rng(1).normal(
+        size=(len(ITEMS), ITEM_DIM)).astype(np.float32)), CONFIG, MAX_SEQ_LEN)
+    batch = deterministic_batches()[0]
+    model({name: tf.constant(batch[name]) for name in (
+        features.ITEM_ID, features.HIST_ITEM_IDS, features.HIST_TS, features.TS)})
+    tf.train.Checkpoint(head=model.head).write(head_checkpoint_path(work))
+
+
+def files_under(path) -> list[str]:
+    return sorted(str(child.relative_to(path)) for child in path.rglob("*") if child.is_file())
+
+
+# NaN losses.
+
+class LinearOnItemVector(RankingModel):
+    """Logits linear in ``ppm_item_vec``: a NaN there makes the loss NaN."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.click = tf.keras.layers.Dense(1)
+        self.order = tf.keras.layers.Dense(1)
+
+    def call(self, batch_features, training=None):
+        vectors = batch_features[features.PPM_ITEM_VEC]
+        return {"click": tf.squeeze(self.click(vectors), -1),
+                "order": tf.squeeze(self.order(vectors), -1)}
+
+
+def test_a_nan_loss_stops_training_with_a_clear_message_and_keeps_no_backup(tmp_path):
+    tf.keras.utils.set_random_seed(0)
+    batches = deterministic_batches()
+    batches[2][features.PPM_ITEM_VEC][0, 0] = np.nan
+    model = LinearOnItemVector()
+    model.compile(optimizer=tf.keras.optimizers.Adam(1e-3))
+    backup = tmp_path / "backup"
+    with pytest.raises(TrainingDiverged, match=r"training loss became nan after 1 epoch\(s\); "
+                                               r"no model was written"):
+        fit(model, dataset_of(batches), 3, str(backup), examples_per_epoch=64, verbose=0)
+    # Nothing a later run would resume from.
+    assert not backup.exists() or files_under(backup) == []
+
+
+def test_nan_features_stop_train_ablation_and_nothing_is_written(tmp_path):
+    """Through IDRec the loss can stay finite (the fused Dense+ReLU kernel turns NaN into 0
+    going forward) while the gradients make the weights NaN: the run must still stop."""
+    work = write_cached_work(tmp_path, nan_item_vec=True)
+    with pytest.raises(TrainingDiverged, match="no model was written"):
+        ablations.train_ablation(work, "qm_ep", "tiny", verbose=0)
+    assert not (tmp_path / "predictions").exists()
+    model_dir = tmp_path / "models" / "qm_ep"
+    # No weights, no training.json, no backup.
+    assert not model_dir.exists() or files_under(model_dir) == []
+
+
+# Resume after an interruption.
+
+RESUME_CONFIG = dataclasses.replace(preset("tiny"), dropout=0.0)
+BATCHES_PER_EPOCH, BATCH_SIZE = 4, 16
+
+
+def deterministic_batches() -> list[dict[str, np.ndarray]]:
+    rng = np.random.default_rng(4)
+    records = [cached_record(index, "train", rng)
+               for index in range(BATCHES_PER_EPOCH * BATCH_SIZE)]
+    names = [feature.name for feature in features.CACHED_EXAMPLE_FEATURES]
+    batches = []
+    for start in range(0, len(records), BATCH_SIZE):
+        chunk = records[start:start + BATCH_SIZE]
+        batch = {}
+        for name in names:
+            values = [record[name] for record in chunk]
+            if name in (features.HIST_ITEM_IDS, features.HIST_CATEGORIES):
+                values = [value + [""] * (MAX_SEQ_LEN - len(value)) for value in values]
+            elif name == features.HIST_TS:
+                values = [value + [0] * (MAX_SEQ_LEN - len(value)) for value in values]
+            batch[name] = np.array(values)
+        batch[features.PPM_USER_STATES] = batch[features.PPM_USER_STATES].reshape(
+            len(chunk), MAX_SEQ_LEN, CONFIG.tower_dim).astype(np.float32)
+        batch[features.PPM_ITEM_VEC] = batch[features.PPM_ITEM_VEC].astype(np.float32)
+        batches.append(batch)
+    return batches
+
+
+class SimulatedCrash(Exception):
+    pass
+
+
+class Batches:
+    """A generator factory: the same batches each epoch; optionally crashes in the middle of
+    epoch ``crash_in_epoch`` (1-based), as a killed worker would."""
+
+    def __init__(self, batches, crash_in_epoch: int | None = None):
+        self.batches = batches
+        self.crash_in_epoch = crash_in_epoch
+        self.epochs_started = 0
+
+    def __call__(self):
+        self.epochs_started += 1
+        for index, batch in enumerate(self.batches):
+            if self.epochs_started == self.crash_in_epoch and index == len(self.batches) // 2:
+                raise SimulatedCrash(f"simulated crash in epoch {self.epochs_started}")
+            yield batch
+
+
+def dataset_of(batches, crash_in_epoch: int | None = None) -> tf.data.Dataset:
+    """The batches as a dataset of known length. (With an unknown length, tf-keras adds one
+    to the optimizer's step count in the first epoch of every ``fit`` call, so a resumed run's
+    Adam bias correction is one step ahead of an uninterrupted run's.)"""
+    signature = {name: tf.TensorSpec((None, *values.shape[1:]),
+                                     tf.string if values.dtype.kind in "US" else
+                                     tf.as_dtype(values.dtype))
+                 for name, values in batches[0].items()}
+    dataset = tf.data.Dataset.from_generator(Batches(batches, crash_in_epoch),
+                                             output_signature=signature)
+    return dataset.apply(tf.data.experimental.assert_cardinality(len(batches)))
+
+
+def compiled_urm(tmp_path, config=RESUME_CONFIG) -> UnifiedModel:
+    vocab_dir = tmp_path / "vocab"
+    vocab_dir.mkdir(exist_ok=True)
+    vocabularies = {}
+    for name, tokens in VOCABULARIES.items():
+        (vocab_dir / f"{name}.txt").write_text("\n".join(tokens) + "\n")
+        vocabularies[name] = str(vocab_dir / f"{name}.txt")
+    model = UnifiedModel(vocabularies, OOV_BUCKETS, config, name="urm")
+    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+    return model
+
+
+def test_an_interrupted_fit_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path):
+    epochs, examples = 3, BATCHES_PER_EPOCH * BATCH_SIZE
+    batches = deterministic_batches()
+
+    tf.keras.utils.set_random_seed(0)
+    uninterrupted = compiled_urm(tmp_path)
+    complete = fit(uninterrupted, dataset_of(batches), epochs, str(tmp_path / "backup_a"),
+                   examples, verbose=0)
+    assert complete.epochs == epochs
+
+    backup = tmp_path / "backup_b"
+    tf.keras.utils.set_random_seed(0)
+    with pytest.raises(tf.errors.OpError, match="simulated crash in epoch 2"):
+        fit(compiled_urm(tmp_path), dataset_of(batches, crash_in_epoch=2), epochs, str(backup),
+            examples, verbose=0)
+    assert files_under(backup), "epoch 1 left no backup to resume from"
+
+    # A new process would build a new model, initialised differently: the backup decides.
+    tf.keras.utils.set_random_seed(123)
+    resumed_model = compiled_urm(tmp_path)
+    resumed = fit(resumed_model, dataset_of(batches), epochs, str(backup), examples, verbose=0)
+    assert resumed.epochs == epochs - 1  # epochs 2 and 3 only
+    assert resumed.examples == (epochs - 1) * examples
+    assert np.isclose(resumed.final_loss, complete.final_loss, rtol=1e-4)
+    assert len(uninterrupted.trainable_variables) == len(resumed_model.trainable_variables)
+    for mine, theirs in zip(resumed_model.trainable_variables, uninterrupted.trainable_variables):
+        np.testing.assert_allclose(mine.numpy(), theirs.numpy(), rtol=1e-4, atol=1e-5,
+                                   err_msg=mine.name)
+    assert int(resumed_model.optimizer.iterations) == epochs * BATCHES_PER_EPOCH
+    assert not backup.exists() or files_under(backup) == []  # finished: backup cleared
+
+
+# Missing cached features.
+
+@pytest.mark.parametrize("model_name, missing", [
+    ("urm", features.PPM_ITEM_VEC),
+    ("ppm", features.PPM_USER_MASK),
+    ("urm", features.PPM_USER_STATES),
+])
+def test_a_missing_cached_feature_is_a_clear_error_naming_it(tmp_path, model_name, missing):
+    work = write_cached_work(tmp_path, drop=missing)
+    write_pretrained_head(work)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=f"Feature: {missing} "):
+        ablations.train_ablation(work, model_name, "tiny", verbose=0)
+    assert not tf.io.gfile.exists(WorkLayout(work).predictions(model_name))
+    assert not tf.io.gfile.exists(WorkLayout(work).model_dir(model_name) + "/training.json")
+
+
+def test_cached_models_without_precompute_say_to_run_it(tmp_path):
+    work = write_cached_work(tmp_path)
+    (tmp_path / "cached" / "metadata.json").unlink()
+    with pytest.raises(FileNotFoundError, match="ppm precompute"):
+        ablations.train_ablation(work, "urm", "tiny", verbose=0)
+
+
+def test_an_unknown_model_name_lists_the_ablations(tmp_path):
+    with pytest.raises(ValueError, match="unknown model 'dcn'.*'urm'"):
+        ablations.build_model("dcn", str(tmp_path), CONFIG)
+
+
+# What a finished run leaves for `ppm evaluate`.
+
+def test_train_ablation_writes_weights_predictions_and_its_cost(tmp_path):
+    work = write_cached_work(tmp_path)
+    write_pretrained_head(work)
+    summary = ablations.train_ablation(work, "urm", "tiny", verbose=0)
+    layout = WorkLayout(work)
+    assert summary["trainable_params"] > 0 and summary["train_seconds"] > 0
+    assert summary["train_examples"] == SPLIT_SIZES["train"] * CONFIG.train_epochs
+    with open(layout.model_dir("urm") + "/training.json") as handle:
+        assert json.load(handle) == summary
+    assert tf.io.gfile.glob(layout.model_dir("urm") + "/weights*")
+    predictions = np.load(layout.predictions("urm"))
+    assert set(predictions.files) == {*ablations.PREDICTION_KEYS, "click_prob", "order_prob"}
+    assert all(predictions[key].shape == (SPLIT_SIZES["eval"],) for key in predictions.files)
+    assert predictions[features.USER_ID].dtype.kind == "U"  # decoded strings, not bytes
+    assert np.all((predictions["click_prob"] > 0) & (predictions["click_prob"] < 1))
+    assert sorted(predictions[features.REQUEST_ID].tolist()) == sorted(
+        f"eval-r{index // 2}" for index in range(SPLIT_SIZES["eval"]))

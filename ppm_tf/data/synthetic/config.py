@@ -32,7 +32,10 @@ class WorldConfig:
     candidate_mix: tuple[float, float, float] = (0.45, 0.25, 0.30)  # popular, new, random
     # Click model: logit = base + content + behaviour + user bias + item quality + latent.
     base_click_logit: float = -3.9
-    content_scale: float = 0.65  # user's (drifting) taste for the item's attributes
+    content_scale: float = 0.55  # user's (drifting) taste for the item's attributes
+    num_personas: int = 12  # shopper segments sharing most of their taste
+    persona_share: float = 0.7  # share of a user's taste variance that is the persona's
+    trend_scale: float = 0.4  # the market's (drifting) taste: what is in fashion
     behaviour_scale: float = 1.6  # similarity of the item to the user's recent clicks
     behaviour_decay: float = 0.6  # weight kept by the recent-click state per new click
     drift_radians: float = 0.9  # how far tastes rotate over the horizon (pi/2: fully new)

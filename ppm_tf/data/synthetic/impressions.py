@@ -4,6 +4,7 @@ Each day, active users make a few requests; each request shows candidates drawn 
 bias (popular, new and random items). The true click probability of an impression is
 
     sigmoid(base + content_scale * taste(user, day) . content(item)
+                 + trend_scale * trend(day) . content(item)
                  + behaviour_scale * similarity(item, user's recent clicks)
                  + user click bias + item quality + user latent . item latent)
 
@@ -91,10 +92,12 @@ class ImpressionSimulator:
         indices = self.content_indices[items]  # [requests, k, attributes]
         taste = population.taste_on(day, config.drift_radians, config.num_days, users)
         content = np.take_along_axis(taste[:, None, :], indices, axis=2).sum(-1)
+        trend = population.trend_on(day, config.drift_radians, config.num_days)[indices].sum(-1)
         similarity = np.take_along_axis(
             self.recent_clicks[users][:, None, :], indices, axis=2).sum(-1)
         latent = np.einsum("rd,rkd->rk", population.latent[users], catalog.latent[items])
         click_logit = (config.base_click_logit + config.content_scale * content
+                       + config.trend_scale * trend
                        + config.behaviour_scale * similarity
                        + population.click_bias[users][:, None] + catalog.quality[items] + latent)
         p_click = sigmoid(click_logit)

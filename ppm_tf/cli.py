@@ -92,6 +92,13 @@ def _export(args: argparse.Namespace) -> None:
           f"{result['validation_examples']:,} eval examples)")
 
 
+def _serve(args: argparse.Namespace) -> None:
+    from ppm_tf.serving.server import main as serve
+
+    logging.getLogger("ppm_tf.serving").setLevel(logging.INFO)  # the server's start-up lines
+    raise SystemExit(serve(args.job_args))
+
+
 def _demo(args: argparse.Namespace) -> None:
     """The main job, stage by stage; a stage whose outputs are up to date is skipped."""
     data_dir = args.data or os.path.join(args.out, "data")
@@ -190,6 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--min-auc", "--min_auc", dest="min_auc", type=float,
                         help="refuse to publish below this click AUC on a validation slice")
     export.set_defaults(handler=_export)
+
+    serve = commands.add_parser(
+        "serve", add_help=False,
+        help="local TF-Serving-compatible server (TF Serving's flags; --help lists them)")
+    serve.set_defaults(handler=_serve, passes_flags_through=True)
 
     demo = commands.add_parser("demo", help="run the whole pipeline on the synthetic world")
     demo.add_argument("--preset", choices=["tiny", "demo"], default="demo")

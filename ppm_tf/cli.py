@@ -12,7 +12,6 @@ import resource
 import sys
 import time
 
-from ppm_tf.data import raw_files
 from ppm_tf.data.synthetic import PRESETS
 from ppm_tf.errors import StageError
 from ppm_tf.work_layout import WorkLayout
@@ -100,41 +99,10 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _demo(args: argparse.Namespace) -> None:
-    """The main job, stage by stage; a stage whose outputs are up to date is skipped."""
-    data_dir = args.data or os.path.join(args.out, "data")
-    work_dir = os.path.join(args.out, "work")
-    if args.data is None:
-        _run_stage("generate", _is_generated(data_dir, args.preset, args.seed) and not args.force,
-                   lambda: _generate(argparse.Namespace(preset=args.preset, seed=args.seed,
-                                                        out=data_dir)))
-    preprocessed = _newer(WorkLayout(work_dir).preprocess_json, raw_files.RawLayout(data_dir).world)
-    _run_stage("preprocess", preprocessed and not args.force,
-               lambda: _preprocess(argparse.Namespace(job_args=["--data", data_dir,
-                                                                "--out", work_dir])))
+    from ppm_tf.demo import DemoRun, run_demo
 
-
-def _run_stage(name: str, up_to_date: bool, action) -> None:
-    """Runs one demo stage with a line before and after it, or says why it is skipped."""
-    if up_to_date:
-        print(f"[{name}] up to date; skipped (--force redoes it)")
-        return
-    print(f"[{name}] running")
-    started = time.perf_counter()
-    action()
-    print(f"[{name}] done in {time.perf_counter() - started:.1f} s")
-
-
-def _newer(output: str, source: str) -> bool:
-    """Whether ``output`` exists and was written after ``source``."""
-    return os.path.exists(output) and os.path.getmtime(output) >= os.path.getmtime(source)
-
-
-def _is_generated(data_dir: str, preset_name: str, seed: int) -> bool:
-    try:
-        world = raw_files.read_world(data_dir)
-    except FileNotFoundError:
-        return False
-    return world.get("preset") == preset_name and world.get("seed") == seed
+    run_demo(DemoRun(out=args.out, preset=args.preset, seed=args.seed, data=args.data,
+                     force=args.force))
 
 
 def _add_training_flags(parser: argparse.ArgumentParser) -> None:
@@ -175,8 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.set_defaults(handler=_pretrain)
 
     precompute = commands.add_parser(
-        "precompute", help="cache PPM's user-tower outputs into train/eval examples (Beam)")
-    precompute.add_argument("--work", required=True)
+        "precompute", add_help=False,
+        help="cache PPM's user-tower outputs into train/eval examples (Beam; --help: flags)")
     precompute.set_defaults(handler=_precompute, passes_flags_through=True)
 
     train = commands.add_parser("train", help="train an ablation model on the recent window")
@@ -203,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="local TF-Serving-compatible server (TF Serving's flags; --help lists them)")
     serve.set_defaults(handler=_serve, passes_flags_through=True)
 
-    demo = commands.add_parser("demo", help="run the whole pipeline on the synthetic world")
+    demo = commands.add_parser(
+        "demo", help="the whole pipeline on the synthetic world, to the results table")
     demo.add_argument("--preset", choices=["tiny", "demo"], default="demo")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--out", default=os.path.join("runs", "demo"), help="run directory")

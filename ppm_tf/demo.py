@@ -85,7 +85,6 @@ def run_demo(run: DemoRun) -> dict:
     from ppm_tf.data.synthetic import format_summary, generate_world
     from ppm_tf.data.synthetic import preset as world_preset
     from ppm_tf.encoders.training import train_encoders
-    from ppm_tf.evaluation.evaluate import evaluate
     from ppm_tf.export import export_model
     from ppm_tf.training.ablations import train_ablation
     from ppm_tf.demo_serving import serve_and_score
@@ -118,13 +117,22 @@ def run_demo(run: DemoRun) -> dict:
         run.stage(f"train {name}",
                   lambda name=name: train_ablation(run.work, name, run.preset, run.seed),
                   layout.model_dir(name) + "/training.json", (source,))
-    metrics = run.stage("evaluate", lambda: evaluate(run.work))
+    metrics = run.stage("evaluate", lambda: _evaluate(run.work))
     for name in EXPORTED_MODELS:
         run.stage(f"export {name}", lambda name=name: _export(run, name, export_model),
                   os.path.join(run.saved_models, name, EXPORTED_MARKER),
                   (layout.model_dir(name) + "/training.json",))
     serving = run.stage("serve", lambda: serve_and_score(run.saved_models, run.work))
     return _finish(run, metrics, serving, time.perf_counter() - started)
+
+
+def _evaluate(work: str) -> dict:
+    from ppm_tf.evaluation.evaluate import evaluate
+    from ppm_tf.evaluation.report import write_report
+
+    metrics = evaluate(work)
+    write_report(metrics, WorkLayout(work).eval_dir)
+    return metrics
 
 
 def _export(run: DemoRun, name: str, export_model) -> dict:

@@ -20,17 +20,6 @@ def test_generate_prints_the_summary_with_oracle_auc(tmp_path):
     assert (tmp_path / "w" / "world.json").is_file()
 
 
-def test_demo_generates_once_then_skips_until_forced(tmp_path):
-    out = str(tmp_path / "run")
-    first = ppm("demo", "--preset", "tiny", "--out", out)
-    assert first.returncode == 0, first.stderr
-    assert "[generate] running" in first.stdout and "preset=tiny" in first.stdout
-    again = ppm("demo", "--preset", "tiny", "--out", out)
-    assert "up to date" in again.stdout and "skipped" in again.stdout
-    forced = ppm("demo", "--preset", "tiny", "--out", out, "--force")
-    assert "[generate] running" in forced.stdout
-
-
 def test_import_movielens_reports_a_missing_source_clearly(tmp_path):
     result = ppm("import-movielens", "--src", str(tmp_path / "nowhere"), "--out",
                  str(tmp_path / "out"))
@@ -57,3 +46,10 @@ def test_readme_opens_with_the_two_commands_ci_runs():
 def test_every_command_has_help(command):
     result = ppm(command, "--help")
     assert result.returncode == 0 and "usage: ppm " + command in result.stdout
+
+
+@pytest.mark.parametrize("command, flag", [("preprocess", "--data"), ("precompute", "--work"),
+                                           ("serve", "--rest_api_port")])
+def test_beam_jobs_and_the_server_take_their_own_flags(command, flag):
+    result = ppm(command, "--help")
+    assert result.returncode == 0 and flag in result.stdout

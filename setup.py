@@ -28,6 +28,13 @@ EXTRAS_REQUIRE = {
         "pytest==9.2.0",
         "pytest-timeout==2.4.0",
         "hypothesis==6.170.17",
+        # Executing notebooks/ppm_quickstart.ipynb (tests/test_notebook.py).
+        "nbclient==0.11.0",
+        "nbformat==5.11.1",
+        "ipykernel==7.4.0",
+        "jupyter-client==8.10.0",
+        # Beam imports pandas when a pipeline is built inside IPython (interactive runner hooks).
+        "pandas==2.3.3",
     ],
     "gcp": ["apache-beam[gcp]==2.77.0"],
 }
@@ -36,7 +43,7 @@ setup(
     name="ppm-tf",
     version="0.1.0",
     description="Pre-trained Plug-in Model (PPM) for CTR prediction on TensorFlow/Keras",
-    python_requires=">=3.11,<3.12",
+    python_requires=">=3.11,<3.13",  # 3.12: Colab; CI and the README use 3.11
     packages=find_packages(include=["ppm_tf", "ppm_tf.*", "beam_jobs", "beam_jobs.*"]),
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,

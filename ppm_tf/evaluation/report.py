@@ -8,10 +8,7 @@ import io
 import math
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # no pyplot: leaves a notebook's backend alone
 
 SLICES = ("overall", "cold", "warm")
 AGE_PLOT = "auc_by_item_age.png"
@@ -71,7 +68,8 @@ def markdown_report(metrics: dict[str, Any]) -> str:
 
 
 def plot_auc_by_item_age(metrics: dict[str, Any], path: str) -> None:
-    figure, axes = plt.subplots(figsize=(7, 4))
+    figure = Figure(figsize=(7, 4))
+    axes = figure.subplots()
     rows = dict(metrics["models"])
     if "oracle" in metrics:
         rows["oracle"] = metrics["oracle"]
@@ -91,7 +89,8 @@ def plot_auc_by_slice(metrics: dict[str, Any], path: str) -> None:
     rows = dict(metrics["models"])
     if "oracle" in metrics:
         rows["oracle"] = metrics["oracle"]
-    figure, axes = plt.subplots(figsize=(7, 4))
+    figure = Figure(figsize=(7, 4))
+    axes = figure.subplots()
     width = 0.8 / len(rows)
     for index, (name, model) in enumerate(rows.items()):
         positions = [slot + index * width for slot in range(len(SLICES))]
@@ -111,7 +110,6 @@ def _save(figure, path: str) -> None:
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
-    plt.close(figure)
     with tf.io.gfile.GFile(path, "wb") as handle:
         handle.write(buffer.getvalue())
 

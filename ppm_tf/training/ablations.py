@@ -24,7 +24,7 @@ from ppm_tf.models.idrec import IDRec
 from ppm_tf.models.ppm import PPMOnCachedStates
 from ppm_tf.models.tasks import RankingModel
 from ppm_tf.models.unified import UnifiedModel
-from ppm_tf.training.fitting import fit, trainable_parameters
+from ppm_tf.training.fitting import FitResult, fit, trainable_parameters
 from ppm_tf.training.pretrain import head_checkpoint_path
 from ppm_tf.work_layout import WorkLayout
 
@@ -87,9 +87,19 @@ def train_ablation(work: str, name: str, preset_name: str = "demo", seed: int = 
         initialise_head_from_pretraining(model, work, next(iter(epoch_data(0))))
     result = fit(model, epoch_data, epochs or config.train_epochs,
                  layout.model_dir(name) + "/backup", _count_examples(work, splits), verbose)
+    return save_trained_model(model, name, work, preset_name, result,
+                              {"seed": seed, "splits": list(splits)})
+
+
+def save_trained_model(model: RankingModel, name: str, work: str, preset_name: str,
+                       result: FitResult, extra: dict | None = None) -> dict:
+    """What ``ppm evaluate`` and ``ppm export`` read of a trained model: its weights, its
+    eval-split predictions, and training.json (preset and cost). Also for models fitted by
+    hand, e.g. in a notebook."""
+    layout = WorkLayout(work)
     tf.train.Checkpoint(model=model).write(layout.model_dir(name) + "/weights")
-    write_predictions(model, name, work, config.batch_size)
-    summary = {"model": name, "preset": preset_name, "seed": seed, "splits": list(splits),
+    write_predictions(model, name, work, preset(preset_name).batch_size)
+    summary = {"model": name, "preset": preset_name, **(extra or {}),
                "train_seconds": result.train_seconds,
                "examples_per_second": result.examples_per_second,
                "train_examples": result.examples, "epochs": result.epochs,

@@ -1,0 +1,96 @@
+"""The Colab quick-start notebook runs top to bottom at the tiny preset (as CI runs it).
+
+The notebook is executed with nbclient in a kernel on this interpreter (the test's own
+kernelspec, so a user-level ``python3`` kernel pointing elsewhere cannot be picked up), from a
+temporary folder, with ``PPM_NOTEBOOK_PRESET=tiny``. The install cell is tagged
+``skip-execution`` (nbclient's default skip tag), so CI never pip-installs anything.
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import nbclient
+import nbformat
+import pytest
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import KernelManager
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "ppm_quickstart.ipynb"
+SKIP_TAG = "skip-execution"
+CELL_TIMEOUT_SECONDS = 600
+
+
+def _tagged(notebook, tag: str):
+    cells = [cell for cell in notebook.cells if tag in cell.metadata.get("tags", [])]
+    assert len(cells) == 1, f"expected one cell tagged {tag!r}, found {len(cells)}"
+    return cells[0]
+
+
+def _text(cell) -> str:
+    """Everything a code cell printed or displayed as text."""
+    parts = []
+    for output in cell.outputs:
+        if output.output_type == "stream":
+            parts.append(output.text)
+        elif output.output_type in ("display_data", "execute_result"):
+            parts.extend(str(value) for key, value in output.data.items()
+                         if key.startswith("text/"))
+    return "".join(parts)
+
+
+def _kernel_manager(kernels_dir: Path) -> KernelManager:
+    """A ``python3`` kernel that runs this interpreter (the venv's, with ipykernel)."""
+    spec_dir = kernels_dir / "python3"
+    spec_dir.mkdir(parents=True)
+    (spec_dir / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "PPM-TF test kernel", "language": "python"}))
+    return KernelManager(kernel_name="python3",
+                         kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels_dir)]))
+
+
+def test_committed_notebook_has_no_outputs():
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    nbformat.validate(notebook)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            assert not cell.outputs and cell.execution_count is None, cell.source[:80]
+    install = _tagged(notebook, SKIP_TAG)
+    assert "%pip install" in install.source and "find_spec(\"ppm_tf\")" in install.source
+
+
+@pytest.mark.slow
+def test_notebook_runs_at_tiny_preset(tmp_path, monkeypatch):
+    monkeypatch.setenv("PPM_NOTEBOOK_PRESET", "tiny")
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the notebook's mkdtemp lands here
+    run_dir = tmp_path / "cwd"
+    run_dir.mkdir()
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    client = nbclient.NotebookClient(
+        notebook, km=_kernel_manager(tmp_path / "kernels"), timeout=CELL_TIMEOUT_SECONDS,
+        startup_timeout=120, skip_cells_with_tag=SKIP_TAG,
+        resources={"metadata": {"path": str(run_dir)}})
+
+    try:
+        client.execute()  # raises CellExecutionError, with the cell and traceback, on any error
+    finally:
+        nbformat.write(notebook, tmp_path / "executed.ipynb")  # kept by pytest, to inspect
+
+    assert not _tagged(notebook, SKIP_TAG).outputs, "the install cell must not run in CI"
+    assert "preset 'tiny'" in "".join(_text(cell) for cell in notebook.cells
+                                      if cell.cell_type == "code")
+    fit_output = _text(_tagged(notebook, "urm-fit"))
+    assert re.search(r"Epoch 1/\d+", fit_output), fit_output[-2000:]
+    assert re.search(r"\d+/\d+ \[=+\] .* - loss: \d", fit_output), fit_output[-2000:]
+    table = _text(_tagged(notebook, "results-table"))
+    assert "| model | click AUC |" in table
+    for row in ("| urm |", "| base |", "| oracle |"):
+        assert row in table, table
+    assert "URM over base, click AUC:" in table
+    plot = _tagged(notebook, "auc-by-age-plot")
+    assert any("image/png" in output.get("data", {}) for output in plot.outputs), plot.outputs
+    serving = _text(_tagged(notebook, "serving"))
+    assert "| candidate | click_prob |" in serving and "user_states" in serving

@@ -52,12 +52,22 @@ class UserTowerHandler(ModelHandler):
         return {"min_batch_size": self.min_batch_size, "max_batch_size": self.max_batch_size}
 
 
-def _attach_item_vector(element, item_dim: int):
+COUNTERS = "precompute"  # Beam counter namespace: examples read and written per split
+
+
+def _decode(serialized: bytes, split: str) -> dict[str, Any]:
+    beam.metrics.Metrics.counter(COUNTERS, f"{split}_read").inc()
+    return features.decode_example(serialized, features.EXAMPLE_FEATURES)
+
+
+def _attach_item_vector(element, item_dim: int, split: str):
     _, grouped = element
     vectors = grouped["vectors"]
     # Items the encoders never saw get the zero vector, as the serving table does.
     vector = list(vectors[0]) if vectors else [0.0] * item_dim
+    written = beam.metrics.Metrics.counter(COUNTERS, f"{split}_written")
     for example in grouped["examples"]:
+        written.inc()
         yield {**example, features.PPM_ITEM_VEC: vector}
 
 
@@ -77,12 +87,13 @@ class CacheTowerOutputs(beam.PTransform):
     def expand(self, pbegin):
         examples = (pbegin
                     | "Read" >> beam.io.ReadFromTFRecord(self.layout.examples_pattern(self.split))
-                    | "Decode" >> beam.Map(features.decode_example, features.EXAMPLE_FEATURES)
+                    | "Decode" >> beam.Map(_decode, self.split)
                     | "UserTower" >> RunInference(self.handler)
                     | "ByItem" >> beam.Map(lambda example: (example[features.ITEM_ID], example)))
         return ({"examples": examples, "vectors": self.item_vectors}
                 | "Join" >> beam.CoGroupByKey()
-                | "AttachItemVector" >> beam.FlatMap(_attach_item_vector, self.item_dim)
+                | "AttachItemVector" >> beam.FlatMap(_attach_item_vector, self.item_dim,
+                                                    self.split)
                 | "Write" >> WriteRecords(features.CACHED_EXAMPLE_FEATURES,
                                           self.layout.cached_prefix(self.split),
                                           self.max_seq_len))

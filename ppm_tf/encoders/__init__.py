@@ -1,0 +1,16 @@
+"""PPM's Modal Encoder (ME) layer: the text and image encoders whose frozen outputs are
+cached per item (DESIGN.md §3; docs/encoders.md).
+
+- ``presets``: named sizes (``tiny``, ``demo``, ``paper``) and training settings, as data.
+- ``tokenizer`` / ``text``: WordPiece tokenisation in-graph and the BERT-style encoder.
+- ``query_matching``: the paper's QM task (in-batch InfoNCE over query -> clicked title).
+- ``image``: image decoding with a fallback, the ResNet encoder and entity prediction (EP).
+- ``data``: the two tasks' tf.data inputs from a work directory, and the EP hold-out.
+- ``evaluation``: held-out metrics (Recall@10/MRR vs TF-IDF, popularity and random; EP
+  F1/AUC vs the label prior).
+- ``pretrained``: loading local BERT checkpoints and ImageNet ResNet weights.
+- ``export``: the frozen SavedModels that ``beam_jobs.embed_items`` runs.
+- ``training`` (+ ``text_training``, ``image_training``): ``train_encoders(work, preset,
+  seed)``, the stage entry point.
+- ``item_vectors``: the Beam transforms of the item-embedding job (RunInference).
+"""

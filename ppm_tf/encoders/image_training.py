@@ -1,0 +1,131 @@
+"""Fine-tuning the image encoder with entity prediction, its held-out evaluation and export.
+
+Items with an image are split by a seeded hash of their id: ``holdout_fraction`` of them are
+never trained on and give the EP metrics (micro/macro F1 at the preset's threshold, micro and
+macro AUC), next to the trivial baseline that predicts every entity's training frequency.
+Decoded training images are cached in memory as uint8 when they fit in ``CACHE_BYTES``.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+import ppm_tf  # noqa: F401  (selects tf-keras before TensorFlow resolves its Keras)
+import tensorflow as tf
+
+from ppm_tf import features
+from ppm_tf.encoders import data, evaluation, export
+from ppm_tf.encoders.image import EntityPredictionModel, ImageEncoder, TrainingAugmentation
+from ppm_tf.encoders.presets import EncoderPreset
+from ppm_tf.encoders.pretrained import (KERAS_APPLICATIONS, load_resnet_weights,
+                                        resnet_weights_format)
+from ppm_tf.encoders.training import adamw, encoders_path, first_epoch, fit_with_backup
+
+logger = logging.getLogger(__name__)
+CACHE_BYTES = 2 * 2**30
+
+
+def _as_uint8(pixels: tf.Tensor, labels: tf.Tensor):
+    return tf.cast(tf.round(pixels), tf.uint8), labels
+
+
+def _as_float(pixels: tf.Tensor, labels: tf.Tensor):
+    return tf.cast(pixels, tf.float32), labels
+
+
+def _examples(work: str, entities: list[str], config: EncoderPreset, seed: int,
+              heldout: bool) -> tf.data.Dataset:
+    return data.entity_examples(work, entities, config.image.image_size, heldout=heldout,
+                                holdout_fraction=config.holdout_fraction, seed=seed)
+
+
+def predict_entities(model: EntityPredictionModel, dataset: tf.data.Dataset,
+                     batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(labels, probabilities)``, both ``[items, num_entities]``, for unbatched examples."""
+    labels, probabilities = [], []
+    for pixels, batch_labels in dataset.batch(batch_size):
+        probabilities.append(tf.sigmoid(model(pixels, training=False)).numpy())
+        labels.append(batch_labels.numpy())
+    if not labels:
+        return np.zeros((0, model.num_entities)), np.zeros((0, model.num_entities))
+    return np.concatenate(labels), np.concatenate(probabilities)
+
+
+def fit_image_encoder(work: str, config: EncoderPreset, seed: int,
+                      imagenet_weights: str | None = None, epochs: int | None = None,
+                      callbacks: Sequence[tf.keras.callbacks.Callback] = ()) -> dict[str, Any]:
+    """Trains, evaluates and exports the image encoder; returns its metrics."""
+    tf.keras.utils.set_random_seed(seed)
+    entities = data.read_entity_vocabulary(work)
+    image_config = config.image
+    pixel_scaling = ("caffe" if imagenet_weights
+                     and resnet_weights_format(imagenet_weights) == KERAS_APPLICATIONS
+                     else "unit")
+    encoder = ImageEncoder.from_config_preset(image_config, pixel_scaling=pixel_scaling,
+                                              name="image_encoder")
+    if imagenet_weights:
+        loaded = load_resnet_weights(encoder, imagenet_weights)
+        logger.info("loaded %d ResNet layers from %s", loaded, imagenet_weights)
+    model = EntityPredictionModel(
+        encoder, len(entities),
+        TrainingAugmentation(image_config.translation, image_config.contrast, seed=seed),
+        name="entity_prediction")
+    model(tf.zeros([1, image_config.image_size, image_config.image_size, 3]))
+
+    train = _examples(work, entities, config, seed, heldout=False)
+    num_train = int(train.map(lambda pixels, labels: 0).reduce(0, lambda n, _: n + 1))
+    if num_train == 0:
+        raise ValueError(f"no item with a decodable image to train entity prediction on in "
+                         f"{work}")
+    fit = config.entity_prediction
+    batch_size = min(fit.batch_size, num_train)
+    steps = -(-num_train // batch_size)
+    train = train.map(_as_uint8)
+    if num_train * image_config.image_size ** 2 * 3 <= CACHE_BYTES:
+        train = train.cache()
+    train = (train.shuffle(min(num_train, 20_000), seed=seed, reshuffle_each_iteration=True)
+             .batch(batch_size).map(_as_float).prefetch(tf.data.AUTOTUNE)
+             .apply(tf.data.experimental.assert_cardinality(steps)))
+    epochs = epochs or fit.epochs
+    model.compile(optimizer=adamw(fit, steps),
+                  loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
+                  metrics=[tf.keras.metrics.AUC(from_logits=True, name="auc")])
+    logger.info("entity prediction: %d training images, %d entities, batch %d, %d epochs",
+                num_train, len(entities), batch_size, epochs)
+    started = time.perf_counter()
+    history = fit_with_backup(model, train, epochs,
+                              encoders_path(work, "train", "image_backup"), callbacks)
+    train_seconds = time.perf_counter() - started
+
+    train_labels = np.concatenate([labels.numpy() for _, labels in train])
+    heldout_labels, probabilities = predict_entities(
+        model, _examples(work, entities, config, seed, heldout=True), config.eval_batch_size)
+    metrics = {"model": evaluation.entity_prediction_metrics(heldout_labels, probabilities,
+                                                             config.ep_threshold),
+               "prior": evaluation.prior_baseline(train_labels, heldout_labels,
+                                                  config.ep_threshold),
+               "num_entities": len(entities), "train_items": num_train,
+               "threshold": config.ep_threshold, "holdout_fraction": config.holdout_fraction,
+               "epochs": epochs, "resumed_from_epoch": first_epoch(history),
+               "train_seconds": round(train_seconds, 1)}
+    description = {
+        "kind": export.IMAGE, "preset": config.name, "seed": seed,
+        "output_dim": image_config.output_dim, "image_size": image_config.image_size,
+        "signature": {
+            "inputs": {export.IMAGES: "string [batch] (encoded JPEG or PNG)"},
+            "outputs": {features.IMAGE_VEC: f"float32 [batch, {image_config.output_dim}]",
+                        features.HAS_IMAGE: "int64 [batch]"}},
+        "fallback": "bytes that are empty or not JPEG/PNG: image_vec all zeros, has_image 0",
+        "resize": f"stretched to {image_config.image_size}x{image_config.image_size} "
+                  "(aspect ratio not kept), antialiased bilinear",
+        "pixel_scaling": pixel_scaling, "entities": entities,
+        "architecture": {"stackwise_filters": list(image_config.stackwise_filters),
+                         "stackwise_blocks": list(image_config.stackwise_blocks),
+                         "block_type": image_config.block_type},
+        "imagenet_weights": imagenet_weights, "metrics": metrics}
+    export.export_encoder(export.ImageEncoderExport(encoder),
+                          encoders_path(work, export.IMAGE), description)
+    return metrics

@@ -1,0 +1,207 @@
+"""Beam transforms that run the frozen encoders over the catalogue: item -> ME vectors.
+
+    WORK/items/*.tfrecord.gz --ReadItems--> (item_id, title, image, has_image)
+      --RunInference(text)-->  (item_id, text_vec)         \\
+      --RunInference(image)--> (item_id, image_vec, has)    >-- CoGroupByKey --> item vectors
+    items without an image skip the image model: fallback  /
+
+Both models run through Beam's ``RunInference`` with ``TFModelHandlerTensor`` (batching by
+its ``min_batch_size``/``max_batch_size``), wrapped in a ``KeyedModelHandler`` keyed by
+``item_id``. ``SignatureModelHandler`` subclasses the stock handler in two places, because
+the exports are plain ``tf.Module`` SavedModels with a named signature on *string* inputs:
+``load_model`` uses ``tf.saved_model.load`` (the stock loader goes through
+``tf.keras.models.load_model``, which treats them as pre-TF-2.5 Keras models and warns), after
+importing tensorflow-text so the tokeniser's ops exist in the worker; and the inference
+function stacks the raw bytes of a batch into one ``tf.string`` tensor and calls the
+signature by name. PCollections carry plain bytes and numpy arrays, never tf.Tensors.
+
+Bad images never fail the job: an item whose image does not decode gets the documented
+fallback (zero vector, ``has_image`` 0), counted by ``embed_items/image_fallbacks``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Iterable, Sequence
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
+from apache_beam.ml.inference.tensorflow_inference import TFModelHandlerTensor
+
+from ppm_tf import features
+
+logger = logging.getLogger(__name__)
+SERVING = "serving_default"
+TEXT_INPUT, IMAGE_INPUT = "titles", "images"
+COUNTERS = "embed_items"
+
+
+def _run_signature(model, batch: Sequence[bytes], input_name: str) -> dict[str, np.ndarray]:
+    import tensorflow as tf
+
+    outputs = model.signatures[SERVING](**{input_name: tf.constant(list(batch), tf.string)})
+    return {name: value.numpy() for name, value in outputs.items()}
+
+
+def text_inference_fn(model, batch: Sequence[bytes], inference_args: dict[str, Any],
+                      model_id: str | None = None) -> Iterable[PredictionResult]:
+    """Titles (bytes) -> ``PredictionResult(title, text_vec [d_t])`` per item."""
+    outputs = _run_signature(model, batch, TEXT_INPUT)
+    return [PredictionResult(title, vector, model_id)
+            for title, vector in zip(batch, outputs[features.TEXT_VEC])]
+
+
+def image_inference_fn(model, batch: Sequence[bytes], inference_args: dict[str, Any],
+                       model_id: str | None = None) -> Iterable[PredictionResult]:
+    """Encoded images -> ``PredictionResult(image, (image_vec [d_i], has_image))`` per item.
+
+    Bytes with a JPEG/PNG header that fail to decode abort the whole batch in TensorFlow;
+    the batch is then retried item by item and the failing items get the fallback.
+    """
+    import tensorflow as tf
+
+    try:
+        outputs = _run_signature(model, batch, IMAGE_INPUT)
+        return [PredictionResult(image, (vector, int(has_image)), model_id)
+                for image, vector, has_image in zip(batch, outputs[features.IMAGE_VEC],
+                                                    outputs[features.HAS_IMAGE])]
+    except tf.errors.InvalidArgumentError:
+        if len(batch) == 1:
+            dim = model.signatures[SERVING].structured_outputs[features.IMAGE_VEC].shape[-1]
+            beam.metrics.Metrics.counter(COUNTERS, "image_decode_errors").inc()
+            logger.warning("an image (%d bytes) failed to decode; using the fallback vector",
+                           len(batch[0]))
+            return [PredictionResult(batch[0], (np.zeros([dim], np.float32), 0), model_id)]
+        return [result for image in batch
+                for result in image_inference_fn(model, [image], inference_args, model_id)]
+
+
+class SignatureModelHandler(TFModelHandlerTensor):
+    """``TFModelHandlerTensor`` for a plain SavedModel called through a named signature on
+    raw bytes (see the module docstring for why the stock loader is replaced)."""
+
+    def load_model(self):
+        import tensorflow as tf
+        import tensorflow_text  # noqa: F401  (registers the text model's ops)
+
+        return tf.saved_model.load(self._model_uri)
+
+    def get_num_bytes(self, batch: Sequence[bytes]) -> int:
+        return sum(len(element) for element in batch)
+
+
+def parse_item(serialized: bytes) -> dict[str, Any]:
+    """The fields the encoders need, as raw bytes (titles are not decoded: a non-UTF-8 one
+    reaches the tokeniser, which defines its encoding)."""
+    import tensorflow as tf
+
+    example = tf.train.Example.FromString(serialized).features.feature
+    return {features.ITEM_ID: example[features.ITEM_ID].bytes_list.value[0].decode("utf-8"),
+            features.TITLE: bytes(example[features.TITLE].bytes_list.value[0]),
+            features.IMAGE: bytes(example[features.IMAGE].bytes_list.value[0]),
+            features.HAS_IMAGE: int(example[features.HAS_IMAGE].int64_list.value[0])}
+
+
+def _join(element, image_dim: int) -> Iterable[dict[str, Any]]:
+    """(item_id, {"text": [vec], "image": [(vec, has_image)]}) -> one item-vector record."""
+    item_id, grouped = element
+    if len(grouped["text"]) != 1:
+        beam.metrics.Metrics.counter(COUNTERS, "duplicate_item_ids").inc()
+    text_vec = np.asarray(grouped["text"][0], np.float32)
+    if grouped["image"]:
+        image_vec, has_image = grouped["image"][0]
+        if not has_image:  # the catalogue had an image, the encoder could not read it
+            beam.metrics.Metrics.counter(COUNTERS, "image_fallbacks").inc()
+    else:
+        image_vec, has_image = np.zeros([image_dim], np.float32), 0
+    image_vec = np.asarray(image_vec, np.float32)
+    yield {features.ITEM_ID: item_id, features.TEXT_VEC: text_vec,
+           features.IMAGE_VEC: image_vec, features.HAS_IMAGE: int(has_image),
+           features.PPM_ITEM_VEC: np.concatenate([text_vec, image_vec])}
+
+
+def _count_catalogue_image(item: dict[str, Any]) -> dict[str, Any]:
+    if item[features.HAS_IMAGE]:
+        beam.metrics.Metrics.counter(COUNTERS, "catalogue_items_with_image").inc()
+    return item
+
+
+class EmbedItems(beam.PTransform):
+    """Serialized catalogue records -> item-vector dicts (``features.ITEM_VECTOR_FEATURES``)."""
+
+    def __init__(self, text_model: str, image_model: str, image_dim: int,
+                 min_batch_size: int = 16, max_batch_size: int = 256):
+        super().__init__()
+        self.text_handler = KeyedModelHandler(SignatureModelHandler(
+            text_model, inference_fn=text_inference_fn, min_batch_size=min_batch_size,
+            max_batch_size=max_batch_size))
+        self.image_handler = KeyedModelHandler(SignatureModelHandler(
+            image_model, inference_fn=image_inference_fn, min_batch_size=min_batch_size,
+            max_batch_size=max_batch_size))
+        self.image_dim = image_dim
+
+    def expand(self, serialized):
+        items = (serialized
+                 | "Parse" >> beam.Map(parse_item)
+                 | "CountImages" >> beam.Map(_count_catalogue_image))
+        text = (items
+                | "KeyTitles" >> beam.Map(lambda item: (item[features.ITEM_ID],
+                                                        item[features.TITLE]))
+                | "TextEncoder" >> RunInference(self.text_handler)
+                | "TextVectors" >> beam.MapTuple(lambda key, result: (key, result.inference)))
+        image = (items
+                 | "WithImage" >> beam.Filter(lambda item: item[features.HAS_IMAGE] > 0)
+                 | "KeyImages" >> beam.Map(lambda item: (item[features.ITEM_ID],
+                                                         item[features.IMAGE]))
+                 | "ImageEncoder" >> RunInference(self.image_handler)
+                 | "ImageVectors" >> beam.MapTuple(lambda key, result: (key, result.inference)))
+        return ({"text": text, "image": image}
+                | "JoinByItem" >> beam.CoGroupByKey()
+                | "ItemVectors" >> beam.FlatMap(_join, image_dim=self.image_dim))
+
+
+def _sum_rows(rows: Iterable[np.ndarray]) -> np.ndarray:
+    total = np.zeros(2, np.int64)
+    for row in rows:
+        total += row
+    return total
+
+
+def _summary_counts(vectors) -> Any:
+    """A one-element PCollection: ``[items, items with has_image 1]``."""
+    return (vectors
+            | "CountFields" >> beam.Map(
+                lambda record: np.array([1, record[features.HAS_IMAGE]], np.int64))
+            | "SumCounts" >> beam.CombineGlobally(_sum_rows))
+
+
+class WriteItemVectors(beam.PTransform):
+    """Item-vector dicts -> ``prefix-*.tfrecord.gz`` + ``metadata_path`` (JSON), whose
+    ``items`` and ``items_with_image`` count what was written."""
+
+    def __init__(self, prefix: str, metadata_path: str, metadata: dict[str, Any]):
+        super().__init__()
+        self.prefix = prefix
+        self.metadata_path = metadata_path
+        self.metadata = metadata
+
+    def expand(self, vectors):
+        from ppm_tf.work_layout import TFRECORD_SUFFIX
+
+        _ = (vectors
+             | "Encode" >> beam.Map(features.encode_example, features.ITEM_VECTOR_FEATURES)
+             | "Write" >> beam.io.WriteToTFRecord(self.prefix, file_name_suffix=TFRECORD_SUFFIX,
+                                                  compression_type=CompressionTypes.GZIP))
+        return (_summary_counts(vectors)
+                | "WriteMetadata" >> beam.Map(_write_metadata, path=self.metadata_path,
+                                              metadata=self.metadata))
+
+
+def _write_metadata(counts, path: str, metadata: dict[str, Any]) -> dict[str, Any]:
+    content = {**metadata, "items": int(counts[0]), "items_with_image": int(counts[1])}
+    with FileSystems.create(path) as handle:
+        handle.write((json.dumps(content, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+    return content

@@ -1,0 +1,142 @@
+"""Named sizes and training settings of the modal encoders: a preset is data, not code paths.
+
+``tiny`` exists for tests (seconds on a laptop), ``demo`` trains on the demo synthetic world
+on two CPU cores in a few minutes, and ``paper`` is the paper's architecture (BERT-base,
+ResNet-101) meant for accelerators and local pre-trained weights.
+
+Text length policy (documented truncation): a title or query is cut to its first
+``max_text_bytes`` bytes before tokenisation (bounds the cost of pathological inputs), then to
+``max_tokens - 2`` WordPiece tokens, and wrapped as ``[CLS] ... [SEP]``. So an empty string
+encodes as ``[CLS] [SEP]``: a defined vector, never an error.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class TextEncoderConfig:
+    """BERT-style encoder: ``num_layers`` post-LayerNorm Transformer blocks of width
+    ``hidden_size``, mean-pooled over real tokens, projected to ``output_dim``, L2-normalised."""
+
+    vocab_size: int  # target size of the learned WordPiece vocabulary (reserved tokens incl.)
+    max_tokens: int  # tokens per text including [CLS] and [SEP]
+    num_layers: int
+    hidden_size: int
+    num_heads: int
+    intermediate_size: int
+    output_dim: int
+    dropout: float = 0.1
+    max_text_bytes: int = 4096
+    max_positions: int = 512  # size of the position table (BERT's 512; >= max_tokens)
+
+    def __post_init__(self):
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size={self.hidden_size} must be divisible by "
+                             f"num_heads={self.num_heads}")
+        if not 3 <= self.max_tokens <= self.max_positions:
+            raise ValueError(f"max_tokens={self.max_tokens} must be in [3, max_positions="
+                             f"{self.max_positions}]")
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageEncoderConfig:
+    """``keras_cv.models.ResNetBackbone`` stacks, global average pooling, a projection to
+    ``output_dim`` and L2 normalisation. Images are resized to ``image_size`` squared."""
+
+    image_size: int
+    stackwise_filters: tuple[int, ...]
+    stackwise_blocks: tuple[int, ...]
+    stackwise_strides: tuple[int, ...]
+    block_type: str  # "basic_block" (ResNet-18/34 style) or "block" (bottleneck, ResNet-50+)
+    output_dim: int
+    # Augmentation while fine-tuning. No hue/saturation/brightness changes: colour is one of
+    # the entities the image must reveal.
+    translation: float = 0.1  # fraction of the image size
+    contrast: float = 0.2
+
+    def __post_init__(self):
+        sizes = {len(self.stackwise_filters), len(self.stackwise_blocks),
+                 len(self.stackwise_strides)}
+        if len(sizes) != 1:
+            raise ValueError("stackwise_filters, stackwise_blocks and stackwise_strides must "
+                             "have one entry per stack")
+        if self.block_type not in ("basic_block", "block"):
+            raise ValueError(f"block_type must be 'basic_block' or 'block', got "
+                             f"{self.block_type!r}")
+        # keras-cv's first basic-block stack has an identity shortcut from the 64-channel stem.
+        if self.block_type == "basic_block" and self.stackwise_filters[0] != 64:
+            raise ValueError("with block_type='basic_block' the first stack needs 64 filters "
+                             f"(the stem's width), got {self.stackwise_filters[0]}")
+
+
+@dataclasses.dataclass(frozen=True)
+class FitConfig:
+    """How one encoder is fine-tuned: AdamW with linear warm-up then cosine decay."""
+
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.05
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderPreset:
+    name: str
+    text: TextEncoderConfig
+    image: ImageEncoderConfig
+    query_matching: FitConfig
+    entity_prediction: FitConfig
+    temperature: float = 0.05  # τ of the QM InfoNCE loss (scores are cosines / τ)
+    ep_threshold: float = 0.5  # sigmoid probability above which an entity is predicted
+    holdout_fraction: float = 0.1  # items held out (by a seeded id hash) to evaluate EP
+    eval_batch_size: int = 512
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, EncoderPreset] = {
+    "tiny": EncoderPreset(
+        name="tiny",
+        text=TextEncoderConfig(vocab_size=600, max_tokens=24, num_layers=2, hidden_size=64,
+                               num_heads=2, intermediate_size=128, output_dim=32,
+                               max_positions=64),
+        image=ImageEncoderConfig(image_size=32, stackwise_filters=(8, 16),
+                                 stackwise_blocks=(1, 1), stackwise_strides=(1, 2),
+                                 block_type="block", output_dim=32),
+        query_matching=FitConfig(epochs=2, batch_size=64, learning_rate=2e-3),
+        entity_prediction=FitConfig(epochs=2, batch_size=32, learning_rate=2e-3),
+    ),
+    "demo": EncoderPreset(
+        name="demo",
+        text=TextEncoderConfig(vocab_size=2000, max_tokens=32, num_layers=2, hidden_size=64,
+                               num_heads=2, intermediate_size=256, output_dim=64,
+                               max_positions=64),
+        image=ImageEncoderConfig(image_size=64, stackwise_filters=(16, 32, 64),
+                                 stackwise_blocks=(1, 1, 1), stackwise_strides=(1, 2, 2),
+                                 block_type="block", output_dim=64),
+        query_matching=FitConfig(epochs=3, batch_size=256, learning_rate=1e-3),
+        entity_prediction=FitConfig(epochs=5, batch_size=64, learning_rate=2e-3),
+    ),
+    # BERT-base (12 x 768, 12 heads, 3072) and the ResNet-101 stack ([3, 4, 23, 3] bottleneck
+    # blocks). Learning rates are fine-tuning rates for pre-trained weights.
+    "paper": EncoderPreset(
+        name="paper",
+        text=TextEncoderConfig(vocab_size=30522, max_tokens=64, num_layers=12, hidden_size=768,
+                               num_heads=12, intermediate_size=3072, output_dim=256),
+        image=ImageEncoderConfig(image_size=224, stackwise_filters=(64, 128, 256, 512),
+                                 stackwise_blocks=(3, 4, 23, 3), stackwise_strides=(1, 2, 2, 2),
+                                 block_type="block", output_dim=256),
+        query_matching=FitConfig(epochs=3, batch_size=256, learning_rate=2e-5),
+        entity_prediction=FitConfig(epochs=10, batch_size=64, learning_rate=1e-4),
+        eval_batch_size=256,
+    ),
+}
+
+
+def preset(name: str) -> EncoderPreset:
+    if name not in PRESETS:
+        raise ValueError(f"unknown encoder preset {name!r}; expected one of {sorted(PRESETS)}")
+    return PRESETS[name]

@@ -1,0 +1,42 @@
+"""``ppm demo --preset tiny`` end to end, as a user runs it: every stage for real, in a
+subprocess, then a re-run that skips what is up to date."""
+import json
+
+import pytest
+from conftest import run_ppm_demo
+
+MODELS = ("base", "qm_ep", "ppm", "urm", "base_long")
+
+
+@pytest.mark.slow
+def test_every_stage_runs_and_reports(tiny_demo_run):
+    out, stdout = tiny_demo_run
+    for stage in ("generate", "preprocess", "train-encoders", "embed-items", "pretrain",
+                  "precompute", "train urm", "evaluate", "export urm", "serve"):
+        assert f"[{stage}] done in" in stdout, stage
+    metrics = json.loads((out / "metrics.json").read_text())
+    for name in MODELS:
+        model = metrics["models"][name]
+        for slice_name in ("overall", "cold", "warm"):
+            assert set(model[slice_name]) >= {"click_auc", "order_auc", "click_gauc", "logloss"}
+        assert model["train_seconds"] > 0 and model["trainable_params"] > 0
+    assert set(metrics["oracle"]) >= {"overall", "cold", "warm"}
+    assert metrics["serving"]["rest_and_grpc_agree"]
+    assert metrics["iteration_efficiency"]["urm"]["train_examples"] < \
+        metrics["iteration_efficiency"]["base_long"]["train_examples"]
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html and "urm" in html
+    for name in ("urm", "base"):
+        versions = [path for path in (out / "saved_models" / name).iterdir()
+                    if path.name.isdigit()]
+        assert len(versions) == 1 and (versions[0] / "saved_model.pb").is_file()
+
+
+@pytest.mark.slow
+def test_a_rerun_skips_the_stages_that_are_up_to_date(tiny_demo_run):
+    out, _ = tiny_demo_run
+    result = run_ppm_demo(out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for stage in ("preprocess", "train-encoders", "pretrain", "precompute", "train urm",
+                  "export urm"):
+        assert f"[{stage}] up to date; skipped" in result.stdout, stage

@@ -1,0 +1,146 @@
+"""``train_encoders`` on a small hand-written work directory: resume after an interruption
+(within an encoder through BackupAndRestore, across encoders through train/run.json), the
+exports and metrics.json; plus the pieces it is built from (data, holdout, run state)."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+import ppm_tf  # noqa: F401
+import tensorflow as tf
+
+from ppm_tf import features
+from ppm_tf.data.synthetic import images as synthetic_images
+from ppm_tf.encoders import data
+from ppm_tf.encoders.image import EntityPredictionModel
+from ppm_tf.encoders.training import _RunState, train_encoders
+
+# keras-cv's Backbone probes deprecated tf-keras properties whenever it is saved or listed.
+pytestmark = pytest.mark.filterwarnings(
+    r"ignore:`(layer|Model)\.(state_)?updates` will be removed:UserWarning")
+
+COMBOS = [("mug", "red", "solid", "red coffee mug"), ("lamp", "blue", "striped", "blue desk lamp"),
+          ("hat", "green", "dotted", "green dotted cap"), ("vase", "pink", "checked", "pink vase")]
+
+
+def write_records(path, records, table):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+        for record in records:
+            writer.write(features.encode_example(record, table))
+
+
+def make_work(root, num_items=64):
+    """A preprocessed-looking work dir: items (every 8th without image), queries, vocab."""
+    rng = np.random.default_rng(0)
+    items, queries = [], []
+    for number in range(num_items):
+        category, colour, pattern, words = COMBOS[number % len(COMBOS)]
+        item_id = f"i{number:03d}"
+        has_image = number % 8 != 5
+        image = (synthetic_images.encode_png(synthetic_images.render_image(
+            category, colour, pattern, 32, rng)) if has_image else b"")
+        items.append({features.ITEM_ID: item_id, features.TITLE: f"brand{number} {words}",
+                      features.IMAGE: image, features.HAS_IMAGE: int(has_image),
+                      features.CATEGORY: category, features.BRAND: f"brand{number}",
+                      features.ENTITIES: [category, colour, pattern],
+                      features.LAUNCH_TS: 0, features.ATTRS_JSON: "{}"})
+        for split in ("pretrain", "train", "eval"):
+            queries.append({features.QUERY: f"{words.split()[-1]} brand{number}",
+                            features.ITEM_ID: item_id, features.TS: 0, features.SPLIT: split})
+    write_records(os.path.join(root, "items", "part-00000-of-00001.tfrecord.gz"), items,
+                  features.ITEM_FEATURES)
+    write_records(os.path.join(root, "queries", "part-00000-of-00001.tfrecord.gz"), queries,
+                  features.QUERY_FEATURES)
+    os.makedirs(os.path.join(root, "vocab"))
+    entities = sorted({entity for combo in COMBOS for entity in combo[:3]})
+    with open(os.path.join(root, "vocab", "entity.txt"), "w") as handle:
+        handle.write("".join(entity + "\n" for entity in entities))
+    with open(os.path.join(root, "preprocess.json"), "w") as handle:
+        json.dump({"max_seq_len": 4}, handle)
+    return str(root)
+
+
+@pytest.fixture
+def work(tmp_path):
+    return make_work(tmp_path / "work")
+
+
+def test_heldout_items_are_a_stable_seeded_share():
+    ids = tf.constant([f"i{n:05d}" for n in range(5000)])
+    heldout = data.is_heldout_item(ids, 0.1, seed=0).numpy()
+    assert 0.08 < heldout.mean() < 0.12
+    np.testing.assert_array_equal(heldout, data.is_heldout_item(ids, 0.1, seed=0).numpy())
+    assert (heldout != data.is_heldout_item(ids, 0.1, seed=1).numpy()).any()
+
+
+def test_entity_examples_split_items_and_skip_those_without_image(work):
+    entities = data.read_entity_vocabulary(work)
+    train = list(data.entity_examples(work, entities, 32, heldout=False, holdout_fraction=0.25,
+                                      seed=0))
+    heldout = list(data.entity_examples(work, entities, 32, heldout=True, holdout_fraction=0.25,
+                                        seed=0))
+    assert len(train) + len(heldout) == 56  # 64 items, 8 without image
+    pixels, labels = train[0]
+    assert pixels.shape == (32, 32, 3) and labels.shape == (len(entities),)
+    assert float(tf.reduce_sum(labels)) == 3.0
+
+
+def test_query_pairs_join_the_clicked_title(work):
+    from ppm_tf.encoders.tokenizer import TextTokenizer, learn_vocabulary, write_vocabulary
+
+    vocab = os.path.join(work, "vocab.txt")
+    write_vocabulary(learn_vocabulary(data.vocabulary_texts(work), 200), vocab)
+    tokenizer = TextTokenizer(vocab, 16)
+    item_ids, titles = data.catalogue_titles(work)
+    assert len(item_ids) == 64 and titles[0] == b"brand0 red coffee mug"
+    batch = next(iter(data.query_matching_pairs(work, tokenizer,
+                                                data.title_table(item_ids, titles), 8,
+                                                shuffle=False)))
+    assert tokenizer.detokenize(batch["title_ids"][:1]).numpy()[0] == (
+        b"[CLS] brand0 red coffee mug [SEP]")
+    assert batch["item_id"].numpy()[0] == b"i000"
+
+
+def test_run_state_resumes_only_with_the_same_settings(tmp_path):
+    state = _RunState(str(tmp_path), {"preset": "tiny", "seed": 0})
+    state.mark_done("text")
+    assert _RunState(str(tmp_path), {"preset": "tiny", "seed": 0}).done == ["text"]
+    assert _RunState(str(tmp_path), {"preset": "tiny", "seed": 1}).done == []
+
+
+class SimulatedCrash(Exception):
+    pass
+
+
+class InterruptImageTraining(tf.keras.callbacks.Callback):
+    """Stands in for a crash: fails after the image encoder's first epoch."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if isinstance(self.model, EntityPredictionModel) and epoch == 0:
+            raise SimulatedCrash("simulated interruption")
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_resumes_where_it_stopped(work):
+    with pytest.raises(SimulatedCrash):
+        train_encoders(work, "tiny", seed=0, epochs=2, callbacks=[InterruptImageTraining()])
+    text_model = os.path.join(work, "encoders", "text", "saved_model.pb")
+    exported_at = os.path.getmtime(text_model)
+    assert not os.path.exists(os.path.join(work, "encoders", "image"))
+    run_file = os.path.join(work, "encoders", "train", "run.json")
+    assert json.load(open(run_file))["done"] == ["text"]
+
+    metrics = train_encoders(work, "tiny", seed=0, epochs=2)
+    assert os.path.getmtime(text_model) == exported_at  # not retrained
+    assert metrics["text"]["resumed_from_epoch"] == 0
+    assert metrics["image"]["resumed_from_epoch"] == 1  # epoch 0 came from the backup
+    assert not os.path.exists(run_file)
+    assert not os.path.exists(os.path.join(work, "encoders", "train", "image_backup"))
+    with open(os.path.join(work, "encoders", "metrics.json")) as handle:
+        assert json.load(handle) == metrics
+    image = metrics["image"]
+    assert image["num_entities"] == 12 and image["model"]["items"] + image["train_items"] == 56
+    assert 0.0 <= image["model"]["micro_f1"] <= 1.0
+    assert metrics["text"]["model"]["queries"] == 64

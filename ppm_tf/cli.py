@@ -6,6 +6,7 @@ in the library so notebooks and pipelines call the same code.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import resource
@@ -44,6 +45,20 @@ def _preprocess(args: argparse.Namespace) -> None:
     stats = run(args.job_args)
     print(format_stats(stats))
     print(f"  done in {time.perf_counter() - started:.1f} s")
+
+
+def _train_encoders(args: argparse.Namespace) -> None:
+    from ppm_tf.encoders.training import train_encoders
+
+    metrics = train_encoders(args.work, args.preset, args.seed, args.bert_checkpoint,
+                             args.imagenet_weights, epochs=args.epochs)
+    print(json.dumps(metrics, indent=2, default=float))
+
+
+def _embed_items(args: argparse.Namespace) -> None:
+    from beam_jobs.embed_items import run
+
+    print(f"item vectors: {run(args.job_args)}")
 
 
 def _pretrain(args: argparse.Namespace) -> None:
@@ -137,6 +152,20 @@ def build_parser() -> argparse.ArgumentParser:
         "preprocess", add_help=False,
         help="raw data -> validated, time-split TFRecords (Beam; --help lists the flags)")
     preprocess.set_defaults(handler=_preprocess, passes_flags_through=True)
+
+    encoders = commands.add_parser(
+        "train-encoders", help="fit and export the modal encoders (query matching, entities)")
+    _add_training_flags(encoders)
+    encoders.add_argument("--bert-checkpoint", "--bert_checkpoint", dest="bert_checkpoint",
+                          help="local pre-trained BERT directory (paper preset)")
+    encoders.add_argument("--imagenet-weights", "--imagenet_weights", dest="imagenet_weights",
+                          help="local ImageNet ResNet weights file (paper preset)")
+    encoders.set_defaults(handler=_train_encoders)
+
+    embed = commands.add_parser(
+        "embed-items", add_help=False,
+        help="run the frozen encoders over the catalogue (Beam RunInference; --help: flags)")
+    embed.set_defaults(handler=_embed_items, passes_flags_through=True)
 
     pretrain = commands.add_parser("pretrain", help="pre-train PPM on the long span")
     _add_training_flags(pretrain)

@@ -42,13 +42,15 @@ def test_readme_opens_with_the_two_commands_ci_runs():
     assert "grep -m 2 '^python3.11 ' README.md | sed -n 2p" in (REPO / ".ci" / "run").read_text()
 
 
-@pytest.mark.parametrize("command", ["generate", "import-movielens", "demo"])
+@pytest.mark.parametrize("command", ["generate", "import-movielens", "demo", "train-encoders",
+                                     "pretrain", "train", "evaluate", "export"])
 def test_every_command_has_help(command):
     result = ppm(command, "--help")
     assert result.returncode == 0 and "usage: ppm " + command in result.stdout
 
 
 @pytest.mark.parametrize("command, flag", [("preprocess", "--data"), ("precompute", "--work"),
+                                           ("embed-items", "--work"),
                                            ("serve", "--rest_api_port")])
 def test_beam_jobs_and_the_server_take_their_own_flags(command, flag):
     result = ppm(command, "--help")

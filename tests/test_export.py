@@ -43,7 +43,9 @@ def test_urm_has_the_serving_signatures_and_a_warmup_file(exported_urm):
 
 
 def _score_in_fresh_process(saved_model: str, request: dict, tmp_path: Path) -> np.ndarray:
-    np.savez(tmp_path / "request.npz", **request)
+    np.savez(tmp_path / "request.npz", **{  # bytes as fixed-width strings: no pickling
+        name: value.astype(np.bytes_) if value.dtype == object else value
+        for name, value in request.items()})
     script = (
         "import sys, numpy as np, tensorflow as tf\n"
         "request = dict(np.load(sys.argv[2]))\n"

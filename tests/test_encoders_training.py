@@ -14,7 +14,8 @@ from ppm_tf import features
 from ppm_tf.data.synthetic import images as synthetic_images
 from ppm_tf.encoders import data
 from ppm_tf.encoders.image import EntityPredictionModel
-from ppm_tf.encoders.training import _RunState, train_encoders
+from ppm_tf.encoders.presets import FitConfig
+from ppm_tf.encoders.training import _RunState, learning_rate_schedule, train_encoders
 
 # keras-cv's Backbone probes deprecated tf-keras properties whenever it is saved or listed.
 pytestmark = pytest.mark.filterwarnings(
@@ -101,6 +102,15 @@ def test_query_pairs_join_the_clicked_title(work):
     assert tokenizer.detokenize(batch["title_ids"][:1]).numpy()[0] == (
         b"[CLS] brand0 red coffee mug [SEP]")
     assert batch["item_id"].numpy()[0] == b"i000"
+
+
+def test_learning_rate_schedule_spans_the_run_not_the_preset():
+    fit = FitConfig(epochs=2, batch_size=8, learning_rate=1e-3, warmup_fraction=0.1)
+    schedule = learning_rate_schedule(fit, steps_per_epoch=10, epochs=20)
+    assert float(schedule(10)) == pytest.approx(5e-4, rel=0.05)  # half-way through warm-up
+    assert float(schedule(20)) == pytest.approx(1e-3, rel=0.05)
+    assert float(schedule(100)) > 4e-4  # mid-run, not decayed as if the run had 2 epochs
+    assert float(schedule(200)) == pytest.approx(1e-5, rel=0.05)
 
 
 def test_run_state_resumes_only_with_the_same_settings(tmp_path):

@@ -90,7 +90,7 @@ def fit_image_encoder(work: str, config: EncoderPreset, seed: int,
              .batch(batch_size).map(_as_float).prefetch(tf.data.AUTOTUNE)
              .apply(tf.data.experimental.assert_cardinality(steps)))
     epochs = epochs or fit.epochs
-    model.compile(optimizer=adamw(fit, steps),
+    model.compile(optimizer=adamw(fit, steps, epochs),
                   loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
                   metrics=[tf.keras.metrics.AUC(from_logits=True, name="auc")])
     logger.info("entity prediction: %d training images, %d entities, batch %d, %d epochs",

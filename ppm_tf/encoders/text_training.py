@@ -135,7 +135,7 @@ def fit_text_encoder(work: str, config: EncoderPreset, seed: int,
         tf.data.experimental.assert_cardinality(steps))  # lets the progress bar show a total
     model = QueryMatchingModel(encoder, config.temperature, name="query_matching")
     model({QUERY_IDS: tf.ones([1, 2], tf.int64), TITLE_IDS: tf.ones([1, 2], tf.int64)})
-    model.compile(optimizer=adamw(fit, steps))
+    model.compile(optimizer=adamw(fit, steps, epochs))
     logger.info("query matching: %d pairs, batch %d, %d epochs", num_pairs, batch_size, epochs)
     started = time.perf_counter()
     history = fit_with_backup(model, pairs, epochs, _backup_dir(work), callbacks)

@@ -33,24 +33,31 @@ def encoders_path(work: str, *parts: str) -> str:
     return "/".join([WorkLayout(work).encoders_dir, *parts])
 
 
-def adamw(fit: FitConfig, steps_per_epoch: int) -> tf.keras.optimizers.Optimizer:
-    """AdamW with linear warm-up to ``learning_rate`` then cosine decay to 1% of it; biases
-    and LayerNorm/BatchNorm scales are not decayed (as in BERT)."""
-    total = max(1, fit.epochs * steps_per_epoch)
+def learning_rate_schedule(fit: FitConfig, steps_per_epoch: int,
+                           epochs: int) -> tf.keras.optimizers.schedules.LearningRateSchedule:
+    """Linear warm-up to ``learning_rate`` then cosine decay to 1% of it, over ``epochs`` (the
+    run's, which may override the preset's)."""
+    total = max(1, epochs * steps_per_epoch)
     warmup = int(fit.warmup_fraction * total)
-    schedule = tf.keras.optimizers.schedules.CosineDecay(
+    return tf.keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=0.0 if warmup else fit.learning_rate,
         decay_steps=max(1, total - warmup), alpha=0.01,
         warmup_target=fit.learning_rate if warmup else None, warmup_steps=warmup)
-    optimizer = tf.keras.optimizers.AdamW(learning_rate=schedule,
-                                          weight_decay=fit.weight_decay)
+
+
+def adamw(fit: FitConfig, steps_per_epoch: int, epochs: int) -> tf.keras.optimizers.Optimizer:
+    """AdamW on ``learning_rate_schedule``; biases, LayerNorm/BatchNorm scales and the EP
+    logit scale are not decayed (as in BERT)."""
+    optimizer = tf.keras.optimizers.AdamW(
+        learning_rate=learning_rate_schedule(fit, steps_per_epoch, epochs),
+        weight_decay=fit.weight_decay)
     optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta", "log_scale"])
     return optimizer
 
 
 def fit_with_backup(model: tf.keras.Model, dataset: tf.data.Dataset, epochs: int,
-                    backup_dir: str, callbacks: Sequence[tf.keras.callbacks.Callback],
-                    steps_per_epoch: int | None = None) -> tf.keras.callbacks.History:
+                    backup_dir: str,
+                    callbacks: Sequence[tf.keras.callbacks.Callback]) -> tf.keras.callbacks.History:
     """``model.fit`` that resumes from ``backup_dir`` after an interruption.
 
     The model must be built (BackupAndRestore restores into existing variables).
@@ -60,8 +67,7 @@ def fit_with_backup(model: tf.keras.Model, dataset: tf.data.Dataset, epochs: int
     # Optimizer slots created up front: otherwise the first step traces the graph twice.
     model.optimizer.build(model.trainable_variables)
     backup = tf.keras.callbacks.BackupAndRestore(backup_dir=backup_dir)
-    history = model.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                        callbacks=[backup, *callbacks], verbose="auto")
+    history = model.fit(dataset, epochs=epochs, callbacks=[backup, *callbacks], verbose="auto")
     if tf.io.gfile.exists(backup_dir):
         tf.io.gfile.rmtree(backup_dir)
     return history

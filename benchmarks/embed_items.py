@@ -1,6 +1,6 @@
 """Item-embedding throughput: the Beam job (batched RunInference) vs one item at a time.
 
-    python benchmarks/embed_items.py [--work WORK] [--loop_items 500] [--max_batch_size 256]
+    python benchmarks/embed_items.py --work WORK [--loop_items 500] [--max_batch_size 256]
 
 WORK must hold trained encoders (``ppm train-encoders``). Prints items/s of
 ``beam_jobs.embed_items`` over the whole catalogue (wall clock, pipeline start-up included,
@@ -16,7 +16,6 @@ import sys
 import tempfile
 import time
 
-DEFAULT_WORK = "/tmp/work_demo"
 
 
 def loop_items_per_second(work: str, limit: int) -> tuple[float, int]:
@@ -49,7 +48,7 @@ def loop_items_per_second(work: str, limit: int) -> tuple[float, int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", default=DEFAULT_WORK)
+    parser.add_argument("--work", required=True, help="work directory with trained encoders")
     parser.add_argument("--loop_items", type=int, default=500)
     parser.add_argument("--max_batch_size", type=int, default=256)
     args, beam_args = parser.parse_known_args(argv)

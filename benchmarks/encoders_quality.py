@@ -1,6 +1,6 @@
 """Quality of the modal encoders against their baselines, on a preprocessed work directory.
 
-    python benchmarks/encoders_quality.py [--work WORK] [--preset demo] [--seed 0]
+    python benchmarks/encoders_quality.py --work WORK [--preset demo] [--seed 0]
         [--epochs N] [--report_only]
 
 Trains both encoders with ``train_encoders`` (writing WORK/encoders/), then prints
@@ -22,7 +22,6 @@ import os
 import sys
 import time
 
-DEFAULT_WORK = "/tmp/work_demo"
 EP_MICRO_F1_BAR = 0.9
 
 
@@ -44,16 +43,13 @@ def quality_bars(metrics: dict) -> list[tuple[str, bool]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", default=DEFAULT_WORK if os.path.isdir(DEFAULT_WORK) else None,
-                        help=f"preprocessed work directory (default {DEFAULT_WORK} if present)")
+    parser.add_argument("--work", required=True, help="preprocessed work directory")
     parser.add_argument("--preset", default="demo")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, help="override the preset's epochs")
     parser.add_argument("--report_only", action="store_true",
                         help="print WORK/encoders/metrics.json without training")
     args = parser.parse_args(argv)
-    if args.work is None:
-        parser.error(f"--work is required ({DEFAULT_WORK} does not exist)")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 

@@ -6,7 +6,6 @@ in the library so notebooks and pipelines call the same code.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import resource
@@ -48,17 +47,18 @@ def _preprocess(args: argparse.Namespace) -> None:
 
 
 def _train_encoders(args: argparse.Namespace) -> None:
-    from ppm_tf.encoders.training import train_encoders
+    from ppm_tf.encoders.training import format_metrics, train_encoders
 
-    metrics = train_encoders(args.work, args.preset, args.seed, args.bert_checkpoint,
-                             args.imagenet_weights, epochs=args.epochs)
-    print(json.dumps(metrics, indent=2, default=float))
+    print(format_metrics(train_encoders(args.work, args.preset, args.seed, args.bert_checkpoint,
+                                        args.imagenet_weights, epochs=args.epochs)))
 
 
 def _embed_items(args: argparse.Namespace) -> None:
     from beam_jobs.embed_items import run
 
-    print(f"item vectors: {run(args.job_args)}")
+    metadata = run(args.job_args)
+    print("item vectors: " + ", ".join(f"{key} {metadata[key]}" for key in (
+        "items", "items_with_image", "text_dim", "image_dim", "item_dim") if key in metadata))
 
 
 def _pretrain(args: argparse.Namespace) -> None:

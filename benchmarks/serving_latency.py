@@ -28,12 +28,12 @@ import tensorflow as tf  # noqa: E402
 
 from benchmarks.uncached import UncachedURM  # noqa: E402
 from ppm_tf import features  # noqa: E402
-from ppm_tf.demo_serving import MODELS_CONFIG, one_user_request  # noqa: E402
+from ppm_tf.demo_serving import (USER_STATE_INPUTS, one_user_request, score_user,  # noqa: E402
+                                 user_states, write_models_config)
 from ppm_tf.models.config import preset  # noqa: E402
 from ppm_tf.serving.client import GrpcClient, RestClient  # noqa: E402
 from ppm_tf.serving.server import ModelServer, ServerOptions  # noqa: E402
 
-STATE_INPUTS = (features.HIST_ITEM_IDS, features.HIST_TS, features.TS)
 
 
 def percentiles(call, requests: int) -> dict[str, float]:
@@ -56,12 +56,12 @@ def in_process_calls(saved_models: str, request: dict) -> dict:
     urm = tf.saved_model.load(latest_version(os.path.join(saved_models, "urm"))).signatures
     base = tf.saved_model.load(latest_version(os.path.join(saved_models, "base"))).signatures
     tensors = {name: tf.constant(value) for name, value in request.items()}
-    states = urm["user_states"](**{name: tensors[name] for name in STATE_INPUTS})
+    states = urm["user_states"](**{name: tensors[name] for name in USER_STATE_INPUTS})
     return {
         "base": lambda: base["serving_default"](**tensors),
         "urm cached states": lambda: urm["serving_default"](**tensors, **states),
         "urm with user_states": lambda: urm["serving_default"](
-            **tensors, **urm["user_states"](**{name: tensors[name] for name in STATE_INPUTS})),
+            **tensors, **urm["user_states"](**{name: tensors[name] for name in USER_STATE_INPUTS})),
     }
 
 
@@ -84,14 +84,11 @@ def uncached_call(work: str, preset_name: str, request: dict):
 
 
 def server_calls(client, request: dict) -> dict:
-    states = client.predict("urm", {name: request[name] for name in STATE_INPUTS},
-                            signature_name="user_states")
+    states = user_states(client, request)
     return {
         "base": lambda: client.predict("base", request),
         "urm cached states": lambda: client.predict("urm", {**request, **states}),
-        "urm with user_states": lambda: client.predict("urm", {**request, **client.predict(
-            "urm", {name: request[name] for name in STATE_INPUTS},
-            signature_name="user_states")}),
+        "urm with user_states": lambda: score_user(client, request),
     }
 
 
@@ -111,10 +108,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     args = parser.parse_args()
     work, saved_models = os.path.join(args.out, "work"), os.path.join(args.out, "saved_models")
-    config_path = os.path.join(saved_models, "models.config")
-    with open(config_path, "w", encoding="utf-8") as handle:
-        handle.write(MODELS_CONFIG.format(urm=os.path.abspath(os.path.join(saved_models, "urm")),
-                                          base=os.path.abspath(os.path.join(saved_models, "base"))))
+    config_path = write_models_config(saved_models)
     full = one_user_request(work, args.candidates)
     single = {**full, features.ITEM_ID: full[features.ITEM_ID][:1]}
     results = {}

@@ -129,6 +129,13 @@ def _add_training_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, help="override the preset's epochs")
 
 
+def _add_pass_through(commands, name: str, handler, help_text: str) -> None:
+    """A command whose flags all go to the job it runs (a Beam job or the server), which
+    parses them, ``--help`` included."""
+    command = commands.add_parser(name, add_help=False, help=help_text)
+    command.set_defaults(handler=handler, passes_flags_through=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ppm", description="PPM-TF: the Pre-trained Plug-in Model for CTR prediction.")
@@ -148,10 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     movielens.add_argument("--out", required=True, help="raw data directory to write")
     movielens.set_defaults(handler=_import_movielens)
 
-    preprocess = commands.add_parser(
-        "preprocess", add_help=False,
-        help="raw data -> validated, time-split TFRecords (Beam; --help lists the flags)")
-    preprocess.set_defaults(handler=_preprocess, passes_flags_through=True)
+    _add_pass_through(commands, "preprocess", _preprocess,
+                      "raw data -> validated, time-split TFRecords (Beam; --help: flags)")
 
     encoders = commands.add_parser(
         "train-encoders", help="fit and export the modal encoders (query matching, entities)")
@@ -162,19 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
                           help="local ImageNet ResNet weights file (paper preset)")
     encoders.set_defaults(handler=_train_encoders)
 
-    embed = commands.add_parser(
-        "embed-items", add_help=False,
-        help="run the frozen encoders over the catalogue (Beam RunInference; --help: flags)")
-    embed.set_defaults(handler=_embed_items, passes_flags_through=True)
+    _add_pass_through(commands, "embed-items", _embed_items,
+                      "the frozen encoders over the catalogue (Beam RunInference; --help: flags)")
 
     pretrain = commands.add_parser("pretrain", help="pre-train PPM on the long span")
     _add_training_flags(pretrain)
     pretrain.set_defaults(handler=_pretrain)
 
-    precompute = commands.add_parser(
-        "precompute", add_help=False,
-        help="cache PPM's user-tower outputs into train/eval examples (Beam; --help: flags)")
-    precompute.set_defaults(handler=_precompute, passes_flags_through=True)
+    _add_pass_through(commands, "precompute", _precompute,
+                      "cache PPM's user-tower outputs into the examples (Beam; --help: flags)")
 
     train = commands.add_parser("train", help="train an ablation model on the recent window")
     _add_training_flags(train)
@@ -195,10 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="refuse to publish below this click AUC on a validation slice")
     export.set_defaults(handler=_export)
 
-    serve = commands.add_parser(
-        "serve", add_help=False,
-        help="local TF-Serving-compatible server (TF Serving's flags; --help lists them)")
-    serve.set_defaults(handler=_serve, passes_flags_through=True)
+    _add_pass_through(commands, "serve", _serve,
+                      "local TF-Serving-compatible server (TF Serving's flags; --help: flags)")
 
     demo = commands.add_parser(
         "demo", help="the whole pipeline on the synthetic world, to the results table")

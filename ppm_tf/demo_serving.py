@@ -20,6 +20,7 @@ from ppm_tf.serving.server import ModelServer, ServerOptions
 
 CANDIDATES = 100
 TIMED_REQUESTS = 30
+USER_STATE_INPUTS = (features.HIST_ITEM_IDS, features.HIST_TS, features.TS)
 MODELS_CONFIG = """model_config_list {{
   config {{ name: "urm" base_path: "{urm}" model_platform: "tensorflow" }}
   config {{ name: "base" base_path: "{base}" model_platform: "tensorflow" }}
@@ -61,28 +62,36 @@ def _timed(call, repeats: int = TIMED_REQUESTS):
     return result, _percentiles(timings)
 
 
+def user_states(client, request: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """URM's ``user_states`` for one request: what a caller caches per user or new click."""
+    return client.predict("urm", {name: request[name] for name in USER_STATE_INPUTS},
+                          signature_name="user_states")
+
+
 def score_user(client, request: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """URM for one user: the user tower once, then every candidate with the cached states."""
-    states = client.predict("urm", {name: request[name] for name in (
-        features.HIST_ITEM_IDS, features.HIST_TS, features.TS)}, signature_name="user_states")
-    return client.predict("urm", {**request, **states})
+    return client.predict("urm", {**request, **user_states(client, request)})
 
 
-def serve_and_score(saved_models: str, work: str) -> dict:
-    request = one_user_request(work)
+def write_models_config(saved_models: str) -> str:
+    """A model_config_list serving ``urm`` and ``base`` from ``saved_models``; its path."""
     config_path = os.path.join(saved_models, "models.config")
     with open(config_path, "w", encoding="utf-8") as handle:
         handle.write(MODELS_CONFIG.format(urm=os.path.abspath(os.path.join(saved_models, "urm")),
                                           base=os.path.abspath(os.path.join(saved_models, "base"))))
+    return config_path
+
+
+def serve_and_score(saved_models: str, work: str) -> dict:
+    request = one_user_request(work)
+    config_path = write_models_config(saved_models)
     with ModelServer(ServerOptions(port=0, rest_api_port=0,
                                    model_config_file=config_path)) as server:
         rest = RestClient(f"http://127.0.0.1:{server.rest_port}")
         grpc = GrpcClient(f"127.0.0.1:{server.grpc_port}")
         latency, scores = {}, {}
         for protocol, client in (("rest", rest), ("grpc", grpc)):
-            states = client.predict("urm", {name: request[name] for name in (
-                features.HIST_ITEM_IDS, features.HIST_TS, features.TS)},
-                signature_name="user_states")
+            states = user_states(client, request)
             _, latency[f"base {protocol}"] = _timed(lambda client=client: client.predict(
                 "base", request))
             _, latency[f"urm cached states {protocol}"] = _timed(

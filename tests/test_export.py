@@ -14,12 +14,11 @@ import ppm_tf  # noqa: F401  (tf-keras before TensorFlow)
 import tensorflow as tf
 
 from ppm_tf import features
-from ppm_tf.demo_serving import one_user_request
+from ppm_tf.demo_serving import USER_STATE_INPUTS, one_user_request
 from ppm_tf.export import ExportRefused, export_model
 
 pytestmark = pytest.mark.slow
 EXPORT_CHECK = Path(ppm_tf.__file__).parent / "export_check.py"
-STATE_INPUTS = (features.HIST_ITEM_IDS, features.HIST_TS, features.TS)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +64,7 @@ def test_a_fresh_process_scores_what_this_one_does(exported_urm, work, tmp_path)
     request = one_user_request(work, candidates=20)
     model = tf.saved_model.load(result["path"]).signatures
     tensors = {name: tf.constant(value) for name, value in request.items()}
-    states = model["user_states"](**{name: tensors[name] for name in STATE_INPUTS})
+    states = model["user_states"](**{name: tensors[name] for name in USER_STATE_INPUTS})
     here = model["serving_default"](**tensors, **states)["click_prob"].numpy()
     np.testing.assert_allclose(_score_in_fresh_process(result["path"], request, tmp_path),
                                here, rtol=1e-5)
@@ -76,7 +75,7 @@ def test_one_user_level_row_scores_like_one_row_per_candidate(exported_urm, work
     result, _ = exported_urm
     request = one_user_request(work, candidates=8)
     model = tf.saved_model.load(result["path"]).signatures
-    states = model["user_states"](**{name: tf.constant(request[name]) for name in STATE_INPUTS})
+    states = model["user_states"](**{name: tf.constant(request[name]) for name in USER_STATE_INPUTS})
     broadcast = model["serving_default"](**{n: tf.constant(v) for n, v in request.items()},
                                          **states)["click_prob"].numpy()
     repeated = {name: (value if name == features.ITEM_ID else np.repeat(value, 8, axis=0))

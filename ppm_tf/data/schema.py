@@ -132,7 +132,7 @@ def validate_record(table: str, record: Mapping[str, Any],
             code, reason = failure
             problems.append(Problem(field, reason, code))
     if not problems:
-        problems.extend(_cross_field_problems(table, record, context))
+        problems.extend(cross_field_problems(table, record, context))
     return problems
 
 
@@ -244,9 +244,10 @@ _FIELD_CHECKS: dict[str, Callable[[Any, ValidationContext], tuple[str, str] | No
 }
 
 
-def _cross_field_problems(table: str, record: Mapping[str, Any],
-                          context: ValidationContext) -> list[Problem]:
-    """Checks that need several fields or the context's reference data."""
+def cross_field_problems(table: str, record: Mapping[str, Any],
+                         context: ValidationContext) -> list[Problem]:
+    """Checks that need several fields or the context's reference data, for a record whose
+    fields are each valid (a join that already validated them calls this alone)."""
     problems = []
     if table == EVENTS and record["order"] == 1 and record["click"] == 0:
         problems.append(Problem("order", "order without click", "order_without_click"))

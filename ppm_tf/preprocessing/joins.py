@@ -121,7 +121,8 @@ def catalogue_record(item: dict[str, Any]) -> dict[str, Any]:
 class _CheckItemReferences(beam.DoFn):
     @staticmethod
     def _problems(table, record, context, bounds: SplitBounds) -> list[schema.Problem]:
-        problems = schema.validate_record(table, record, context)
+        # Fields were validated on read; only the reference checks are new here.
+        problems = schema.cross_field_problems(table, record, context)
         if not problems and record["ts"] >= bounds.end_ts:
             problems.append(schema.Problem(
                 "ts", f"timestamp {record['ts']} is after the eval split's end {bounds.end_ts}",

@@ -3,7 +3,7 @@ import dataclasses
 
 import pytest
 
-from ppm_tf.encoders.presets import PRESETS, TextEncoderConfig, preset
+from ppm_tf.encoders.presets import PRESETS, FitConfig, TextEncoderConfig, preset
 
 
 def test_paper_preset_is_bert_base_and_resnet_101():
@@ -30,3 +30,10 @@ def test_bad_presets_and_configs_are_rejected():
     with pytest.raises(ValueError, match="max_tokens"):
         TextEncoderConfig(vocab_size=10, max_tokens=2, num_layers=1, hidden_size=8, num_heads=2,
                           intermediate_size=8, output_dim=4)
+
+
+def test_a_small_data_set_gets_enough_epochs_to_reach_min_steps():
+    fit = FitConfig(epochs=3, batch_size=256, learning_rate=1e-3, min_steps=500)
+    assert fit.epochs_for(200) == 3  # a large data set: the preset's epochs
+    assert fit.epochs_for(14) == 36  # MovieLens' queries: 36 x 14 >= 500
+    assert FitConfig(epochs=2, batch_size=8, learning_rate=1e-3).epochs_for(1) == 2

@@ -89,7 +89,7 @@ def fit_image_encoder(work: str, config: EncoderPreset, seed: int,
     train = (train.shuffle(min(num_train, 20_000), seed=seed, reshuffle_each_iteration=True)
              .batch(batch_size).map(_as_float).prefetch(tf.data.AUTOTUNE)
              .apply(tf.data.experimental.assert_cardinality(steps)))
-    epochs = epochs or fit.epochs
+    epochs = epochs or fit.epochs_for(steps)
     model.compile(optimizer=adamw(fit, steps, epochs),
                   loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
                   metrics=[tf.keras.metrics.AUC(from_logits=True, name="auc")])

@@ -79,6 +79,11 @@ class FitConfig:
     learning_rate: float
     weight_decay: float = 0.01
     warmup_fraction: float = 0.05
+    min_steps: int = 0  # a small data set (MovieLens: 14 batches of queries) gets more epochs
+
+    def epochs_for(self, steps_per_epoch: int) -> int:
+        """``epochs``, raised so that training runs at least ``min_steps`` steps."""
+        return max(self.epochs, -(-self.min_steps // max(steps_per_epoch, 1)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,8 +122,9 @@ PRESETS: dict[str, EncoderPreset] = {
         image=ImageEncoderConfig(image_size=64, stackwise_filters=(16, 32, 64),
                                  stackwise_blocks=(1, 1, 1), stackwise_strides=(1, 2, 2),
                                  block_type="block", output_dim=64),
-        query_matching=FitConfig(epochs=3, batch_size=256, learning_rate=1e-3),
-        entity_prediction=FitConfig(epochs=5, batch_size=64, learning_rate=2e-3),
+        query_matching=FitConfig(epochs=3, batch_size=256, learning_rate=1e-3, min_steps=500),
+        entity_prediction=FitConfig(epochs=5, batch_size=64, learning_rate=2e-3,
+                                    min_steps=500),
     ),
     # BERT-base (12 x 768, 12 heads, 3072) and the ResNet-101 stack ([3, 4, 23, 3] bottleneck
     # blocks). Learning rates are fine-tuning rates for pre-trained weights.

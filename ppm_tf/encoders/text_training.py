@@ -129,8 +129,8 @@ def fit_text_encoder(work: str, config: EncoderPreset, seed: int,
     if batch_size < 2:
         raise ValueError(f"query matching needs at least 2 training queries (pretrain/train "
                          f"splits), found {num_pairs} in {work}")
-    epochs = epochs or fit.epochs
     steps = num_pairs // batch_size
+    epochs = epochs or fit.epochs_for(steps)
     pairs = data.query_matching_pairs(work, tokenizer, table, batch_size, seed=seed).apply(
         tf.data.experimental.assert_cardinality(steps))  # lets the progress bar show a total
     model = QueryMatchingModel(encoder, config.temperature, name="query_matching")

@@ -12,7 +12,7 @@ import math
 import os
 import sys
 
-from ppm_tf.evaluation.report import AGE_PLOT, SLICE_PLOT, results_table
+from ppm_tf.evaluation.report import AGE_PLOT, SLICE_PLOT, history_table, results_table
 
 SLICES = ("overall", "cold", "warm")
 
@@ -87,6 +87,9 @@ def write_html_report(summary: dict, eval_dir: str, path: str) -> str:
         "min</p>",
         "<h2>Results</h2>", _markdown_table_to_html(results_table(summary)),
         "<pre>" + html.escape("\n".join(results_lines(summary))) + "</pre>",
+        *(["<h2>Click AUC by history length</h2>",
+           _markdown_table_to_html(history_table(summary))]
+          if "eval_share_by_history_length" in summary else []),
         "<h2>Plots</h2>", _image_tag(os.path.join(eval_dir, AGE_PLOT), "AUC by item age"),
         _image_tag(os.path.join(eval_dir, SLICE_PLOT), "Click AUC by slice"),
         "<h2>Stages</h2><pre>" + html.escape("\n".join(

@@ -12,7 +12,7 @@ import ppm_tf  # noqa: F401  (selects tf-keras before TensorFlow loads)
 
 from ppm_tf import features
 from ppm_tf.evaluation import metrics, report
-from ppm_tf.evaluation.evaluate import AGE_BUCKETS, evaluate
+from ppm_tf.evaluation.evaluate import AGE_BUCKETS, HISTORY_BUCKETS, evaluate
 from ppm_tf.training.ablations import MODELS, PREDICTION_KEYS
 from ppm_tf.work_layout import WorkLayout
 
@@ -93,6 +93,7 @@ def eval_rows(seed: int = 0) -> dict[str, np.ndarray]:
         features.CLICK: click, features.ORDER: order,
         features.IS_COLD_ITEM: (np.arange(ROWS) % 2 == 0).astype(np.int64),
         features.ITEM_AGE_DAYS: (np.arange(ROWS) % 120).astype(np.float32),
+        features.HIST_LEN: (np.arange(ROWS) % 15).astype(np.int64),
         "p_click": p_click, "p_order": p_order,
     }
 
@@ -165,6 +166,10 @@ def test_metrics_json_has_every_key_of_the_issue(work):
         assert model["trainable_params"] == TRAINING[name][1]
         assert set(model["gap_to_oracle"]) == set(SLICES)
         assert len(model["click_auc_by_item_age"]) == len(AGE_BUCKETS)
+        assert set(model["click_auc_by_history_length"]) == {"0", "1-2", "3-5", "6-10", "11+"}
+    assert len(HISTORY_BUCKETS) == 5
+    assert written["eval_share_by_history_length"] == pytest.approx(
+        {"0": 16 / 240, "1-2": 32 / 240, "3-5": 48 / 240, "6-10": 80 / 240, "11+": 64 / 240})
     for slice_name in SLICES:
         assert set(METRIC_KEYS) <= set(written["oracle"][slice_name])
     assert set(written["iteration_efficiency"]) == {"urm", "base_long"}
@@ -195,6 +200,9 @@ def test_metrics_are_computed_on_the_right_rows_and_slices(work):
         young = rows[features.ITEM_AGE_DAYS] < 1
         assert model["click_auc_by_item_age"]["0-1d"] == pytest.approx(
             metrics.roc_auc(click[young], click_prob[young]), nan_ok=True)
+        short = (rows[features.HIST_LEN] >= 1) & (rows[features.HIST_LEN] < 3)
+        assert model["click_auc_by_history_length"]["1-2"] == pytest.approx(
+            metrics.roc_auc(click[short], click_prob[short]))
     oracle = results["oracle"]
     assert oracle["overall"]["click_auc"] == pytest.approx(
         metrics.roc_auc(click, rows["p_click"]))
@@ -221,6 +229,9 @@ def test_report_and_both_plots_are_written(work):
         assert f"| {name} |" in text
     assert "URM over base, click AUC: overall" in text
     assert "## Iteration efficiency" in text
+    assert "## Click AUC by history length" in text and "| share of eval | 6.7% |" in text
+    # Buckets in numeric order, also from metrics.json, whose keys are sorted as text.
+    assert "| model | 0 clicks | 1-2 clicks | 3-5 clicks | 6-10 clicks | 11+ clicks |" in text
     assert "8,700 in the cached user tower" in text
     for plot in (report.AGE_PLOT, report.SLICE_PLOT):
         assert f"]({plot})" in text

@@ -65,9 +65,11 @@ def attention_inputs():
     (lambda: layers.BidirectionalTransformerBlock(2, 16, dropout=0.0, name="block"),
      block_inputs),
     (lambda: layers.TargetAttention([16, 4], name="attention"), attention_inputs),
+    (lambda: layers.DotProductTargetAttention(name="dot_attention"), attention_inputs),
     (lambda: layers.MLP([16, 4], activation="gelu", output_activation="relu", dropout=0.25,
                         name="mlp"), position_inputs),
-], ids=["position", "time_interval", "transformer_block", "target_attention", "mlp"])
+], ids=["position", "time_interval", "transformer_block", "target_attention",
+        "dot_product_target_attention", "mlp"])
 def test_every_layer_round_trips_through_its_config(make_layer, make_inputs):
     layer = make_layer()
     inputs = make_inputs()
@@ -200,15 +202,21 @@ def test_transformer_block_accepts_a_boolean_mask():
                                block((states, tf.constant(MASK))).numpy(), atol=1e-6)
 
 
-# TargetAttention.
+# TargetAttention (DIN's MLP scorer) and DotProductTargetAttention: same contract.
 
-def test_target_attention_output_shape():
-    attention = layers.TargetAttention([16])
+TARGET_ATTENTIONS = pytest.mark.parametrize("make_attention", [
+    lambda: layers.TargetAttention([16]), layers.DotProductTargetAttention], ids=["din", "dot"])
+
+
+@TARGET_ATTENTIONS
+def test_target_attention_output_shape(make_attention):
+    attention = make_attention()
     assert attention(attention_inputs()).shape == (BATCH, DIM)
 
 
-def test_target_attention_ignores_values_at_padded_positions():
-    attention = layers.TargetAttention([16])
+@TARGET_ATTENTIONS
+def test_target_attention_ignores_values_at_padded_positions(make_attention):
+    attention = make_attention()
     query, keys, mask = attention_inputs()
     outputs = attention((query, keys, mask)).numpy()
     changed = attention((query, tf.constant(with_padding_replaced(keys.numpy(), MASK, seed=9)),
@@ -222,8 +230,9 @@ def test_target_attention_ignores_values_at_padded_positions():
         attention((query, keys, unmasked)).numpy()[0], atol=1e-3)
 
 
-def test_target_attention_is_a_convex_mix_of_the_real_keys():
-    attention = layers.TargetAttention([16])
+@TARGET_ATTENTIONS
+def test_target_attention_is_a_convex_mix_of_the_real_keys(make_attention):
+    attention = make_attention()
     query, keys, _ = attention_inputs()
     one_real = tf.constant([[0, 0, 1, 0, 0], [1, 0, 0, 0, 0]], tf.int64)
     outputs = attention((query, keys, one_real)).numpy()
@@ -237,8 +246,9 @@ def test_target_attention_is_a_convex_mix_of_the_real_keys():
     assert np.all(mixed[0] <= real_keys.max(0) + 1e-6)
 
 
-def test_target_attention_over_an_all_padding_sequence_gives_zeros_not_nan():
-    attention = layers.TargetAttention([16])
+@TARGET_ATTENTIONS
+def test_target_attention_over_an_all_padding_sequence_gives_zeros_not_nan(make_attention):
+    attention = make_attention()
     query, keys, _ = attention_inputs()
     mask = tf.zeros([BATCH, SEQ_LEN], tf.int64)
     outputs = attention((query, keys, mask)).numpy()
@@ -246,8 +256,9 @@ def test_target_attention_over_an_all_padding_sequence_gives_zeros_not_nan():
     np.testing.assert_array_equal(outputs, 0.0)
 
 
-def test_target_attention_depends_on_the_query():
-    attention = layers.TargetAttention([16])
+@TARGET_ATTENTIONS
+def test_target_attention_depends_on_the_query(make_attention):
+    attention = make_attention()
     query, keys, mask = attention_inputs()
     outputs = attention((query, keys, mask)).numpy()
     other = attention((query * -3.0, keys, mask)).numpy()

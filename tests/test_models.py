@@ -309,7 +309,8 @@ def test_plug_in_head_starts_from_the_pretrained_weights(tmp_path, vocabularies,
     assert not np.allclose(model.head.get_weights()[0], ppm.head.get_weights()[0])
     initialise_head_from_pretraining(model, work, batch)
     pretrained, initial = ppm.head.get_weights(), model.head.get_weights()
-    assert len(initial) == len(pretrained) == 14
+    # candidate projection 2, attention query projection 1, MLP 4, click and order logits 4
+    assert len(initial) == len(pretrained) == 11
     for before, after in zip(pretrained, initial):
         np.testing.assert_array_equal(after, before)
 
@@ -351,6 +352,29 @@ def test_id_embedding_maps_padding_and_unknown_ids(vocabularies):
     config = embedding.get_config()
     assert (config["oov_buckets"], config["dim"]) == (2, 4)
     assert IdEmbedding.from_config(config).vocabulary_file == vocabularies[features.ITEM_ID]
+
+
+def test_id_dropout_sends_known_ids_to_the_oov_buckets_only_while_training(vocabularies):
+    embedding = IdEmbedding(vocabularies[features.ITEM_ID], oov_buckets=2, dim=4, id_dropout=1.0)
+    ids = tf.constant([["", "i0", "i3", "never-seen"]])
+    rows = embedding.lookup(ids).numpy()[0]
+    dropped = embedding(ids, training=True).numpy()[0]
+    table = embedding.embedding.embeddings.numpy()
+    np.testing.assert_allclose(embedding(ids).numpy()[0], table[rows])  # inference: unchanged
+    np.testing.assert_allclose(dropped[0], table[0])  # padding stays padding
+    for position in (1, 2):  # known ids: an OOV bucket's row, chosen by the id
+        np.testing.assert_allclose(dropped[position], table[1 + rows[position] % 2])
+    np.testing.assert_allclose(dropped[3], table[rows[3]])  # already OOV
+    assert IdEmbedding.from_config(embedding.get_config()).id_dropout == 1.0
+
+
+def test_id_embedding_on_an_empty_vocabulary_hashes_every_id(tmp_path):
+    empty = tmp_path / "brand.txt"
+    empty.write_text("")
+    embedding = IdEmbedding(str(empty), oov_buckets=3, dim=4)
+    ids = embedding.lookup(tf.constant(["", "kelta", "other", "kelta"])).numpy()
+    assert ids[0] == 0 and 1 <= ids[1] <= 3 and 1 <= ids[2] <= 3 and ids[1] == ids[3]
+    assert embedding(tf.constant([["kelta", ""]])).shape == (1, 2, 4)
 
 
 # The exported user tower: the SavedModel precompute and serving load.

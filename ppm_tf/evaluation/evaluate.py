@@ -2,7 +2,8 @@
 
 For every trained model (and, on synthetic worlds, the oracle that scores each impression with
 its true probability): click AUC, order AUC, click GAUC, log loss and calibration, overall,
-on cold items and on warm items; AUC by item-age bucket; cost (training time, throughput,
+on cold items and on warm items; AUC by item-age bucket and by history length (the clicks the
+models can read: where they stand against the oracle); cost (training time, throughput,
 trainable parameters); and the iteration-efficiency pair (``urm`` on the recent window vs
 ``base_long`` on the long span). Writes WORK/eval/metrics.json; ``report.py`` renders it.
 """
@@ -17,22 +18,28 @@ import tensorflow as tf
 
 from ppm_tf import features
 from ppm_tf.evaluation.metrics import calibration, grouped_auc, log_loss, roc_auc
-from ppm_tf.training.ablations import MODELS
+from ppm_tf.training.ablations import MODELS, PREDICTION_KEYS
 from ppm_tf.training.pretrain import PRETRAINED
 from ppm_tf.work_layout import WorkLayout
 
 SLICES = ("overall", "cold", "warm")
 # Item age at the impression, in days since launch: [lower, upper).
 AGE_BUCKETS = ((0, 1), (1, 3), (3, 7), (7, 14), (14, 30), (30, 90), (90, float("inf")))
+# Clicks in the user's behaviour sequence at the impression: [lower, upper).
+HISTORY_BUCKETS = ((0, 1), (1, 3), (3, 6), (6, 11), (11, float("inf")))
 ORACLE = "oracle"
 
 
-def _load_predictions(work: str, name: str) -> dict[str, np.ndarray] | None:
+def load_predictions(work: str, name: str) -> dict[str, np.ndarray] | None:
     path = WorkLayout(work).predictions(name)
     if not tf.io.gfile.exists(path):
         return None
     with tf.io.gfile.GFile(path, "rb") as handle:
         arrays = dict(np.load(io.BytesIO(handle.read())))
+    missing = sorted(set(PREDICTION_KEYS) - set(arrays))
+    if missing:
+        raise ValueError(f"{path} lacks the columns {missing}: it was written by an older "
+                         f"version; retrain with `ppm train --model {name}`")
     # One row order for every model: by (request_id, item_id).
     order = np.lexsort((arrays[features.ITEM_ID], arrays[features.REQUEST_ID]))
     return {key: values[order] for key, values in arrays.items()}
@@ -75,12 +82,29 @@ def model_metrics(rows: dict[str, np.ndarray]) -> dict[str, Any]:
     cold = rows[features.IS_COLD_ITEM].astype(bool)
     metrics = {"overall": slice_metrics(rows), "cold": slice_metrics(_select(rows, cold)),
                "warm": slice_metrics(_select(rows, ~cold))}
-    age = rows[features.ITEM_AGE_DAYS]
     metrics["click_auc_by_item_age"] = {
-        f"{low:g}-{high:g}d": roc_auc(rows[features.CLICK][(age >= low) & (age < high)],
-                                      rows["click_prob"][(age >= low) & (age < high)])
-        for low, high in AGE_BUCKETS}
+        f"{low:g}-{high:g}d": roc_auc(rows[features.CLICK][where], rows["click_prob"][where])
+        for (low, high), where in _buckets(rows[features.ITEM_AGE_DAYS], AGE_BUCKETS)}
+    metrics["click_auc_by_history_length"] = {
+        _history_label(low, high): roc_auc(rows[features.CLICK][where], rows["click_prob"][where])
+        for (low, high), where in _buckets(rows[features.HIST_LEN], HISTORY_BUCKETS)}
     return metrics
+
+
+def _buckets(values: np.ndarray, bounds) -> list[tuple[tuple[float, float], np.ndarray]]:
+    return [((low, high), (values >= low) & (values < high)) for low, high in bounds]
+
+
+def _history_label(low: float, high: float) -> str:
+    if high == float("inf"):
+        return f"{low:g}+"
+    return f"{low:g}" if high == low + 1 else f"{low:g}-{high - 1:g}"
+
+
+def history_length_shares(rows: dict[str, np.ndarray]) -> dict[str, float]:
+    """Share of eval impressions per history-length bucket."""
+    return {_history_label(low, high): float(where.mean())
+            for (low, high), where in _buckets(rows[features.HIST_LEN], HISTORY_BUCKETS)}
 
 
 def _read_json(path: str) -> dict[str, Any] | None:
@@ -96,7 +120,7 @@ def evaluate(work: str) -> dict[str, Any]:
     results: dict[str, Any] = {"models": {}}
     reference = None
     for name in MODELS:
-        rows = _load_predictions(work, name)
+        rows = load_predictions(work, name)
         if rows is None:
             continue
         if reference is not None and not np.array_equal(rows[features.REQUEST_ID],
@@ -112,6 +136,7 @@ def evaluate(work: str) -> dict[str, Any]:
     if reference is None:
         raise FileNotFoundError(f"no predictions under {layout.path('predictions')}: "
                                 "run `ppm train --model ...` first")
+    results["eval_share_by_history_length"] = history_length_shares(reference)
     oracle = _load_oracle(work, reference)
     if oracle is not None:
         results[ORACLE] = model_metrics(oracle)

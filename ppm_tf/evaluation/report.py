@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from typing import Any
 
 from matplotlib.figure import Figure  # no pyplot: leaves a notebook's backend alone
@@ -42,6 +43,27 @@ def results_table(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _in_bucket_order(buckets: dict[str, Any]) -> dict[str, Any]:
+    """Buckets ("0-1d", "11+", ...) by their lower bound: metrics.json sorts keys as text."""
+    return dict(sorted(buckets.items(),
+                       key=lambda item: float(re.match(r"[\d.]+", item[0]).group())))
+
+
+def history_table(metrics: dict[str, Any]) -> str:
+    shares = _in_bucket_order(metrics["eval_share_by_history_length"])
+    lines = ["| model | " + " | ".join(f"{bucket} clicks" for bucket in shares) + " |",
+             "|---|" + "---|" * len(shares),
+             "| share of eval | " + " | ".join(f"{share:.1%}" for share in shares.values()) + " |"]
+    rows = list(metrics["models"].items())
+    if "oracle" in metrics:
+        rows.append(("oracle", metrics["oracle"]))
+    for name, model in rows:
+        by_length = _in_bucket_order(model["click_auc_by_history_length"])
+        lines.append(f"| {name} | " + " | ".join(_number(auc) for auc in by_length.values())
+                     + " |")
+    return "\n".join(lines)
+
+
 def markdown_report(metrics: dict[str, Any]) -> str:
     parts = ["# PPM-TF evaluation", "", "Eval split; *cold* = items with no impression before "
              "the recent window (see `features.is_cold_item`).", "", results_table(metrics)]
@@ -63,6 +85,10 @@ def markdown_report(metrics: dict[str, Any]) -> str:
         parts += ["", f"Full PPM (pre-training): {full['trainable_params']:,} trainable parameters "
                   f"({full['user_tower_params']:,} in the cached user tower, "
                   f"{full['head_params']:,} in the plug-in head that URM trains and serves)."]
+    if "eval_share_by_history_length" in metrics:
+        parts += ["", "## Click AUC by history length", "",
+                  "Clicks in the user's behaviour sequence at the impression: what the models "
+                  "can read of a user's taste.", "", history_table(metrics)]
     parts += ["", f"![AUC by item age]({AGE_PLOT})", "", f"![Click AUC by slice]({SLICE_PLOT})", ""]
     return "\n".join(parts)
 
@@ -74,7 +100,7 @@ def plot_auc_by_item_age(metrics: dict[str, Any], path: str) -> None:
     if "oracle" in metrics:
         rows["oracle"] = metrics["oracle"]
     for name, model in rows.items():
-        buckets = model["click_auc_by_item_age"]
+        buckets = _in_bucket_order(model["click_auc_by_item_age"])
         axes.plot(list(buckets), list(buckets.values()), marker="o", label=name,
                   linestyle="--" if name == "oracle" else "-")
     axes.set_xlabel("item age at impression (days since launch)")

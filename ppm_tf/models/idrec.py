@@ -19,24 +19,43 @@ from ppm_tf.models.tasks import RankingModel
 
 class IdEmbedding(tf.keras.layers.Layer):
     """Strings -> embeddings via a vocabulary file; tokens not in it share ``oov_buckets``
-    hashed rows, and the padding id "" maps to a zero-masked row."""
+    hashed rows, and the padding id "" maps to row 0.
 
-    def __init__(self, vocabulary_file: str, oov_buckets: int, dim: int, **kwargs):
+    An empty vocabulary file (a field the data never fills, e.g. MovieLens brands) hashes
+    every token: ``StringLookup`` cannot be built on an empty vocabulary.
+    """
+
+    def __init__(self, vocabulary_file: str, oov_buckets: int, dim: int,
+                 id_dropout: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.vocabulary_file = vocabulary_file
         self.oov_buckets = oov_buckets
         self.dim = dim
-        self.lookup = tf.keras.layers.StringLookup(
-            vocabulary=vocabulary_file, num_oov_indices=oov_buckets,
-            mask_token=features.PADDING_ID)
-        self.embedding = tf.keras.layers.Embedding(self.lookup.vocabulary_size(), dim)
+        self.id_dropout = id_dropout
+        if tf.io.gfile.stat(vocabulary_file).length == 0:
+            self.lookup = tf.keras.layers.Hashing(num_bins=oov_buckets + 1,
+                                                  mask_value=features.PADDING_ID)
+            rows = oov_buckets + 1
+        else:
+            self.lookup = tf.keras.layers.StringLookup(
+                vocabulary=vocabulary_file, num_oov_indices=oov_buckets,
+                mask_token=features.PADDING_ID)
+            rows = self.lookup.vocabulary_size()
+        self.embedding = tf.keras.layers.Embedding(rows, dim)
 
-    def call(self, ids):
-        return self.embedding(self.lookup(ids))
+    def call(self, ids, training=None):
+        rows = self.lookup(ids)
+        if training and self.id_dropout:
+            # A known id sent to an OOV bucket looks like an id first seen after training.
+            known = rows > self.oov_buckets
+            dropped = known & (tf.random.uniform(tf.shape(rows)) < self.id_dropout)
+            rows = tf.where(dropped, 1 + rows % self.oov_buckets, rows)
+        return self.embedding(rows)
 
     def get_config(self):
         return {**super().get_config(), "vocabulary_file": self.vocabulary_file,
-                "oov_buckets": self.oov_buckets, "dim": self.dim}
+                "oov_buckets": self.oov_buckets, "dim": self.dim,
+                "id_dropout": self.id_dropout}
 
 
 class IDRecBackbone(tf.keras.layers.Layer):
@@ -47,7 +66,8 @@ class IDRecBackbone(tf.keras.layers.Layer):
         super().__init__(**kwargs)
         dim = config.id_embedding_dim
         self.user = IdEmbedding(vocabularies[features.USER_ID], oov_buckets, dim, name="user")
-        self.item = IdEmbedding(vocabularies[features.ITEM_ID], oov_buckets, dim, name="item")
+        self.item = IdEmbedding(vocabularies[features.ITEM_ID], oov_buckets, dim,
+                                id_dropout=config.item_id_dropout, name="item")
         self.category = IdEmbedding(vocabularies[features.CATEGORY], oov_buckets, dim,
                                     name="category")
         self.brand = IdEmbedding(vocabularies[features.BRAND], oov_buckets, dim, name="brand")
@@ -61,9 +81,10 @@ class IDRecBackbone(tf.keras.layers.Layer):
 
     def call(self, inputs, training=None):
         batch_features, extra = inputs
-        candidate = tf.concat([self.item(batch_features[features.ITEM_ID]),
+        candidate = tf.concat([self.item(batch_features[features.ITEM_ID], training=training),
                                self.category(batch_features[features.CATEGORY])], -1)
-        history = tf.concat([self.item(batch_features[features.HIST_ITEM_IDS]),
+        history = tf.concat([self.item(batch_features[features.HIST_ITEM_IDS],
+                                       training=training),
                              self.category(batch_features[features.HIST_CATEGORIES])], -1)
         mask = tf.not_equal(batch_features[features.HIST_ITEM_IDS], features.PADDING_ID)
         interest = self.interest((candidate, history, mask))

@@ -20,8 +20,9 @@ import tensorflow as tf
 from ppm_tf import features
 from ppm_tf.models.config import ModelConfig
 from ppm_tf.models.item_table import ItemVectorTable
-from ppm_tf.models.layers import (MLP, BidirectionalTransformerBlock, PositionEmbedding,
-                                  TargetAttention, TimeIntervalEncoding)
+from ppm_tf.models.layers import (MLP, BidirectionalTransformerBlock,
+                                  DotProductTargetAttention, PositionEmbedding,
+                                  TimeIntervalEncoding)
 from ppm_tf.models.tasks import RankingModel
 
 PPM_USER_STATES, PPM_USER_MASK = features.PPM_USER_STATES, features.PPM_USER_MASK
@@ -55,14 +56,19 @@ class PPMUserTower(tf.keras.layers.Layer):
 
 class PlugInHead(tf.keras.layers.Layer):
     """``(H_u [batch, L, d], mask [batch, L], candidate m [batch, item_dim])`` ->
-    ``(representation [batch, r], click_logit [batch], order_logit [batch])``."""
+    ``(representation [batch, r], click_logit [batch], order_logit [batch])``.
+
+    Its target attention is a scaled dot product, not DIN's MLP scorer: ``H_u`` is already
+    contextualised by the tower, and the head runs in every URM step and request beside
+    IDRec, so its cost is what URM adds to IDRec's (``benchmarks/train_throughput.py``).
+    """
 
     def __init__(self, config: ModelConfig, **kwargs):
         super().__init__(**kwargs)
         self.config = config
         self.candidate_projection = tf.keras.layers.Dense(config.tower_dim,
                                                           name="candidate_projection")
-        self.attention = TargetAttention(list(config.attention_units), name="target_attention")
+        self.attention = DotProductTargetAttention(name="target_attention")
         self.mlp = MLP(list(config.head_units), dropout=config.dropout,
                        output_activation="relu", name="mlp")
         self.click_logit = tf.keras.layers.Dense(1, name="click_logit")

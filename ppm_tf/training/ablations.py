@@ -34,7 +34,8 @@ HEAD_FROM_PRETRAINING = ("ppm", "urm")
 TRAINING_SPLITS = {"base_long": ("pretrain", "train")}
 ID_VOCABULARIES = (features.USER_ID, features.ITEM_ID, features.CATEGORY, features.BRAND)
 PREDICTION_KEYS = (features.REQUEST_ID, features.USER_ID, features.ITEM_ID, features.CLICK,
-                   features.ORDER, features.IS_COLD_ITEM, features.ITEM_AGE_DAYS)
+                   features.ORDER, features.IS_COLD_ITEM, features.ITEM_AGE_DAYS,
+                   features.HIST_LEN)
 
 
 def build_model(name: str, work: str, config: ModelConfig) -> RankingModel:

@@ -145,11 +145,12 @@ def _export(run: DemoRun, name: str, export_model) -> dict:
 
 def _finish(run: DemoRun, metrics: dict, serving: dict, seconds: float) -> dict:
     from ppm_tf.demo_report import print_results, write_html_report
+    from ppm_tf.evaluation.evaluate import write_metrics_json
 
     summary = {**metrics, "serving": serving, "stage_seconds": run.stage_seconds,
                "wall_clock_seconds": seconds, "preset": run.preset, "seed": run.seed}
     with open(os.path.join(run.out, "metrics.json"), "w", encoding="utf-8") as handle:
-        json.dump(summary, handle, indent=2, sort_keys=True, default=float)
+        write_metrics_json(summary, handle)
     print_results(summary)
     report = write_html_report(summary, run.layout.eval_dir, os.path.join(run.out, "report.html"))
     print(f"report: {report}\nmetrics: {os.path.join(run.out, 'metrics.json')}\n"

@@ -12,7 +12,8 @@ import ppm_tf  # noqa: F401  (selects tf-keras before TensorFlow loads)
 
 from ppm_tf import features
 from ppm_tf.evaluation import metrics, report
-from ppm_tf.evaluation.evaluate import AGE_BUCKETS, HISTORY_BUCKETS, evaluate
+from ppm_tf.evaluation.evaluate import (AGE_BUCKETS, HISTORY_BUCKETS, evaluate,
+                                        write_metrics_json)
 from ppm_tf.training.ablations import MODELS, PREDICTION_KEYS
 from ppm_tf.work_layout import WorkLayout
 
@@ -177,6 +178,27 @@ def test_metrics_json_has_every_key_of_the_issue(work):
         "click_auc": written["models"]["base_long"]["overall"]["click_auc"],
         "train_seconds": 120.0, "train_examples": 4000}
     assert written["ppm_full"]["user_tower_params"] == 8700
+
+
+def test_metrics_json_is_strict_json_with_null_for_undefined_metrics(tmp_path):
+    path = tmp_path / "metrics.json"
+    with open(path, "w") as handle:
+        write_metrics_json({"auc": float("nan"), "by_age": {"0-1d": np.float32(0.5)},
+                            "rows": [np.int64(3), np.float64("nan")]}, handle)
+    text = path.read_text()
+    assert "NaN" not in text
+    assert json.loads(text, parse_constant=lambda name: pytest.fail(f"not JSON: {name}")) == {
+        "auc": None, "by_age": {"0-1d": 0.5}, "rows": [3, None]}
+
+
+def test_the_report_draws_metrics_that_are_null_in_metrics_json(work, tmp_path):
+    work, _ = work
+    results = json.loads(json.dumps(evaluate(work)))
+    results["models"]["base"]["click_auc_by_item_age"]["0-1d"] = None
+    results["models"]["urm"]["cold"]["click_auc"] = None
+    report.write_report(results, str(tmp_path))
+    assert "| urm | " in (tmp_path / "report.md").read_text()
+    assert (tmp_path / report.AGE_PLOT).stat().st_size > 0
 
 
 def test_metrics_are_computed_on_the_right_rows_and_slices(work):

@@ -157,5 +157,22 @@ def evaluate(work: str) -> dict[str, Any]:
             for name in ("urm", "base_long")}
     tf.io.gfile.makedirs(layout.eval_dir)
     with tf.io.gfile.GFile(layout.eval_dir + "/metrics.json", "w") as handle:
-        json.dump(results, handle, indent=2, sort_keys=True, default=float)
+        write_metrics_json(results, handle)
     return results
+
+
+def write_metrics_json(metrics: dict[str, Any], handle) -> None:
+    """Strict JSON: an undefined metric (AUC of a slice with one class) is null, not NaN."""
+    json.dump(_nan_as_none(metrics), handle, indent=2, sort_keys=True, allow_nan=False)
+
+
+def _nan_as_none(value):
+    if isinstance(value, dict):
+        return {key: _nan_as_none(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nan_as_none(item) for item in value]
+    if isinstance(value, (float, np.floating)):
+        return None if np.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value

@@ -93,6 +93,10 @@ def markdown_report(metrics: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def _plottable(value) -> float:
+    return math.nan if value is None else value  # an undefined metric is null in metrics.json
+
+
 def plot_auc_by_item_age(metrics: dict[str, Any], path: str) -> None:
     figure = Figure(figsize=(7, 4))
     axes = figure.subplots()
@@ -101,8 +105,8 @@ def plot_auc_by_item_age(metrics: dict[str, Any], path: str) -> None:
         rows["oracle"] = metrics["oracle"]
     for name, model in rows.items():
         buckets = _in_bucket_order(model["click_auc_by_item_age"])
-        axes.plot(list(buckets), list(buckets.values()), marker="o", label=name,
-                  linestyle="--" if name == "oracle" else "-")
+        axes.plot(list(buckets), [_plottable(auc) for auc in buckets.values()], marker="o",
+                  label=name, linestyle="--" if name == "oracle" else "-")
     axes.set_xlabel("item age at impression (days since launch)")
     axes.set_ylabel("click AUC")
     axes.set_title("Click AUC by item age")
@@ -120,8 +124,8 @@ def plot_auc_by_slice(metrics: dict[str, Any], path: str) -> None:
     width = 0.8 / len(rows)
     for index, (name, model) in enumerate(rows.items()):
         positions = [slot + index * width for slot in range(len(SLICES))]
-        axes.bar(positions, [model[slice_name]["click_auc"] for slice_name in SLICES], width,
-                 label=name)
+        axes.bar(positions, [_plottable(model[slice_name]["click_auc"]) for slice_name in SLICES],
+                 width, label=name)
     axes.set_xticks([slot + 0.4 - width / 2 for slot in range(len(SLICES))], SLICES)
     axes.set_ylim(0.5, 1.0)
     axes.set_ylabel("click AUC")

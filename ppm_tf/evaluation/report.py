@@ -69,7 +69,8 @@ def markdown_report(metrics: dict[str, Any]) -> str:
              "the recent window (see `features.is_cold_item`).", "", results_table(metrics)]
     if "base" in metrics["models"] and "urm" in metrics["models"]:
         base, urm = metrics["models"]["base"], metrics["models"]["urm"]
-        gains = {name: urm[name]["click_auc"] - base[name]["click_auc"] for name in SLICES}
+        gains = {name: _or_nan(urm[name]["click_auc"]) - _or_nan(base[name]["click_auc"])
+                 for name in SLICES}
         parts += ["", "URM over base, click AUC: " + ", ".join(
             f"{name} {gain:+.4f}" for name, gain in gains.items())]
     if "iteration_efficiency" in metrics:
@@ -93,8 +94,9 @@ def markdown_report(metrics: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def _plottable(value) -> float:
-    return math.nan if value is None else value  # an undefined metric is null in metrics.json
+def _or_nan(value) -> float:
+    """An undefined metric (null in metrics.json) as NaN, which plots and sums skip."""
+    return math.nan if value is None else value
 
 
 def plot_auc_by_item_age(metrics: dict[str, Any], path: str) -> None:
@@ -105,7 +107,7 @@ def plot_auc_by_item_age(metrics: dict[str, Any], path: str) -> None:
         rows["oracle"] = metrics["oracle"]
     for name, model in rows.items():
         buckets = _in_bucket_order(model["click_auc_by_item_age"])
-        axes.plot(list(buckets), [_plottable(auc) for auc in buckets.values()], marker="o",
+        axes.plot(list(buckets), [_or_nan(auc) for auc in buckets.values()], marker="o",
                   label=name, linestyle="--" if name == "oracle" else "-")
     axes.set_xlabel("item age at impression (days since launch)")
     axes.set_ylabel("click AUC")
@@ -124,7 +126,7 @@ def plot_auc_by_slice(metrics: dict[str, Any], path: str) -> None:
     width = 0.8 / len(rows)
     for index, (name, model) in enumerate(rows.items()):
         positions = [slot + index * width for slot in range(len(SLICES))]
-        axes.bar(positions, [_plottable(model[slice_name]["click_auc"]) for slice_name in SLICES],
+        axes.bar(positions, [_or_nan(model[slice_name]["click_auc"]) for slice_name in SLICES],
                  width, label=name)
     axes.set_xticks([slot + 0.4 - width / 2 for slot in range(len(SLICES))], SLICES)
     axes.set_ylim(0.5, 1.0)

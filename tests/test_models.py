@@ -354,20 +354,6 @@ def test_id_embedding_maps_padding_and_unknown_ids(vocabularies):
     assert IdEmbedding.from_config(config).vocabulary_file == vocabularies[features.ITEM_ID]
 
 
-def test_id_dropout_sends_known_ids_to_the_oov_buckets_only_while_training(vocabularies):
-    embedding = IdEmbedding(vocabularies[features.ITEM_ID], oov_buckets=2, dim=4, id_dropout=1.0)
-    ids = tf.constant([["", "i0", "i3", "never-seen"]])
-    rows = embedding.lookup(ids).numpy()[0]
-    dropped = embedding(ids, training=True).numpy()[0]
-    table = embedding.embedding.embeddings.numpy()
-    np.testing.assert_allclose(embedding(ids).numpy()[0], table[rows])  # inference: unchanged
-    np.testing.assert_allclose(dropped[0], table[0])  # padding stays padding
-    for position in (1, 2):  # known ids: an OOV bucket's row, chosen by the id
-        np.testing.assert_allclose(dropped[position], table[1 + rows[position] % 2])
-    np.testing.assert_allclose(dropped[3], table[rows[3]])  # already OOV
-    assert IdEmbedding.from_config(embedding.get_config()).id_dropout == 1.0
-
-
 def test_id_embedding_on_an_empty_vocabulary_hashes_every_id(tmp_path):
     empty = tmp_path / "brand.txt"
     empty.write_text("")

@@ -10,6 +10,7 @@ from PIL import Image
 
 from ppm_tf.data import raw_files, schema
 from ppm_tf.data.synthetic import PRESETS, WorldConfig, generate_world, preset
+from ppm_tf.data.synthetic.world import catalog_and_population
 from ppm_tf.data.synthetic import vocabulary as vocab
 from ppm_tf.data.synthetic.population import sample_population
 
@@ -117,6 +118,19 @@ def test_new_items_launch_on_every_day_of_the_horizon(tiny_world):
     launch_days = {(item["launch_ts"] - start) // 86_400 for item in tables["items"]}
     assert set(range(1, preset("tiny").num_days)) <= launch_days
     assert any(day < 0 for day in launch_days), "no catalogue before the horizon"
+
+
+def test_hidden_effects_are_drawn_again_from_the_preset_and_seed(tiny_world):
+    out, _, tables, _ = tiny_world
+    catalog, population = catalog_and_population(preset("tiny"), seed=7)
+    start = raw_files.read_world(str(out))["horizon"]["start_ts"]
+    launched = {item["item_id"]: item["launch_ts"] for item in tables["items"]}
+    assert catalog.item_ids == list(launched)
+    assert [start + int(day) * 86_400 + int(offset) for day, offset in zip(
+        catalog.launch_day, catalog.launch_offset_seconds)] == list(launched.values())
+    assert population.user_ids == [user["user_id"] for user in tables["users"]]
+    other, _ = catalog_and_population(preset("tiny"), seed=8)
+    assert not np.allclose(other.quality, catalog.quality)
 
 
 def test_titles_name_the_attributes_with_synonyms(tiny_world):

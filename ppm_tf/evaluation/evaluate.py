@@ -45,7 +45,7 @@ def load_predictions(work: str, name: str) -> dict[str, np.ndarray] | None:
     return {key: values[order] for key, values in arrays.items()}
 
 
-def _load_oracle(work: str, reference: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+def load_oracle(work: str, reference: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
     """The true probabilities of the eval rows, aligned with ``reference``'s rows."""
     files = tf.io.gfile.glob(WorkLayout(work).path("oracle", "eval-*.jsonl"))
     if not files:
@@ -137,7 +137,7 @@ def evaluate(work: str) -> dict[str, Any]:
         raise FileNotFoundError(f"no predictions under {layout.path('predictions')}: "
                                 "run `ppm train --model ...` first")
     results["eval_share_by_history_length"] = history_length_shares(reference)
-    oracle = _load_oracle(work, reference)
+    oracle = load_oracle(work, reference)
     if oracle is not None:
         results[ORACLE] = model_metrics(oracle)
         for metrics in results["models"].values():

@@ -22,9 +22,6 @@ class ModelConfig:
     id_embedding_dim: int
     cross_layers: int
     mlp_units: tuple[int, ...]
-    # Share of training item ids sent to the OOV buckets, so IDRec and URM learn to score
-    # items they have no id embedding for (new items) from what else they see.
-    item_id_dropout: float
     # Training.
     dropout: float
     learning_rate: float
@@ -41,19 +38,17 @@ class ModelConfig:
 PRESETS: dict[str, ModelConfig] = {
     "tiny": ModelConfig(tower_dim=16, tower_blocks=1, tower_heads=2, tower_ff_dim=32,
                         time_buckets=24, head_units=(32, 16), attention_units=(16,),
-                        id_embedding_dim=8, cross_layers=1, mlp_units=(32, 16),
-                        item_id_dropout=0.0, dropout=0.0,
+                        id_embedding_dim=8, cross_layers=1, mlp_units=(32, 16), dropout=0.0,
                         learning_rate=3e-3, batch_size=256, pretrain_epochs=1, train_epochs=1),
     "demo": ModelConfig(tower_dim=32, tower_blocks=2, tower_heads=2, tower_ff_dim=64,
                         time_buckets=24, head_units=(64, 32), attention_units=(32,),
-                        id_embedding_dim=16, cross_layers=2, mlp_units=(128, 64),
-                        item_id_dropout=0.0, dropout=0.1,
+                        id_embedding_dim=16, cross_layers=2, mlp_units=(128, 64), dropout=0.1,
                         learning_rate=2e-3, batch_size=512, pretrain_epochs=2, train_epochs=1),
     "paper": ModelConfig(tower_dim=128, tower_blocks=4, tower_heads=4, tower_ff_dim=512,
                          time_buckets=24, head_units=(256, 128), attention_units=(128, 64),
                          id_embedding_dim=64, cross_layers=3, mlp_units=(512, 256, 128),
-                         item_id_dropout=0.0, dropout=0.1, learning_rate=1e-3, batch_size=2048,
-                         pretrain_epochs=3, train_epochs=2),
+                         dropout=0.1, learning_rate=1e-3, batch_size=2048, pretrain_epochs=3,
+                         train_epochs=2),
 }
 
 

@@ -25,13 +25,11 @@ class IdEmbedding(tf.keras.layers.Layer):
     every token: ``StringLookup`` cannot be built on an empty vocabulary.
     """
 
-    def __init__(self, vocabulary_file: str, oov_buckets: int, dim: int,
-                 id_dropout: float = 0.0, **kwargs):
+    def __init__(self, vocabulary_file: str, oov_buckets: int, dim: int, **kwargs):
         super().__init__(**kwargs)
         self.vocabulary_file = vocabulary_file
         self.oov_buckets = oov_buckets
         self.dim = dim
-        self.id_dropout = id_dropout
         if tf.io.gfile.stat(vocabulary_file).length == 0:
             self.lookup = tf.keras.layers.Hashing(num_bins=oov_buckets + 1,
                                                   mask_value=features.PADDING_ID)
@@ -43,19 +41,12 @@ class IdEmbedding(tf.keras.layers.Layer):
             rows = self.lookup.vocabulary_size()
         self.embedding = tf.keras.layers.Embedding(rows, dim)
 
-    def call(self, ids, training=None):
-        rows = self.lookup(ids)
-        if training and self.id_dropout:
-            # A known id sent to an OOV bucket looks like an id first seen after training.
-            known = rows > self.oov_buckets
-            dropped = known & (tf.random.uniform(tf.shape(rows)) < self.id_dropout)
-            rows = tf.where(dropped, 1 + rows % self.oov_buckets, rows)
-        return self.embedding(rows)
+    def call(self, ids):
+        return self.embedding(self.lookup(ids))
 
     def get_config(self):
         return {**super().get_config(), "vocabulary_file": self.vocabulary_file,
-                "oov_buckets": self.oov_buckets, "dim": self.dim,
-                "id_dropout": self.id_dropout}
+                "oov_buckets": self.oov_buckets, "dim": self.dim}
 
 
 class IDRecBackbone(tf.keras.layers.Layer):
@@ -66,8 +57,7 @@ class IDRecBackbone(tf.keras.layers.Layer):
         super().__init__(**kwargs)
         dim = config.id_embedding_dim
         self.user = IdEmbedding(vocabularies[features.USER_ID], oov_buckets, dim, name="user")
-        self.item = IdEmbedding(vocabularies[features.ITEM_ID], oov_buckets, dim,
-                                id_dropout=config.item_id_dropout, name="item")
+        self.item = IdEmbedding(vocabularies[features.ITEM_ID], oov_buckets, dim, name="item")
         self.category = IdEmbedding(vocabularies[features.CATEGORY], oov_buckets, dim,
                                     name="category")
         self.brand = IdEmbedding(vocabularies[features.BRAND], oov_buckets, dim, name="brand")
@@ -81,10 +71,9 @@ class IDRecBackbone(tf.keras.layers.Layer):
 
     def call(self, inputs, training=None):
         batch_features, extra = inputs
-        candidate = tf.concat([self.item(batch_features[features.ITEM_ID], training=training),
+        candidate = tf.concat([self.item(batch_features[features.ITEM_ID]),
                                self.category(batch_features[features.CATEGORY])], -1)
-        history = tf.concat([self.item(batch_features[features.HIST_ITEM_IDS],
-                                       training=training),
+        history = tf.concat([self.item(batch_features[features.HIST_ITEM_IDS]),
                              self.category(batch_features[features.HIST_CATEGORIES])], -1)
         mask = tf.not_equal(batch_features[features.HIST_ITEM_IDS], features.PADDING_ID)
         interest = self.interest((candidate, history, mask))

@@ -49,9 +49,20 @@ def generate_world(config: WorldConfig, seed: int, out: str, preset_name: str = 
     return summary
 
 
+def _part_rngs(seed: int) -> list[np.random.Generator]:
+    """catalogue, images, users, impressions, queries: one child of the seed each."""
+    return [np.random.default_rng(child) for child in np.random.SeedSequence(seed).spawn(5)]
+
+
+def catalog_and_population(config: WorldConfig, seed: int) -> tuple[Catalog, Population]:
+    """The world's items and users with their hidden effects, as ``generate_world`` drew
+    them: what an analysis needs to split the oracle into its causes."""
+    catalog_rng, _, user_rng, _, _ = _part_rngs(seed)
+    return sample_catalog(config, catalog_rng), sample_population(config, user_rng)
+
+
 def _generate_into(config: WorldConfig, seed: int, out: str, preset_name: str) -> dict:
-    catalog_rng, image_rng, user_rng, impression_rng, query_rng = (
-        np.random.default_rng(child) for child in np.random.SeedSequence(seed).spawn(5))
+    catalog_rng, image_rng, user_rng, impression_rng, query_rng = _part_rngs(seed)
     layout = raw_files.RawLayout(out)
     start_ts = horizon_start_ts(config)
     catalog = sample_catalog(config, catalog_rng)

@@ -79,7 +79,7 @@ class FitConfig:
     learning_rate: float
     weight_decay: float = 0.01
     warmup_fraction: float = 0.05
-    min_steps: int = 0  # a small data set (MovieLens: 14 batches of queries) gets more epochs
+    min_steps: int = 0  # a small data set (MovieLens: 9 batches of queries) gets more epochs
 
     def epochs_for(self, steps_per_epoch: int) -> int:
         """``epochs``, raised so that training runs at least ``min_steps`` steps."""

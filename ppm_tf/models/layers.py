@@ -161,9 +161,7 @@ class TargetAttention(tf.keras.layers.Layer):
         queries = tf.broadcast_to(query[:, tf.newaxis, :], tf.shape(keys))
         scores = tf.squeeze(self.scorer(tf.concat(
             [queries, keys, queries - keys, queries * keys], axis=-1)), axis=-1)
-        scores = scores + (1.0 - mask) * MASKED_LOGIT
-        weights = tf.nn.softmax(scores, axis=-1) * mask  # zero where padded, also if all are
-        return tf.einsum("bl,bld->bd", weights, keys)
+        return _weighted_by_masked_softmax(scores, keys, mask)
 
     def get_config(self):
         return {**super().get_config(), "hidden_units": self.hidden_units}
@@ -190,6 +188,12 @@ class DotProductTargetAttention(tf.keras.layers.Layer):
         query, keys, mask = inputs
         mask = tf.cast(mask, keys.dtype)
         scores = tf.einsum("bd,bld->bl", self.query_projection(query), keys) * self.scale
-        scores = scores + (1.0 - mask) * MASKED_LOGIT
-        weights = tf.nn.softmax(scores, axis=-1) * mask  # zero where padded, also if all are
-        return tf.einsum("bl,bld->bd", weights, keys)
+        return _weighted_by_masked_softmax(scores, keys, mask)
+
+
+def _weighted_by_masked_softmax(scores, keys, mask):
+    """Sum of ``keys`` weighted by the softmax of ``scores`` over real positions; zero where
+    every position is padding."""
+    scores = scores + (1.0 - mask) * MASKED_LOGIT
+    weights = tf.nn.softmax(scores, axis=-1) * mask
+    return tf.einsum("bl,bld->bd", weights, keys)

@@ -243,6 +243,15 @@ def test_an_interrupted_fit_resumes_to_the_weights_of_an_uninterrupted_one(tmp_p
     assert not backup.exists() or files_under(backup) == []  # finished: backup cleared
 
 
+def test_each_epoch_runs_once_and_the_progress_bar_counts_all_epochs(tmp_path, capsys):
+    model = compiled_urm(tmp_path)
+    result = fit(model, dataset_of(deterministic_batches()), 3, str(tmp_path / "backup"),
+                 BATCHES_PER_EPOCH * BATCH_SIZE, verbose=2)
+    assert result.epochs == 3 and int(model.optimizer.iterations) == 3 * BATCHES_PER_EPOCH
+    printed = capsys.readouterr().out
+    assert all(f"Epoch {epoch}/3" in printed for epoch in (1, 2, 3)), printed
+
+
 # Missing cached features.
 
 @pytest.mark.parametrize("model_name, missing", [

@@ -49,8 +49,9 @@ def fit(model: tf.keras.Model, dataset: tf.data.Dataset | Callable[[int], tf.dat
     started = time.perf_counter()
     for epoch in range(int(finished_epochs.numpy()), epochs):
         epoch_data = dataset(epoch) if callable(dataset) else dataset
-        history = model.fit(epoch_data, epochs=epoch + 1, initial_epoch=epoch, verbose=verbose,
-                            callbacks=[tf.keras.callbacks.TerminateOnNaN()])
+        # epochs=total so the progress bar says "Epoch 2/3"; the callback stops after one.
+        history = model.fit(epoch_data, epochs=epochs, initial_epoch=epoch, verbose=verbose,
+                            callbacks=[tf.keras.callbacks.TerminateOnNaN(), _OneEpoch()])
         losses.extend(history.history.get("loss", [float("nan")]))
         _check_finite(model, losses, backup_dir)
         finished_epochs.assign(epoch + 1)
@@ -60,6 +61,11 @@ def fit(model: tf.keras.Model, dataset: tf.data.Dataset | Callable[[int], tf.dat
         tf.io.gfile.rmtree(backup_dir)
     final_loss = float(losses[-1]) if losses else float("nan")
     return FitResult(seconds, examples_per_epoch * len(losses), len(losses), final_loss)
+
+
+class _OneEpoch(tf.keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        self.model.stop_training = True
 
 
 def _check_finite(model: tf.keras.Model, losses: list[float], backup_dir: str) -> None:

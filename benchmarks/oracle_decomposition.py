@@ -13,7 +13,8 @@ drawn again from the same preset and seed, and the oracle's click logit is split
 - everything else: taste . content, the market trend, similarity to recent clicks, which
   content and behaviour can carry to any item, new ones included.
 
-Prints the click AUC of each part alone and of the models, overall / cold / warm.
+Prints the click AUC and GAUC (within a user's impressions) of each part alone and of the
+models, overall / cold / warm.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from ppm_tf import features  # noqa: E402
 from ppm_tf.data.synthetic import preset as world_preset  # noqa: E402
 from ppm_tf.data.synthetic.world import catalog_and_population  # noqa: E402
 from ppm_tf.evaluation.evaluate import load_oracle, load_predictions  # noqa: E402
-from ppm_tf.evaluation.metrics import roc_auc  # noqa: E402
+from ppm_tf.evaluation.metrics import grouped_auc, roc_auc  # noqa: E402
 
 SLICES = ("overall", "cold", "warm")
 
@@ -74,11 +75,16 @@ def main() -> None:
     click = reference[features.CLICK]
     cold = reference[features.IS_COLD_ITEM].astype(bool)
     where = {"overall": np.ones_like(cold), "cold": cold, "warm": ~cold}
-    print(f"click AUC on {click.size:,} eval impressions ({cold.mean():.0%} cold)")
-    print(f"{'scorer':<32}" + "".join(f"{piece:>9}" for piece in SLICES))
+    users = reference[features.USER_ID]
+    print(f"click AUC | GAUC on {click.size:,} eval impressions ({cold.mean():.0%} cold)")
+    print(f"{'scorer':<32}" + "".join(f"{piece:>9}" for piece in SLICES) + " |"
+          + "".join(f"{piece:>9}" for piece in SLICES))
     for name, score in scores.items():
-        print(f"{name:<32}" + "".join(
-            f"{roc_auc(click[where[piece]], score[where[piece]]):>9.4f}" for piece in SLICES))
+        aucs = [roc_auc(click[where[piece]], score[where[piece]]) for piece in SLICES]
+        gaucs = [grouped_auc(users[where[piece]], click[where[piece]], score[where[piece]])
+                 for piece in SLICES]
+        print(f"{name:<32}" + "".join(f"{auc:>9.4f}" for auc in aucs) + " |"
+              + "".join(f"{gauc:>9.4f}" for gauc in gaucs))
     shares = np.var(id_only) / np.var(logit)
     print(f"id-only effects: {shares:.0%} of the oracle logit's variance")
 

@@ -49,6 +49,11 @@ def spread(values: np.ndarray) -> float:
     return float(values.std(ddof=1)) if values.size > 1 else 0.0
 
 
+def ratio(cold_gain: float, overall_gain: float) -> str:
+    """The cold-to-overall gain ratio; meaningless (n/a) unless the model gains overall."""
+    return f"{cold_gain / overall_gain:.2f}" if overall_gain > 0 else "n/a"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -75,11 +80,10 @@ def main() -> None:
     for name in models[1:]:
         gains = {piece: np.array([run[piece] - base[piece] for run, base in
                                   zip(runs[name], runs["base"])]) for piece in SLICES}
-        ratios = gains["cold"] / gains["overall"]
         print(f"{name} - base: " + "  ".join(
             f"{piece} {gains[piece].mean():+.4f}" for piece in SLICES)
-              + f"  cold/overall {gains['cold'].mean() / gains['overall'].mean():.2f}"
-              + f" (per seed {', '.join(f'{ratio:.2f}' for ratio in ratios)})")
+              + f"  cold/overall {ratio(gains['cold'].mean(), gains['overall'].mean())}"
+              + f" (per seed {', '.join(map(ratio, gains['cold'], gains['overall']))})")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,10 @@
 """Where the gap to the oracle comes from, on a synthetic world.
 
-    python benchmarks/oracle_decomposition.py --work WORK [--world-preset demo] [--seed 0]
-        [--models base urm base_long]
+    python benchmarks/oracle_decomposition.py --data RAW --work WORK [--models base urm]
 
-WORK is a run on a world made by ``ppm generate --preset P --seed S`` (or ``ppm demo``),
-with ``ppm train`` and the oracle's eval rows in it. The world's hidden per-id effects are
-drawn again from the same preset and seed, and the oracle's click logit is split into
+RAW is a synthetic world (``ppm generate`` or ``ppm demo``'s OUT/data) and WORK a run on it
+with ``ppm train`` done (OUT/work). The world's hidden per-id effects are drawn again from
+the preset and seed in RAW/world.json, and the oracle's click logit is split into
 
 - id-only effects: user click bias + item quality + user latent . item latent, which no
   title, image or click history reveals: a model learns them per id, from that id's own
@@ -27,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 from ppm_tf import features  # noqa: E402
-from ppm_tf.data.synthetic import preset as world_preset  # noqa: E402
+from ppm_tf.data import raw_files  # noqa: E402
 from ppm_tf.data.synthetic.world import catalog_and_population  # noqa: E402
 from ppm_tf.evaluation.evaluate import load_oracle, load_predictions  # noqa: E402
 from ppm_tf.evaluation.metrics import grouped_auc, roc_auc  # noqa: E402
@@ -35,17 +34,16 @@ from ppm_tf.evaluation.metrics import grouped_auc, roc_auc  # noqa: E402
 SLICES = ("overall", "cold", "warm")
 
 
-def id_only_logits(rows: dict[str, np.ndarray], world_preset_name: str,
-                   seed: int) -> np.ndarray:
-    catalog, population = catalog_and_population(world_preset(world_preset_name), seed)
+def id_only_logits(rows: dict[str, np.ndarray], data: str) -> np.ndarray:
+    catalog, population = catalog_and_population(raw_files.read_world(data))
     item_rows = {item_id: row for row, item_id in enumerate(catalog.item_ids)}
     user_rows = {user_id: row for row, user_id in enumerate(population.user_ids)}
     try:
         items = np.array([item_rows[item_id] for item_id in rows[features.ITEM_ID]])
         users = np.array([user_rows[user_id] for user_id in rows[features.USER_ID]])
     except KeyError as error:
-        raise SystemExit(f"id {error} is not in the {world_preset_name!r} world of seed {seed}: "
-                         "pass the preset and seed the world was generated with") from None
+        raise SystemExit(f"id {error} is not in the world at {data}: pass the world WORK was "
+                         "preprocessed from") from None
     return (population.click_bias[users] + catalog.quality[items]
             + np.einsum("nr,nr->n", population.latent[users], catalog.latent[items]))
 
@@ -53,9 +51,8 @@ def id_only_logits(rows: dict[str, np.ndarray], world_preset_name: str,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, help="the synthetic world (raw data)")
     parser.add_argument("--work", required=True)
-    parser.add_argument("--world-preset", default="demo")
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--models", nargs="+", default=["base", "urm", "base_long"])
     args = parser.parse_args()
     rows = {name: load_predictions(args.work, name) for name in args.models}
@@ -68,7 +65,7 @@ def main() -> None:
         raise SystemExit(f"no oracle rows in {args.work}: a synthetic world's run is needed")
     p_click = np.clip(oracle["click_prob"], 1e-7, 1 - 1e-7)
     logit = np.log(p_click / (1 - p_click))
-    id_only = id_only_logits(reference, args.world_preset, args.seed)
+    id_only = id_only_logits(reference, args.data)
     scores = {"oracle (every cause)": logit, "oracle without id-only effects": logit - id_only,
               "id-only effects alone": id_only,
               **{name: predictions["click_prob"] for name, predictions in rows.items()}}

@@ -122,15 +122,18 @@ def test_new_items_launch_on_every_day_of_the_horizon(tiny_world):
 
 def test_hidden_effects_are_drawn_again_from_the_preset_and_seed(tiny_world):
     out, _, tables, _ = tiny_world
-    catalog, population = catalog_and_population(preset("tiny"), seed=7)
-    start = raw_files.read_world(str(out))["horizon"]["start_ts"]
+    world = raw_files.read_world(str(out))
+    catalog, population = catalog_and_population(world)
+    start = world["horizon"]["start_ts"]
     launched = {item["item_id"]: item["launch_ts"] for item in tables["items"]}
     assert catalog.item_ids == list(launched)
     assert [start + int(day) * 86_400 + int(offset) for day, offset in zip(
         catalog.launch_day, catalog.launch_offset_seconds)] == list(launched.values())
     assert population.user_ids == [user["user_id"] for user in tables["users"]]
-    other, _ = catalog_and_population(preset("tiny"), seed=8)
+    other, _ = catalog_and_population({**world, "seed": 8})
     assert not np.allclose(other.quality, catalog.quality)
+    with pytest.raises(ValueError, match="synthetic worlds only"):
+        catalog_and_population({**world, "source": "movielens"})
 
 
 def test_titles_name_the_attributes_with_synonyms(tiny_world):

@@ -54,10 +54,16 @@ def _part_rngs(seed: int) -> list[np.random.Generator]:
     return [np.random.default_rng(child) for child in np.random.SeedSequence(seed).spawn(5)]
 
 
-def catalog_and_population(config: WorldConfig, seed: int) -> tuple[Catalog, Population]:
-    """The world's items and users with their hidden effects, as ``generate_world`` drew
-    them: what an analysis needs to split the oracle into its causes."""
-    catalog_rng, _, user_rng, _, _ = _part_rngs(seed)
+def catalog_and_population(world: dict) -> tuple[Catalog, Population]:
+    """The items and users of a written world (its world.json) with their hidden effects,
+    drawn again as ``generate_world`` drew them: what an analysis needs to split the oracle
+    into its causes."""
+    if world.get("source") != "synthetic":
+        raise ValueError("hidden effects exist for synthetic worlds only; this world.json "
+                         f"says source={world.get('source')!r}")
+    config = WorldConfig(**{name: tuple(value) if isinstance(value, list) else value
+                            for name, value in world["config"].items()})
+    catalog_rng, _, user_rng, _, _ = _part_rngs(world["seed"])
     return sample_catalog(config, catalog_rng), sample_population(config, user_rng)
 
 

@@ -1,0 +1,48 @@
+"""The analysis benchmarks run on the tiny demo run and print what they measure. Their
+figures are measurements, not asserted, except where two stages must agree."""
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+
+
+def run_benchmark(script: str, *args: str) -> str:
+    result = subprocess.run([sys.executable, f"benchmarks/{script}", *args], cwd=REPO,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+@pytest.mark.slow
+def test_ablation_seeds_trains_aside_and_prints_spread_and_gain_ratio(tiny_demo_run):
+    out, _ = tiny_demo_run
+    predictions = out / "work" / "predictions"
+    before = {path.name: path.stat().st_mtime_ns for path in predictions.iterdir()}
+    stdout = run_benchmark("ablation_seeds.py", "--work", str(out / "work"), "--preset", "tiny",
+                           "--models", "urm", "--seeds", "0", "1")
+    assert stdout.count("seed 1 ") == 2  # base and urm
+    assert "click AUC over seeds [0, 1]: mean (sd)" in stdout
+    assert re.search(r"urm - base: overall [+-]\d\.\d{4}.*cold/overall", stdout), stdout
+    # The run's own models and predictions are left as they were.
+    assert {path.name: path.stat().st_mtime_ns for path in predictions.iterdir()} == before
+
+
+@pytest.mark.slow
+def test_oracle_decomposition_agrees_with_the_evaluation(tiny_demo_run):
+    out, _ = tiny_demo_run
+    stdout = run_benchmark("oracle_decomposition.py", "--data", str(out / "data"),
+                           "--work", str(out / "work"), "--models", "base", "urm")
+    metrics = json.loads((out / "metrics.json").read_text())
+    rows = {line[:32].strip(): line[32:].split() for line in stdout.splitlines()[2:]
+            if len(line) > 32}
+    oracle, urm = rows["oracle (every cause)"], rows["urm"]
+    assert float(oracle[0]) == pytest.approx(metrics["oracle"]["overall"]["click_auc"], abs=1e-4)
+    assert float(urm[0]) == pytest.approx(metrics["models"]["urm"]["overall"]["click_auc"],
+                                          abs=1e-4)
+    assert float(urm[4]) == pytest.approx(metrics["models"]["urm"]["overall"]["click_gauc"],
+                                          abs=1e-4)
+    assert {"oracle without id-only effects", "id-only effects alone"} <= set(rows)
+    assert "of the oracle logit's variance" in stdout

@@ -11,7 +11,7 @@ import argparse
 import logging
 import sys
 
-from beam_jobs.runner_defaults import pipeline_options
+from ppm_tf.beam_runner import pipeline_options
 from ppm_tf.preprocessing.pipeline import PreprocessSettings, run_preprocess
 
 

@@ -19,9 +19,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from ppm_tf.evaluation.evaluate import SLICES, load_predictions, model_metrics  # noqa: E402
+from ppm_tf.evaluation import SLICES  # noqa: E402
+from ppm_tf.evaluation.evaluate import load_predictions, model_metrics  # noqa: E402
 from ppm_tf.training.ablations import train_ablation  # noqa: E402
-from ppm_tf.training.pretrain import PRETRAINED  # noqa: E402
+from ppm_tf.work_layout import PRETRAINED  # noqa: E402
 
 WRITTEN_BY_TRAINING = ("models", "predictions", "eval")
 

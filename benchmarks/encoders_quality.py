@@ -16,7 +16,6 @@ Default WORK: /tmp/work_demo when it exists (``ppm generate --preset demo`` +
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -53,12 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    from ppm_tf.encoders.training import encoders_path, format_metrics, train_encoders
+    from ppm_tf.encoders.training import format_metrics, train_encoders
+    from ppm_tf.work_layout import WorkLayout, read_json
 
     started = time.perf_counter()
     if args.report_only:
-        with open(encoders_path(args.work, "metrics.json")) as handle:
-            metrics = json.load(handle)
+        metrics = read_json(WorkLayout(args.work).encoders_metrics,
+                            "ppm train-encoders --work WORK")
     else:
         metrics = train_encoders(args.work, args.preset, args.seed, epochs=args.epochs)
     print(format_metrics(metrics))

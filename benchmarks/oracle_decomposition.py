@@ -28,8 +28,9 @@ import numpy as np  # noqa: E402
 from ppm_tf import features  # noqa: E402
 from ppm_tf.data import raw_files  # noqa: E402
 from ppm_tf.data.synthetic.world import catalog_and_population  # noqa: E402
-from ppm_tf.evaluation.evaluate import SLICES, load_oracle, load_predictions  # noqa: E402
-from ppm_tf.evaluation.metrics import grouped_auc, roc_auc  # noqa: E402
+from ppm_tf.evaluation import SLICES  # noqa: E402
+from ppm_tf.evaluation.evaluate import load_oracle, load_predictions  # noqa: E402
+from ppm_tf.metrics import grouped_auc, roc_auc  # noqa: E402
 
 
 def id_only_logits(rows: dict[str, np.ndarray], data: str) -> np.ndarray:

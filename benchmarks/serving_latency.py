@@ -28,7 +28,7 @@ import tensorflow as tf  # noqa: E402
 
 from benchmarks.uncached import UncachedURM  # noqa: E402
 from ppm_tf import features  # noqa: E402
-from ppm_tf.demo_serving import (USER_STATE_INPUTS, one_user_request, score_user,  # noqa: E402
+from ppm_tf.export.requests import (USER_STATE_INPUTS, one_user_request, score_user,  # noqa: E402
                                  user_states, write_models_config)
 from ppm_tf.models.config import preset  # noqa: E402
 from ppm_tf.serving.client import GrpcClient, RestClient  # noqa: E402

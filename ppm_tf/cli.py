@@ -12,8 +12,12 @@ import resource
 import sys
 import time
 
-from ppm_tf.data.synthetic import PRESETS
+from ppm_tf.data.synthetic import PRESETS as WORLD_PRESETS
+from ppm_tf.demo import DEMO_PRESETS
+from ppm_tf.encoders.presets import PRESETS as ENCODER_PRESETS
 from ppm_tf.errors import StageError
+from ppm_tf.models.config import PRESETS as MODEL_PRESETS
+from ppm_tf.training.registry import EXPORTABLE, MODELS
 from ppm_tf.work_layout import WorkLayout
 
 
@@ -78,7 +82,7 @@ def _precompute(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from ppm_tf.training.ablations import MODELS, train_ablation
+    from ppm_tf.training.ablations import train_ablation
 
     for name in MODELS if args.model == "all" else [args.model]:
         summary = train_ablation(args.work, name, args.preset, args.seed, args.epochs)
@@ -97,7 +101,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from ppm_tf.export import export_model
+    from ppm_tf.export.publish import export_model
 
     base_path = args.base_path or os.path.join("saved_models", args.model)
     result = export_model(args.work, args.model, base_path, args.min_auc)
@@ -120,12 +124,14 @@ def _demo(args: argparse.Namespace) -> None:
                      force=args.force))
 
 
-def _add_training_flags(parser: argparse.ArgumentParser) -> None:
-    from ppm_tf.models.config import PRESETS as MODEL_PRESETS
-
+def _add_training_flags(parser: argparse.ArgumentParser, presets, default: str | None) -> None:
     parser.add_argument("--work", required=True, help="work directory")
-    parser.add_argument("--preset", choices=sorted(MODEL_PRESETS), default="demo")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--preset", choices=sorted(presets), default=default,
+        help=f"sizes and training settings (default: {default})" if default else
+        "sizes and training settings (default: the preset the work dir's encoders or "
+        "pre-training ran with)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--epochs", type=int, help="override the preset's epochs")
 
 
@@ -144,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     generate = commands.add_parser("generate", help="generate a synthetic e-commerce world")
-    generate.add_argument("--preset", choices=sorted(PRESETS), default="demo")
+    generate.add_argument("--preset", choices=sorted(WORLD_PRESETS), default="demo")
     generate.add_argument("--seed", type=int, default=0)
     generate.add_argument("--out", required=True, help="raw data directory to write")
     generate.set_defaults(handler=_generate)
@@ -160,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     encoders = commands.add_parser(
         "train-encoders", help="fit and export the modal encoders (query matching, entities)")
-    _add_training_flags(encoders)
+    _add_training_flags(encoders, ENCODER_PRESETS, "demo")
     encoders.add_argument("--bert-checkpoint", "--bert_checkpoint", dest="bert_checkpoint",
                           help="local pre-trained BERT directory (paper preset)")
     encoders.add_argument("--imagenet-weights", "--imagenet_weights", dest="imagenet_weights",
@@ -171,16 +177,16 @@ def build_parser() -> argparse.ArgumentParser:
                       "the frozen encoders over the catalogue (Beam RunInference; --help: flags)")
 
     pretrain = commands.add_parser("pretrain", help="pre-train PPM on the long span")
-    _add_training_flags(pretrain)
+    _add_training_flags(pretrain, MODEL_PRESETS, None)
     pretrain.set_defaults(handler=_pretrain)
 
     _add_pass_through(commands, "precompute", _precompute,
                       "cache PPM's user-tower outputs into the examples (Beam; --help: flags)")
 
     train = commands.add_parser("train", help="train an ablation model on the recent window")
-    _add_training_flags(train)
-    train.add_argument("--model", required=True,
-                       choices=["base", "qm_ep", "ppm", "urm", "base_long", "all"])
+    _add_training_flags(train, MODEL_PRESETS, None)
+    train.add_argument("--model", required=True, choices=[*MODELS, "all"],
+                       help="an ablation row, or all of them")
     train.set_defaults(handler=_train)
 
     evaluate = commands.add_parser("evaluate", help="the paper's table from eval predictions")
@@ -189,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="export a trained model for TF Serving")
     export.add_argument("--work", required=True)
-    export.add_argument("--model", required=True, choices=["urm", "base"])
+    export.add_argument("--model", required=True, choices=list(EXPORTABLE))
     export.add_argument("--base-path", "--base_path", dest="base_path",
                         help="TF Serving base path (default saved_models/<model>)")
     export.add_argument("--min-auc", "--min_auc", dest="min_auc", type=float,
@@ -201,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo", help="the whole pipeline on the synthetic world, to the results table")
-    demo.add_argument("--preset", choices=["tiny", "demo"], default="demo")
+    demo.add_argument("--preset", choices=list(DEMO_PRESETS), default="demo")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--out", default=os.path.join("runs", "demo"), help="run directory")
     demo.add_argument("--data", help="use this raw data directory instead of generating one")

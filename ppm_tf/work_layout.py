@@ -9,13 +9,18 @@ joined with "/" so the same layout works on ``gs://`` through Beam's and TF's fi
     WORK/vocab/<name>.txt                      vocabularies, most frequent first
     WORK/dead_letter/<table>-*.jsonl           rejected records with their problems
     WORK/oracle/eval-*.jsonl                   synthetic only: true probabilities, eval split
-    WORK/encoders/{text,image}/                frozen modal encoders (SavedModels), metrics.json
+    WORK/encoders/{text,image}/                frozen modal encoders (SavedModels)
+    WORK/encoders/metrics.json                 both encoders' held-out metrics
+    WORK/encoders/train/                       the encoders' learned vocabulary, resume state
     WORK/item_vectors/part-*.tfrecord.gz       per item: text, image and ME vectors
     WORK/item_vectors/metadata.json            their sizes and the encoders that made them
     WORK/ppm_user_tower/                       the frozen PPM user tower (SavedModel)
     WORK/cached/<split>/part-*.tfrecord.gz     train/eval examples + cached PPM tensors
     WORK/cached/metadata.json                  their sizes
-    WORK/models/<name>/                        trained weights (checkpoints) per model
+    WORK/models/<name>/weights                 a trained model's weights (tf.train.Checkpoint)
+    WORK/models/<name>/training.json           its resolved config, cost and validation curve
+    WORK/models/<name>/backup/                 resume state while it trains
+    WORK/models/ppm_pretrained/plug_in_head    the pre-trained plug-in head (checkpoint)
     WORK/predictions/<name>.npz                eval-split predictions per model
     WORK/eval/                                 metrics.json, report.md, plots
     WORK/preprocess.json                       the run's settings: max_seq_len, split bounds
@@ -24,8 +29,42 @@ joined with "/" so the same layout works on ``gs://`` through Beam's and TF's fi
 from __future__ import annotations
 
 import dataclasses
+import json
+from typing import Any
 
 TFRECORD_SUFFIX = ".tfrecord.gz"
+TEXT_ENCODER, IMAGE_ENCODER = "text", "image"  # WORK/encoders/<kind>/
+ENCODER_JSON = "encoder.json"  # an encoder export's description, written last
+PRETRAINED = "ppm_pretrained"  # the model folder of PPM pre-trained on the long span
+
+
+def read_json(path: str, made_by: str) -> dict[str, Any]:
+    """A stage's JSON artifact; missing, it is a clear error naming the command that makes it
+    (``made_by``, e.g. "ppm embed-items --work WORK")."""
+    import tensorflow as tf  # here, so that reading paths needs no TensorFlow
+
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"{path} not found: run `{made_by}` first")
+    with tf.io.gfile.GFile(path) as handle:
+        return json.load(handle)
+
+
+def read_json_if_present(path: str) -> dict[str, Any] | None:
+    """An optional artifact (the oracle's, a row not trained): None when it is absent."""
+    import tensorflow as tf
+
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as handle:
+        return json.load(handle)
+
+
+def write_json(path: str, content: dict[str, Any]) -> None:
+    import tensorflow as tf
+
+    tf.io.gfile.makedirs(path.rpartition("/")[0])
+    with tf.io.gfile.GFile(path, "w") as handle:
+        handle.write(json.dumps(content, indent=2, sort_keys=True) + "\n")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +111,10 @@ class WorkLayout:
         return self.path("oracle", "eval")
 
     @property
+    def oracle_eval_pattern(self) -> str:
+        return self.oracle_eval_prefix + "-*.jsonl"
+
+    @property
     def preprocess_json(self) -> str:
         return self.path("preprocess.json")
 
@@ -82,6 +125,21 @@ class WorkLayout:
     @property
     def encoders_dir(self) -> str:
         return self.path("encoders")
+
+    def encoder_dir(self, kind: str) -> str:
+        """The frozen export of the ``text`` or ``image`` encoder."""
+        return self.path("encoders", kind)
+
+    def encoder_description(self, kind: str) -> str:
+        return self.path("encoders", kind, ENCODER_JSON)
+
+    @property
+    def encoders_metrics(self) -> str:
+        return self.path("encoders", "metrics.json")
+
+    def encoders_train(self, *parts: str) -> str:
+        """Scratch space of ``ppm train-encoders``: vocabulary, backups, run state."""
+        return self.path("encoders", "train", *parts)
 
     @property
     def item_vectors_prefix(self) -> str:
@@ -112,9 +170,35 @@ class WorkLayout:
     def model_dir(self, name: str) -> str:
         return self.path("models", name)
 
+    def training_summary(self, name: str) -> str:
+        return self.path("models", name, "training.json")
+
+    def weights(self, name: str) -> str:
+        return self.path("models", name, "weights")
+
+    def backup(self, name: str) -> str:
+        return self.path("models", name, "backup")
+
+    @property
+    def head_checkpoint(self) -> str:
+        return self.path("models", PRETRAINED, "plug_in_head")
+
+    def recorded_preset(self) -> str | None:
+        """The preset the work dir's latest training stage ran with (pre-training, else the
+        encoders): what later stages use unless told otherwise."""
+        for path in (self.training_summary(PRETRAINED), self.encoders_metrics):
+            recorded = read_json_if_present(path)
+            if recorded is not None:
+                return recorded["preset"]
+        return None
+
     def predictions(self, name: str) -> str:
         return self.path("predictions", f"{name}.npz")
 
     @property
     def eval_dir(self) -> str:
         return self.path("eval")
+
+    @property
+    def eval_metrics(self) -> str:
+        return self.path("eval", "metrics.json")

@@ -18,7 +18,7 @@ import tensorflow as tf
 from ppm_tf import features
 from ppm_tf.encoders import export
 from ppm_tf.encoders.image import ImageEncoder
-from ppm_tf.encoders.item_vectors import _join, image_inference_fn, parse_item
+from ppm_tf.caching.item_vectors import _join, image_inference_fn, parse_item
 
 # keras-cv's Backbone probes deprecated tf-keras properties whenever it is saved or listed.
 pytestmark = pytest.mark.filterwarnings(

@@ -15,7 +15,8 @@ from ppm_tf.data.synthetic import images as synthetic_images
 from ppm_tf.encoders import data
 from ppm_tf.encoders.image import EntityPredictionModel
 from ppm_tf.encoders.presets import FitConfig
-from ppm_tf.encoders.training import _RunState, learning_rate_schedule, train_encoders
+from ppm_tf.encoders.fitting import learning_rate_schedule
+from ppm_tf.encoders.training import _RunState, train_encoders
 
 # keras-cv's Backbone probes deprecated tf-keras properties whenever it is saved or listed.
 pytestmark = pytest.mark.filterwarnings(

@@ -11,10 +11,12 @@ from PIL import Image
 import ppm_tf  # noqa: F401  (selects tf-keras before TensorFlow loads)
 
 from ppm_tf import features
-from ppm_tf.evaluation import metrics, report
+from ppm_tf import metrics
+from ppm_tf.evaluation import report
 from ppm_tf.evaluation.evaluate import (AGE_BUCKETS, HISTORY_BUCKETS, evaluate,
                                         write_metrics_json)
-from ppm_tf.training.ablations import MODELS, PREDICTION_KEYS
+from ppm_tf.training.ablations import PREDICTION_KEYS
+from ppm_tf.training.registry import MODELS
 from ppm_tf.work_layout import WorkLayout
 
 METRIC_KEYS = ("click_auc", "order_auc", "click_gauc", "logloss")

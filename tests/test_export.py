@@ -14,11 +14,11 @@ import ppm_tf  # noqa: F401  (tf-keras before TensorFlow)
 import tensorflow as tf
 
 from ppm_tf import features
-from ppm_tf.demo_serving import USER_STATE_INPUTS, one_user_request
+from ppm_tf.export.requests import USER_STATE_INPUTS, one_user_request
 from ppm_tf.export import ExportRefused, export_model
 
 pytestmark = pytest.mark.slow
-EXPORT_CHECK = Path(ppm_tf.__file__).parent / "export_check.py"
+EXPORT_CHECK = Path(ppm_tf.__file__).parent / "export" / "fresh_process_check.py"
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def test_one_user_level_row_scores_like_one_row_per_candidate(exported_urm, work
 
 def _unregistered_ops(saved_model_dir: str) -> list[str]:
     script = ("import json, sys\nsys.path.insert(0, sys.argv[2])\n"
-              "from export_check import op_types\n"
+              "from fresh_process_check import op_types\n"
               "from tensorflow.python.framework import op_def_registry\n"
               "print(json.dumps(sorted(op for op in op_types(sys.argv[1]) "
               "if op_def_registry.get(op) is None)))\n")

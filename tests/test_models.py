@@ -17,10 +17,10 @@ from ppm_tf.models.item_table import ItemVectorTable
 from ppm_tf.models.layers import BidirectionalTransformerBlock
 from ppm_tf.models.ppm import PPM, PlugInHead, PPMOnCachedStates, PPMUserTower
 from ppm_tf.models.unified import UnifiedModel
+from ppm_tf.fitting import trainable_parameters
 from ppm_tf.training.ablations import initialise_head_from_pretraining
-from ppm_tf.training.fitting import trainable_parameters
-from ppm_tf.training.pretrain import (UserTowerModule, export_user_tower,
-                                      head_checkpoint_path)
+from ppm_tf.training.pretrain import UserTowerModule, export_user_tower
+from ppm_tf.work_layout import WorkLayout
 
 CONFIG = preset("tiny")
 MAX_SEQ_LEN, ITEM_DIM, BATCH = 4, 6, 3
@@ -302,7 +302,7 @@ def test_plug_in_head_starts_from_the_pretrained_weights(tmp_path, vocabularies,
     batch = make_batch()
     ppm(batch)
     work = str(tmp_path)
-    tf.train.Checkpoint(head=ppm.head).write(head_checkpoint_path(work))
+    tf.train.Checkpoint(head=ppm.head).write(WorkLayout(work).head_checkpoint)
     model = (UnifiedModel(vocabularies, 2, CONFIG, name="urm") if model_name == "urm"
              else PPMOnCachedStates(CONFIG, name="ppm_on_cache"))
     model(batch)
@@ -319,7 +319,7 @@ def test_a_head_checkpoint_of_another_shape_is_refused(tmp_path, vocabularies):
     other = PPM(ItemVectorTable(list(ITEMS), np.ones((len(ITEMS), ITEM_DIM + 2), np.float32)),
                 CONFIG, MAX_SEQ_LEN)
     other(make_batch())
-    tf.train.Checkpoint(head=other.head).write(head_checkpoint_path(str(tmp_path)))
+    tf.train.Checkpoint(head=other.head).write(WorkLayout(str(tmp_path)).head_checkpoint)
     with pytest.raises((ValueError, tf.errors.InvalidArgumentError), match="shape"):
         initialise_head_from_pretraining(UnifiedModel(vocabularies, 2, CONFIG), str(tmp_path),
                                          make_batch())

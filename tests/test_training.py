@@ -16,9 +16,8 @@ from ppm_tf.models.item_table import ItemVectorTable
 from ppm_tf.models.ppm import PPM
 from ppm_tf.models.tasks import RankingModel
 from ppm_tf.models.unified import UnifiedModel
+from ppm_tf.fitting import TrainingDiverged, fit
 from ppm_tf.training import ablations
-from ppm_tf.training.fitting import TrainingDiverged, fit
-from ppm_tf.training.pretrain import head_checkpoint_path
 from ppm_tf.work_layout import WorkLayout
 
 CONFIG = preset("tiny")
@@ -87,7 +86,7 @@ def write_pretrained_head(work: str) -> None:
     batch = deterministic_batches()[0]
     model({name: tf.constant(batch[name]) for name in (
         features.ITEM_ID, features.HIST_ITEM_IDS, features.HIST_TS, features.TS)})
-    tf.train.Checkpoint(head=model.head).write(head_checkpoint_path(work))
+    tf.train.Checkpoint(head=model.head).write(WorkLayout(work).head_checkpoint)
 
 
 def files_under(path) -> list[str]:

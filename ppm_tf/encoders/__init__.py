@@ -9,8 +9,8 @@ cached per item (DESIGN.md §3; docs/encoders.md).
 - ``evaluation``: held-out metrics (Recall@10/MRR vs TF-IDF, popularity and random; EP
   F1/AUC vs the label prior).
 - ``pretrained``: loading local BERT checkpoints and ImageNet ResNet weights.
-- ``export``: the frozen SavedModels that ``beam_jobs.embed_items`` runs.
-- ``training`` (+ ``text_training``, ``image_training``): ``train_encoders(work, preset,
-  seed)``, the stage entry point.
-- ``item_vectors``: the Beam transforms of the item-embedding job (RunInference).
+- ``export``: the frozen SavedModels that the embed-items job (``caching.item_vectors``) runs.
+- ``fitting``: the optimizer and learning-rate schedule both fine-tunings share.
+- ``text_training``, ``image_training``: fine-tune, evaluate and export one encoder each.
+- ``training``: ``train_encoders(work, preset, seed)``, the stage entry point over both.
 """

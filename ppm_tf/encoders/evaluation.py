@@ -22,7 +22,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ppm_tf.evaluation.metrics import roc_auc
+from ppm_tf.metrics import roc_auc
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 

@@ -16,14 +16,13 @@ vector adds nothing to dot products, and the flag lets downstream models learn a
 ``InvalidArgumentError`` for their batch; ``embed_items`` then retries item by item and gives
 the culprit the same fallback.
 
-Each export is written to a temporary sibling folder and renamed into place, so readers
-never see half a model (atomic on local and POSIX file systems; on object stores a rename is
-a copy, and ``encoder.json``, written last, marks a complete export).
+Each export is written to a temporary sibling folder and renamed into place
+(``ppm_tf.atomic``), so readers never see half a model (atomic on local and POSIX file
+systems; on object stores a rename is a copy, and ``encoder.json``, written last, marks a
+complete export).
 """
 from __future__ import annotations
 
-import json
-import uuid
 from typing import Any
 
 import ppm_tf  # noqa: F401  (selects tf-keras before TensorFlow resolves its Keras)
@@ -31,12 +30,13 @@ import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the ops the text SavedModel needs)
 
 from ppm_tf import features
+from ppm_tf.atomic import atomic_directory
 from ppm_tf.encoders.image import ImageEncoder, decode_images
 from ppm_tf.encoders.text import TextEncoder
 from ppm_tf.encoders.tokenizer import TextTokenizer
+from ppm_tf.work_layout import ENCODER_JSON, IMAGE_ENCODER, TEXT_ENCODER, read_json, write_json
 
-TEXT, IMAGE = "text", "image"
-ENCODER_JSON = "encoder.json"
+TEXT, IMAGE = TEXT_ENCODER, IMAGE_ENCODER
 TITLES, IMAGES, TOKEN_IDS = "titles", "images", "token_ids"
 SERVING = "serving_default"
 
@@ -86,29 +86,15 @@ def export_encoder(module: TextEncoderExport | ImageEncoderExport, path: str,
                    description: dict[str, Any]) -> str:
     """Saves ``module`` with its signatures at ``path`` (replacing an older export) and writes
     ``description`` as ``path/encoder.json``; returns ``path``."""
-    parent, name = path.rstrip("/").rsplit("/", 1)
-    tf.io.gfile.makedirs(parent)
-    staging = f"{parent}/.{name}.tmp-{uuid.uuid4().hex[:8]}"
-    tf.saved_model.save(module, staging, signatures=module.signatures())
-    with tf.io.gfile.GFile(f"{staging}/{ENCODER_JSON}", "w") as handle:
-        handle.write(json.dumps(description, indent=2, sort_keys=True) + "\n")
-    retired = None
-    if tf.io.gfile.exists(path):
-        retired = f"{parent}/.{name}.old-{uuid.uuid4().hex[:8]}"
-        tf.io.gfile.rename(path, retired)
-    tf.io.gfile.rename(staging, path)
-    if retired:
-        tf.io.gfile.rmtree(retired)
+    with atomic_directory(path) as staging:
+        tf.saved_model.save(module, staging, signatures=module.signatures())
+        write_json(f"{staging}/{ENCODER_JSON}", description)
     return path
 
 
 def read_description(path: str) -> dict[str, Any]:
     """``encoder.json`` of an export; a missing one means the export is absent or partial."""
-    description_path = f"{path.rstrip('/')}/{ENCODER_JSON}"
-    if not tf.io.gfile.exists(description_path):
-        raise FileNotFoundError(f"{description_path} not found: run `ppm train-encoders` first")
-    with tf.io.gfile.GFile(description_path, "r") as handle:
-        return json.load(handle)
+    return read_json(f"{path.rstrip('/')}/{ENCODER_JSON}", "ppm train-encoders --work WORK")
 
 
 def load_encoder(path: str):

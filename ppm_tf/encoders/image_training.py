@@ -8,7 +8,6 @@ Decoded training images are cached in memory as uint8 when they fit in ``CACHE_B
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any, Sequence
 
 import numpy as np
@@ -22,7 +21,9 @@ from ppm_tf.encoders.image import EntityPredictionModel, ImageEncoder, TrainingA
 from ppm_tf.encoders.presets import EncoderPreset
 from ppm_tf.encoders.pretrained import (KERAS_APPLICATIONS, load_resnet_weights,
                                         resnet_weights_format)
-from ppm_tf.encoders.training import adamw, encoders_path, first_epoch, fit_with_backup
+from ppm_tf.encoders.fitting import adamw
+from ppm_tf.fitting import fit as fit_model
+from ppm_tf.work_layout import WorkLayout
 
 logger = logging.getLogger(__name__)
 CACHE_BYTES = 2 * 2**30
@@ -95,10 +96,8 @@ def fit_image_encoder(work: str, config: EncoderPreset, seed: int,
                   metrics=[tf.keras.metrics.AUC(from_logits=True, name="auc")])
     logger.info("entity prediction: %d training images, %d entities, batch %d, %d epochs",
                 num_train, len(entities), batch_size, epochs)
-    started = time.perf_counter()
-    history = fit_with_backup(model, train, epochs,
-                              encoders_path(work, "train", "image_backup"), callbacks)
-    train_seconds = time.perf_counter() - started
+    result = fit_model(model, train, epochs, WorkLayout(work).encoders_train("image_backup"),
+                       verbose="auto", callbacks=callbacks)
 
     train_labels = np.concatenate([labels.numpy() for _, labels in train])
     heldout_labels, probabilities = predict_entities(
@@ -109,8 +108,8 @@ def fit_image_encoder(work: str, config: EncoderPreset, seed: int,
                                                   config.ep_threshold),
                "num_entities": len(entities), "train_items": num_train,
                "threshold": config.ep_threshold, "holdout_fraction": config.holdout_fraction,
-               "epochs": epochs, "resumed_from_epoch": first_epoch(history),
-               "train_seconds": round(train_seconds, 1)}
+               "epochs": epochs, "resumed_from_epoch": result.first_epoch,
+               "train_seconds": round(result.train_seconds, 1)}
     description = {
         "kind": export.IMAGE, "preset": config.name, "seed": seed,
         "output_dim": image_config.output_dim, "image_size": image_config.image_size,
@@ -127,5 +126,5 @@ def fit_image_encoder(work: str, config: EncoderPreset, seed: int,
                          "block_type": image_config.block_type},
         "imagenet_weights": imagenet_weights, "metrics": metrics}
     export.export_encoder(export.ImageEncoderExport(encoder),
-                          encoders_path(work, export.IMAGE), description)
+                          WorkLayout(work).encoder_dir(export.IMAGE), description)
     return metrics

@@ -22,7 +22,9 @@ from ppm_tf.encoders.presets import EncoderPreset
 from ppm_tf.encoders.pretrained import BertCheckpoint, load_bert_checkpoint
 from ppm_tf.encoders.query_matching import QUERY_IDS, TITLE_IDS, QueryMatchingModel
 from ppm_tf.encoders.text import TextEncoder
-from ppm_tf.encoders.training import adamw, encoders_path, first_epoch, fit_with_backup
+from ppm_tf.encoders.fitting import adamw
+from ppm_tf.fitting import fit as fit_model
+from ppm_tf.work_layout import WorkLayout
 
 logger = logging.getLogger(__name__)
 RECALL_K = 10
@@ -88,7 +90,7 @@ def _vocabulary(work: str, config: EncoderPreset, bert: BertCheckpoint | None) -
     (reused when an interrupted run already learned it, so a resumed model keeps its ids)."""
     if bert is not None:
         return bert.vocab_path
-    path = encoders_path(work, "train", "text_vocab.txt")
+    path = WorkLayout(work).encoders_train("text_vocab.txt")
     if tf.io.gfile.exists(path) and tf.io.gfile.exists(_backup_dir(work)):
         return path
     started = time.perf_counter()
@@ -101,7 +103,7 @@ def _vocabulary(work: str, config: EncoderPreset, bert: BertCheckpoint | None) -
 
 
 def _backup_dir(work: str) -> str:
-    return encoders_path(work, "train", "text_backup")
+    return WorkLayout(work).encoders_train("text_backup")
 
 
 def fit_text_encoder(work: str, config: EncoderPreset, seed: int,
@@ -137,9 +139,8 @@ def fit_text_encoder(work: str, config: EncoderPreset, seed: int,
     model({QUERY_IDS: tf.ones([1, 2], tf.int64), TITLE_IDS: tf.ones([1, 2], tf.int64)})
     model.compile(optimizer=adamw(fit, steps, epochs))
     logger.info("query matching: %d pairs, batch %d, %d epochs", num_pairs, batch_size, epochs)
-    started = time.perf_counter()
-    history = fit_with_backup(model, pairs, epochs, _backup_dir(work), callbacks)
-    train_seconds = time.perf_counter() - started
+    result = fit_model(model, pairs, epochs, _backup_dir(work), verbose="auto",
+                       callbacks=callbacks)
 
     item_index = {item_id: row for row, item_id in enumerate(item_ids)}
     queries, targets = heldout_queries(work, item_index)
@@ -147,8 +148,8 @@ def fit_text_encoder(work: str, config: EncoderPreset, seed: int,
                                       config.eval_batch_size,
                                       training_click_counts(work, item_index))
     metrics.update({"train_pairs": num_pairs, "epochs": epochs,
-                    "resumed_from_epoch": first_epoch(history),
-                    "train_seconds": round(train_seconds, 1)})
+                    "resumed_from_epoch": result.first_epoch,
+                    "train_seconds": round(result.train_seconds, 1)})
     description = {
         "kind": export.TEXT, "preset": config.name, "seed": seed,
         "output_dim": text_config.output_dim, "signature": {
@@ -164,5 +165,5 @@ def fit_text_encoder(work: str, config: EncoderPreset, seed: int,
         "bert_checkpoint": bert_checkpoint, "temperature": config.temperature,
         "metrics": metrics}
     export.export_encoder(export.TextEncoderExport(tokenizer, encoder),
-                          encoders_path(work, export.TEXT), description)
+                          WorkLayout(work).encoder_dir(export.TEXT), description)
     return metrics

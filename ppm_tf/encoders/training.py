@@ -4,8 +4,8 @@
     WORK/encoders/metrics.json                 held-out metrics of both tasks + baselines
     WORK/encoders/train/                       the learned vocabulary and resume state
 
-Interruptions are resumed, at two levels: within an encoder, ``tf.keras.callbacks.
-BackupAndRestore`` saves model, optimizer and epoch at every epoch end and a rerun continues
+Interruptions are resumed, at two levels: within an encoder, the fit loop
+(``ppm_tf.fitting``) saves model, optimizer and epoch at every epoch end and a rerun continues
 from the last finished epoch; across encoders, ``train/run.json`` records which encoders of
 the unfinished run are already exported, and a rerun with the same settings skips them.
 A run that finishes removes ``run.json``, so the next call trains afresh.
@@ -20,69 +20,20 @@ import ppm_tf  # noqa: F401  (selects tf-keras before TensorFlow resolves its Ke
 import tensorflow as tf
 
 from ppm_tf.encoders import export, presets
-from ppm_tf.encoders.presets import FitConfig
-from ppm_tf.work_layout import WorkLayout
+from ppm_tf.encoders.image_training import fit_image_encoder
+from ppm_tf.encoders.text_training import fit_text_encoder
+from ppm_tf.work_layout import WorkLayout, write_json
 
 logger = logging.getLogger(__name__)
 
 ENCODERS = (export.TEXT, export.IMAGE)
-METRICS_JSON = "metrics.json"
-
-
-def encoders_path(work: str, *parts: str) -> str:
-    return "/".join([WorkLayout(work).encoders_dir, *parts])
-
-
-def learning_rate_schedule(fit: FitConfig, steps_per_epoch: int,
-                           epochs: int) -> tf.keras.optimizers.schedules.LearningRateSchedule:
-    """Linear warm-up to ``learning_rate`` then cosine decay to 1% of it, over ``epochs`` (the
-    run's, which may override the preset's)."""
-    total = max(1, epochs * steps_per_epoch)
-    warmup = int(fit.warmup_fraction * total)
-    return tf.keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0 if warmup else fit.learning_rate,
-        decay_steps=max(1, total - warmup), alpha=0.01,
-        warmup_target=fit.learning_rate if warmup else None, warmup_steps=warmup)
-
-
-def adamw(fit: FitConfig, steps_per_epoch: int, epochs: int) -> tf.keras.optimizers.Optimizer:
-    """AdamW on ``learning_rate_schedule``; biases, LayerNorm/BatchNorm scales and the EP
-    logit scale are not decayed (as in BERT)."""
-    optimizer = tf.keras.optimizers.AdamW(
-        learning_rate=learning_rate_schedule(fit, steps_per_epoch, epochs),
-        weight_decay=fit.weight_decay)
-    optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta", "log_scale"])
-    return optimizer
-
-
-def fit_with_backup(model: tf.keras.Model, dataset: tf.data.Dataset, epochs: int,
-                    backup_dir: str,
-                    callbacks: Sequence[tf.keras.callbacks.Callback]) -> tf.keras.callbacks.History:
-    """``model.fit`` that resumes from ``backup_dir`` after an interruption.
-
-    The model must be built (BackupAndRestore restores into existing variables).
-    ``BackupAndRestore`` comes first so an epoch is saved before any other callback can
-    stop training at that epoch's end. A finished fit removes ``backup_dir``.
-    """
-    # Optimizer slots created up front: otherwise the first step traces the graph twice.
-    model.optimizer.build(model.trainable_variables)
-    backup = tf.keras.callbacks.BackupAndRestore(backup_dir=backup_dir)
-    history = model.fit(dataset, epochs=epochs, callbacks=[backup, *callbacks], verbose="auto")
-    if tf.io.gfile.exists(backup_dir):
-        tf.io.gfile.rmtree(backup_dir)
-    return history
-
-
-def first_epoch(history: tf.keras.callbacks.History) -> int:
-    """The epoch this call started at (> 0 when it resumed from a backup)."""
-    return int(history.epoch[0]) if history.epoch else -1
 
 
 class _RunState:
     """``train/run.json``: the settings of an unfinished run and the encoders it exported."""
 
     def __init__(self, work: str, settings: dict[str, Any]):
-        self.path = encoders_path(work, "train", "run.json")
+        self.path = WorkLayout(work).encoders_train("run.json")
         self.settings = settings
         self.done: list[str] = []
         if tf.io.gfile.exists(self.path):
@@ -105,7 +56,7 @@ class _RunState:
         tf.io.gfile.remove(self.path)
 
 
-def train_encoders(work: str, preset: str = "tiny", seed: int = 0,
+def train_encoders(work: str, preset: str = "demo", seed: int = 0,
                    bert_checkpoint: str | None = None, imagenet_weights: str | None = None, *,
                    encoders: Sequence[str] = ENCODERS, epochs: int | None = None,
                    callbacks: Sequence[tf.keras.callbacks.Callback] = ()) -> dict[str, Any]:
@@ -125,9 +76,6 @@ def train_encoders(work: str, preset: str = "tiny", seed: int = 0,
     Returns:
         metrics.json's content: ``{"preset", "seed", "text": {...}, "image": {...}}``.
     """
-    from ppm_tf.encoders.image_training import fit_image_encoder
-    from ppm_tf.encoders.text_training import fit_text_encoder
-
     config = presets.preset(preset)
     unknown = sorted(set(encoders) - set(ENCODERS))
     if unknown:
@@ -135,6 +83,7 @@ def train_encoders(work: str, preset: str = "tiny", seed: int = 0,
     settings = {"preset": preset, "seed": seed, "bert_checkpoint": bert_checkpoint,
                 "imagenet_weights": imagenet_weights, "epochs": epochs,
                 "encoders": list(encoders)}
+    layout = WorkLayout(work)
     state = _RunState(work, settings)
     fitters = {
         export.TEXT: lambda: fit_text_encoder(work, config, seed, bert_checkpoint, epochs,
@@ -153,11 +102,10 @@ def train_encoders(work: str, preset: str = "tiny", seed: int = 0,
     metrics = {"preset": preset, "seed": seed}
     for kind in ENCODERS:
         try:
-            metrics[kind] = export.read_description(encoders_path(work, kind))["metrics"]
+            metrics[kind] = export.read_description(layout.encoder_dir(kind))["metrics"]
         except FileNotFoundError:
             pass
-    with tf.io.gfile.GFile(encoders_path(work, METRICS_JSON), "w") as handle:
-        handle.write(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    write_json(layout.encoders_metrics, metrics)
     state.finish()
     return metrics
 

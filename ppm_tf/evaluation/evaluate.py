@@ -17,12 +17,12 @@ import numpy as np
 import tensorflow as tf
 
 from ppm_tf import features
-from ppm_tf.evaluation.metrics import calibration, grouped_auc, log_loss, roc_auc
-from ppm_tf.training.ablations import MODELS, PREDICTION_KEYS
-from ppm_tf.training.pretrain import PRETRAINED
-from ppm_tf.work_layout import WorkLayout
+from ppm_tf.evaluation import SLICES
+from ppm_tf.metrics import calibration, grouped_auc, log_loss, roc_auc
+from ppm_tf.training.ablations import PREDICTION_KEYS
+from ppm_tf.training.registry import MODELS
+from ppm_tf.work_layout import PRETRAINED, WorkLayout, read_json_if_present
 
-SLICES = ("overall", "cold", "warm")
 # Item age at the impression, in days since launch: [lower, upper).
 AGE_BUCKETS = ((0, 1), (1, 3), (3, 7), (7, 14), (14, 30), (30, 90), (90, float("inf")))
 # Clicks in the user's behaviour sequence at the impression: [lower, upper).
@@ -47,7 +47,7 @@ def load_predictions(work: str, name: str) -> dict[str, np.ndarray] | None:
 
 def load_oracle(work: str, reference: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
     """The true probabilities of the eval rows, aligned with ``reference``'s rows."""
-    files = tf.io.gfile.glob(WorkLayout(work).path("oracle", "eval-*.jsonl"))
+    files = tf.io.gfile.glob(WorkLayout(work).oracle_eval_pattern)
     if not files:
         return None
     truth = {}
@@ -107,13 +107,6 @@ def history_length_shares(rows: dict[str, np.ndarray]) -> dict[str, float]:
             for (low, high), where in _buckets(rows[features.HIST_LEN], HISTORY_BUCKETS)}
 
 
-def _read_json(path: str) -> dict[str, Any] | None:
-    if not tf.io.gfile.exists(path):
-        return None
-    with tf.io.gfile.GFile(path) as handle:
-        return json.load(handle)
-
-
 def evaluate(work: str) -> dict[str, Any]:
     """Computes and writes WORK/eval/metrics.json; returns it."""
     layout = WorkLayout(work)
@@ -128,7 +121,7 @@ def evaluate(work: str) -> dict[str, Any]:
             raise ValueError(f"predictions of {name!r} cover other eval rows than the first "
                              "model's; retrain it on the current preprocessing")
         reference = rows if reference is None else reference
-        training = _read_json(layout.model_dir(name) + "/training.json") or {}
+        training = read_json_if_present(layout.training_summary(name)) or {}
         results["models"][name] = {
             **model_metrics(rows),
             **{key: training.get(key) for key in ("train_seconds", "trainable_params",
@@ -144,7 +137,7 @@ def evaluate(work: str) -> dict[str, Any]:
             metrics["gap_to_oracle"] = {
                 name: results[ORACLE][name]["click_auc"] - metrics[name]["click_auc"]
                 for name in SLICES}
-    pretrained = _read_json(layout.model_dir(PRETRAINED) + "/training.json")
+    pretrained = read_json_if_present(layout.training_summary(PRETRAINED))
     if pretrained:
         results["ppm_full"] = {key: pretrained[key] for key in (
             "trainable_params", "user_tower_params", "head_params", "train_seconds")}
@@ -156,7 +149,7 @@ def evaluate(work: str) -> dict[str, Any]:
                    "train_examples": models[name]["train_examples"]}
             for name in ("urm", "base_long")}
     tf.io.gfile.makedirs(layout.eval_dir)
-    with tf.io.gfile.GFile(layout.eval_dir + "/metrics.json", "w") as handle:
+    with tf.io.gfile.GFile(layout.eval_metrics, "w") as handle:
         write_metrics_json(results, handle)
     return results
 

@@ -11,12 +11,13 @@ from typing import Any
 
 from matplotlib.figure import Figure  # no pyplot: leaves a notebook's backend alone
 
-SLICES = ("overall", "cold", "warm")
+from ppm_tf.evaluation import SLICES
+
 AGE_PLOT = "auc_by_item_age.png"
 SLICE_PLOT = "click_auc_by_slice.png"
 
 
-def _number(value, digits: int = 4) -> str:
+def format_number(value, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     return f"{value:.{digits}f}" if isinstance(value, float) else f"{value:,}"
@@ -34,12 +35,13 @@ def results_table(metrics: dict[str, Any]) -> str:
         overall = model["overall"]
         gap = model.get("gap_to_oracle", {}).get("overall")
         lines.append("| " + " | ".join([
-            name, _number(overall["click_auc"]), _number(model["cold"]["click_auc"]),
-            _number(model["warm"]["click_auc"]), _number(overall["order_auc"]),
-            _number(overall["click_gauc"]), _number(overall["logloss"]),
-            _number(overall["calibration"], 3), _number(gap),
-            _number(model.get("trainable_params")), _number(model.get("train_seconds"), 1),
-            _number(model.get("examples_per_second"), 0)]) + " |")
+            name, format_number(overall["click_auc"]), format_number(model["cold"]["click_auc"]),
+            format_number(model["warm"]["click_auc"]), format_number(overall["order_auc"]),
+            format_number(overall["click_gauc"]), format_number(overall["logloss"]),
+            format_number(overall["calibration"], 3), format_number(gap),
+            format_number(model.get("trainable_params")),
+            format_number(model.get("train_seconds"), 1),
+            format_number(model.get("examples_per_second"), 0)]) + " |")
     return "\n".join(lines)
 
 
@@ -59,7 +61,7 @@ def history_table(metrics: dict[str, Any]) -> str:
         rows.append(("oracle", metrics["oracle"]))
     for name, model in rows:
         by_length = _in_bucket_order(model["click_auc_by_history_length"])
-        lines.append(f"| {name} | " + " | ".join(_number(auc) for auc in by_length.values())
+        lines.append(f"| {name} | " + " | ".join(format_number(auc) for auc in by_length.values())
                      + " |")
     return "\n".join(lines)
 
@@ -79,8 +81,9 @@ def markdown_report(metrics: dict[str, Any]) -> str:
                   "| model | data | click AUC | train s | train examples |", "|---|---|---|---|---|"]
         for name, data in (("urm", "recent window"), ("base_long", "long span")):
             row = efficiency[name]
-            parts.append(f"| {name} | {data} | {_number(row['click_auc'])} | "
-                         f"{_number(row['train_seconds'], 1)} | {_number(row['train_examples'])} |")
+            parts.append(f"| {name} | {data} | {format_number(row['click_auc'])} | "
+                         f"{format_number(row['train_seconds'], 1)} | "
+                         f"{format_number(row['train_examples'])} |")
     if "ppm_full" in metrics:
         full = metrics["ppm_full"]
         parts += ["", f"Full PPM (pre-training): {full['trainable_params']:,} trainable parameters "

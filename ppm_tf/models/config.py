@@ -34,6 +34,16 @@ class ModelConfig:
     def ppm_repr_dim(self) -> int:
         return self.head_units[-1]
 
+    def to_dict(self) -> dict:
+        """As a run's training.json stores it (JSON has lists, not tuples)."""
+        return {key: list(value) if isinstance(value, tuple) else value
+                for key, value in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "ModelConfig":
+        return cls(**{key: tuple(value) if isinstance(value, list) else value
+                      for key, value in values.items()})
+
 
 PRESETS: dict[str, ModelConfig] = {
     "tiny": ModelConfig(tower_dim=16, tower_blocks=1, tower_heads=2, tower_ff_dim=32,

@@ -1,113 +1,132 @@
-"""``ppm train --model NAME``: the paper's ablation rows, trained and scored on eval.
+"""``ppm train --model NAME``: the paper's ablation rows (``registry.ROWS``), trained and
+scored on eval.
 
-- ``base``: IDRec on the recent window (the paper's Base);
-- ``qm_ep``: IDRec + the candidate's frozen ME vector as an extra feature;
-- ``ppm``: PPM alone (the pre-trained head on cached user states), fine-tuned on the window;
-- ``urm``: IDRec + PPM's plug-in head, end to end on the window (the paper's URM);
-- ``base_long``: IDRec on the long span (pretrain + train): the iteration-efficiency baseline.
-
-Each run writes its weights to WORK/models/<name>/, its eval-split scores to
-WORK/predictions/<name>.npz and its cost (time, throughput, parameters) to training.json.
+Each run writes its weights to WORK/models/<name>/weights, its eval-split scores to
+WORK/predictions/<name>.npz and its resolved config and cost (time, throughput, parameters)
+to WORK/models/<name>/training.json.
 """
 from __future__ import annotations
 
 import io
-import json
+from typing import Callable
 
 import numpy as np
 import tensorflow as tf
 
 from ppm_tf import features
 from ppm_tf.data.tfrecords import load_preprocess_metadata, read_cached, read_split
+from ppm_tf.fitting import FitResult, fit, trainable_parameters
 from ppm_tf.models.config import ModelConfig, preset
 from ppm_tf.models.idrec import IDRec
 from ppm_tf.models.ppm import PPMOnCachedStates
 from ppm_tf.models.tasks import RankingModel
 from ppm_tf.models.unified import UnifiedModel
-from ppm_tf.training.fitting import FitResult, fit, trainable_parameters
-from ppm_tf.training.pretrain import head_checkpoint_path
-from ppm_tf.work_layout import WorkLayout
+from ppm_tf.training import registry
+from ppm_tf.training.registry import ablation_row
+from ppm_tf.work_layout import WorkLayout, read_json, write_json
 
-MODELS = ("base", "qm_ep", "ppm", "urm", "base_long")
-CACHED_INPUT_MODELS = ("qm_ep", "ppm", "urm")
-HEAD_FROM_PRETRAINING = ("ppm", "urm")
-TRAINING_SPLITS = {"base_long": ("pretrain", "train")}
 ID_VOCABULARIES = (features.USER_ID, features.ITEM_ID, features.CATEGORY, features.BRAND)
 PREDICTION_KEYS = (features.REQUEST_ID, features.USER_ID, features.ITEM_ID, features.CLICK,
                    features.ORDER, features.IS_COLD_ITEM, features.ITEM_AGE_DAYS,
                    features.HIST_LEN)
 
+_BUILDERS: dict[str, Callable[..., RankingModel]] = {
+    registry.IDREC: lambda vocabularies, oov, config, name: IDRec(vocabularies, oov, config,
+                                                                  name=name),
+    registry.IDREC_WITH_ITEM_VECTOR: lambda vocabularies, oov, config, name: IDRec(
+        vocabularies, oov, config, extra_feature=features.PPM_ITEM_VEC, name=name),
+    registry.PLUG_IN_HEAD: lambda vocabularies, oov, config, name: PPMOnCachedStates(
+        config, name=name),
+    registry.UNIFIED: lambda vocabularies, oov, config, name: UnifiedModel(
+        vocabularies, oov, config, name=name),
+}
+
 
 def build_model(name: str, work: str, config: ModelConfig) -> RankingModel:
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; expected one of {MODELS}")
+    kind = ablation_row(name).model
     layout = WorkLayout(work)
     vocabularies = {vocabulary: layout.vocab(vocabulary) for vocabulary in ID_VOCABULARIES}
     oov_buckets = load_preprocess_metadata(work)["oov_buckets"]
-    if name == "ppm":
-        return PPMOnCachedStates(config, name=name)
-    if name == "urm":
-        return UnifiedModel(vocabularies, oov_buckets, config, name=name)
-    extra = features.PPM_ITEM_VEC if name == "qm_ep" else None
-    return IDRec(vocabularies, oov_buckets, config, extra_feature=extra, name=name)
+    return _BUILDERS[kind](vocabularies, oov_buckets, config, name)
 
 
 def read_examples(name: str, work: str, splits, batch_size: int, **options) -> tf.data.Dataset:
     """The split(s) with the inputs ``name`` needs: cached tensors or plain examples."""
-    reader = read_cached if name in CACHED_INPUT_MODELS else read_split
+    reader = read_cached if ablation_row(name).cached_inputs else read_split
     return reader(work, splits, batch_size, **options)
 
 
-def _count_examples(work: str, splits) -> int:
-    with tf.io.gfile.GFile(WorkLayout(work).stats_json) as handle:
-        per_split = json.load(handle)["splits"]
+def count_examples(work: str, splits) -> int:
+    per_split = read_json(WorkLayout(work).stats_json, "ppm preprocess")["splits"]
     return sum(per_split[split]["examples"] for split in splits)
+
+
+def resolve_preset(work: str, preset_name: str | None) -> str:
+    """The preset asked for, else the one the work dir's earlier stages recorded."""
+    resolved = preset_name or WorkLayout(work).recorded_preset()
+    if resolved is None:
+        raise ValueError(f"{work} records no preset (no encoders or pre-training yet): "
+                         "pass --preset")
+    return resolved
 
 
 def initialise_head_from_pretraining(model: RankingModel, work: str, sample_batch) -> None:
     """Copies the pre-trained plug-in head's weights into ``model.head``."""
     model(sample_batch)  # creates the variables the checkpoint restores into
     checkpoint = tf.train.Checkpoint(head=model.head)
-    checkpoint.read(head_checkpoint_path(work)).assert_existing_objects_matched()
+    checkpoint.read(WorkLayout(work).head_checkpoint).assert_existing_objects_matched()
 
 
-def train_ablation(work: str, name: str, preset_name: str = "demo", seed: int = 0,
+def train_ablation(work: str, name: str, preset_name: str | None = None, seed: int = 0,
                    epochs: int | None = None, verbose: int = 1) -> dict:
     tf.keras.utils.set_random_seed(seed)
+    row = ablation_row(name)
+    preset_name = resolve_preset(work, preset_name)
     config = preset(preset_name)
     layout = WorkLayout(work)
-    splits = TRAINING_SPLITS.get(name, ("train",))
     model = build_model(name, work, config)
     model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
 
     def epoch_data(epoch: int):
-        return read_examples(name, work, splits, config.batch_size, shuffle=True,
+        return read_examples(name, work, row.splits, config.batch_size, shuffle=True,
                              seed=seed * 1000 + epoch)
 
-    if name in HEAD_FROM_PRETRAINING:
+    if row.head_from_pretraining:
         initialise_head_from_pretraining(model, work, next(iter(epoch_data(0))))
-    result = fit(model, epoch_data, epochs or config.train_epochs,
-                 layout.model_dir(name) + "/backup", _count_examples(work, splits), verbose)
-    return save_trained_model(model, name, work, preset_name, result,
-                              {"seed": seed, "splits": list(splits)})
+    result = fit(model, epoch_data, epochs or config.train_epochs, layout.backup(name),
+                 count_examples(work, row.splits), verbose)
+    return save_trained_model(model, name, work, config, result,
+                              {"preset": preset_name, "seed": seed, "splits": list(row.splits)})
 
 
-def save_trained_model(model: RankingModel, name: str, work: str, preset_name: str,
+def save_trained_model(model: RankingModel, name: str, work: str, config: ModelConfig,
                        result: FitResult, extra: dict | None = None) -> dict:
     """What ``ppm evaluate`` and ``ppm export`` read of a trained model: its weights, its
-    eval-split predictions, and training.json (preset and cost). Also for models fitted by
-    hand, e.g. in a notebook."""
+    eval-split predictions, and training.json (the resolved config and the cost). Also for
+    models fitted by hand, e.g. in a notebook."""
     layout = WorkLayout(work)
-    tf.train.Checkpoint(model=model).write(layout.model_dir(name) + "/weights")
-    write_predictions(model, name, work, preset(preset_name).batch_size)
-    summary = {"model": name, "preset": preset_name, **(extra or {}),
+    tf.train.Checkpoint(model=model).write(layout.weights(name))
+    write_predictions(model, name, work, config.batch_size)
+    summary = {"model": name, **(extra or {}), "config": config.to_dict(),
                "train_seconds": result.train_seconds,
                "examples_per_second": result.examples_per_second,
                "train_examples": result.examples, "epochs": result.epochs,
                "final_loss": result.final_loss, "trainable_params": trainable_parameters(model)}
-    with tf.io.gfile.GFile(layout.model_dir(name) + "/training.json", "w") as handle:
-        json.dump(summary, handle, indent=2)
+    write_json(layout.training_summary(name), summary)
     return summary
+
+
+def load_training_summary(work: str, name: str) -> dict:
+    """A trained model's training.json."""
+    return read_json(WorkLayout(work).training_summary(name),
+                     f"ppm train --work WORK --model {name}")
+
+
+def trained_config(summary: dict) -> ModelConfig:
+    """The config a model was trained with (runs before configs were stored: their preset)."""
+    if "config" in summary:
+        return ModelConfig.from_dict(summary["config"])
+    return preset(summary["preset"])
 
 
 def write_predictions(model: RankingModel, name: str, work: str, batch_size: int) -> None:

@@ -5,21 +5,17 @@ frozen item-vector table), timestamps, and the click/order labels.
 """
 from __future__ import annotations
 
-import json
-
 import tensorflow as tf
 
 from ppm_tf import features
 from ppm_tf.atomic import atomic_directory
 from ppm_tf.data.tfrecords import load_preprocess_metadata, read_split
+from ppm_tf.fitting import fit, trainable_parameters
 from ppm_tf.models.config import preset
 from ppm_tf.models.item_table import ItemVectorTable, load_item_vectors
 from ppm_tf.models.ppm import PPM
-from ppm_tf.training.fitting import fit, trainable_parameters
-from ppm_tf.work_layout import WorkLayout
-
-PRETRAINED = "ppm_pretrained"
-HEAD_CHECKPOINT = "plug_in_head"
+from ppm_tf.training.ablations import count_examples, resolve_preset
+from ppm_tf.work_layout import PRETRAINED, WorkLayout, write_json
 
 
 class UserTowerModule(tf.Module):
@@ -44,14 +40,12 @@ class UserTowerModule(tf.Module):
                 features.PPM_USER_MASK: tf.cast(mask, tf.int64)}
 
 
-def head_checkpoint_path(work: str) -> str:
-    return WorkLayout(work).model_dir(PRETRAINED) + "/" + HEAD_CHECKPOINT
-
-
-def pretrain_ppm(work: str, preset_name: str = "demo", seed: int = 0,
+def pretrain_ppm(work: str, preset_name: str | None = None, seed: int = 0,
                  epochs: int | None = None, verbose: int = 1) -> dict:
-    """Trains PPM on the pretrain split; writes the head checkpoint and the user tower."""
+    """Trains PPM on the pretrain split; writes the head checkpoint and the user tower.
+    ``preset_name`` defaults to the encoders' preset."""
     tf.keras.utils.set_random_seed(seed)
+    preset_name = resolve_preset(work, preset_name)
     config = preset(preset_name)
     layout = WorkLayout(work)
     max_seq_len = load_preprocess_metadata(work)["max_seq_len"]
@@ -63,13 +57,12 @@ def pretrain_ppm(work: str, preset_name: str = "demo", seed: int = 0,
         return read_split(work, "pretrain", config.batch_size, shuffle=True,
                           seed=seed * 1000 + epoch)
 
-    with tf.io.gfile.GFile(layout.stats_json) as handle:
-        examples = json.load(handle)["splits"]["pretrain"]["examples"]
-    result = fit(model, epoch_data, epochs or config.pretrain_epochs,
-                 layout.model_dir(PRETRAINED) + "/backup", examples, verbose)
-    tf.train.Checkpoint(head=model.head).write(head_checkpoint_path(work))
+    result = fit(model, epoch_data, epochs or config.pretrain_epochs, layout.backup(PRETRAINED),
+                 count_examples(work, ("pretrain",)), verbose)
+    tf.train.Checkpoint(head=model.head).write(layout.head_checkpoint)
     export_user_tower(model, max_seq_len, layout.user_tower_dir)
-    summary = {"model": "ppm_pretrained", "preset": preset_name, "seed": seed,
+    summary = {"model": PRETRAINED, "preset": preset_name, "config": config.to_dict(),
+               "seed": seed,
                "train_seconds": result.train_seconds,
                "examples_per_second": result.examples_per_second,
                "epochs": result.epochs, "final_loss": result.final_loss,
@@ -78,8 +71,7 @@ def pretrain_ppm(work: str, preset_name: str = "demo", seed: int = 0,
                "head_params": trainable_parameters(model.head),
                "tower_dim": config.tower_dim, "max_seq_len": max_seq_len,
                "item_dim": int(vectors.shape[1])}
-    with tf.io.gfile.GFile(layout.model_dir(PRETRAINED) + "/training.json", "w") as handle:
-        json.dump(summary, handle, indent=2)
+    write_json(layout.training_summary(PRETRAINED), summary)
     return summary
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from ppm_tf.data.synthetic.catalog import Catalog
 from ppm_tf.data.synthetic.config import WorldConfig
 from ppm_tf.data.synthetic.impressions import DayLog
-from ppm_tf.evaluation.metrics import roc_auc
+from ppm_tf.metrics import roc_auc
 
 
 class WorldStats:

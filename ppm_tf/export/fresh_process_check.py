@@ -1,7 +1,7 @@
 """Checks an exported SavedModel the way TF Serving will meet it: in a fresh process that
 imports only TensorFlow (no tensorflow-text, no ppm_tf).
 
-    python export_check.py SAVED_MODEL_DIR EXAMPLES.tfrecord EXPECTED.npy
+    python fresh_process_check.py SAVED_MODEL_DIR EXAMPLES.tfrecord EXPECTED.npy
 
 Exit 3: the graph uses ops that core TensorFlow does not register (stock TF Serving would
 refuse to load it); exit 4: ``predict_examples`` scores differ from the expected ones.

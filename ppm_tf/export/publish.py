@@ -3,7 +3,7 @@
 The version is written into a hidden sibling folder, validated, and only then renamed into
 place, so a server polling the base path never sees a half-written or unvalidated version:
 
-1. build the serving module (``serving_model.py``) from the trained weights and the tables;
+1. build the serving module (``serving_module.py``) from the trained weights and the tables;
 2. save it with its signatures and a warm-up file (``assets.extra/tf_serving_warmup_requests``);
 3. validate it in a fresh Python process that imports only TensorFlow: every op in the graph
    must be a core op (stock TF Serving has no tensorflow-text), and its scores of the first
@@ -13,7 +13,6 @@ place, so a server polling the base path never sees a half-written or unvalidate
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -24,19 +23,19 @@ import tensorflow as tf
 
 from ppm_tf import features
 from ppm_tf.atomic import atomic_directory
-from ppm_tf.data.tfrecords import load_preprocess_metadata, read_items
+from ppm_tf.data.tfrecords import load_cached_metadata, load_preprocess_metadata, read_items
 from ppm_tf.errors import StageError
-from ppm_tf.evaluation.metrics import roc_auc
-from ppm_tf.models.config import preset
+from ppm_tf.export.serving_module import ItemAttributeTable, ServingModule
+from ppm_tf.export.warmup import write_warmup_requests
+from ppm_tf.metrics import roc_auc
 from ppm_tf.models.item_table import ItemVectorTable, load_item_vectors
-from ppm_tf.serving_model import ItemAttributeTable, ServingModule
-from ppm_tf.training.ablations import build_model, read_examples
-from ppm_tf.warmup import write_warmup_requests
+from ppm_tf.training.ablations import (build_model, load_training_summary, read_examples,
+                                       trained_config)
+from ppm_tf.training.registry import EXPORTABLE, ablation_row
 from ppm_tf.work_layout import WorkLayout
 
-EXPORTABLE = ("base", "urm")
 VALIDATION_EXAMPLES = 20_000
-_FRESH_PROCESS_CHECK = os.path.join(os.path.dirname(__file__), "export_check.py")
+_FRESH_PROCESS_CHECK = os.path.join(os.path.dirname(__file__), "fresh_process_check.py")
 
 
 class ExportRefused(StageError):
@@ -44,19 +43,16 @@ class ExportRefused(StageError):
 
 
 def load_trained_model(work: str, name: str):
-    """Rebuilds ``name`` as trained by ``ppm train`` and restores its weights."""
-    layout = WorkLayout(work)
-    with tf.io.gfile.GFile(layout.model_dir(name) + "/training.json") as handle:
-        config = preset(json.load(handle)["preset"])
-    model = build_model(name, work, config)
+    """Rebuilds ``name`` with the config it was trained with and restores its weights."""
+    model = build_model(name, work, trained_config(load_training_summary(work, name)))
     model(next(iter(read_examples(name, work, "eval", 2))))  # creates the variables
     tf.train.Checkpoint(model=model).read(
-        layout.model_dir(name) + "/weights").assert_existing_objects_matched().expect_partial()
+        WorkLayout(work).weights(name)).assert_existing_objects_matched().expect_partial()
     return model
 
 
 def build_serving_module(work: str, name: str) -> ServingModule:
-    if name not in EXPORTABLE:
+    if not ablation_row(name).exportable:
         raise ValueError(f"cannot export {name!r}; exportable models: {EXPORTABLE}")
     layout = WorkLayout(work)
     model = load_trained_model(work, name)
@@ -67,11 +63,10 @@ def build_serving_module(work: str, name: str) -> ServingModule:
     attributes = ItemAttributeTable(catalogue[features.ITEM_ID], catalogue[features.CATEGORY],
                                     catalogue[features.BRAND])
     max_seq_len = load_preprocess_metadata(work)["max_seq_len"]
-    if name == "base":
+    if not ablation_row(name).cached_inputs:
         return ServingModule(model, attributes, None, max_seq_len=max_seq_len)
     item_ids, vectors = load_item_vectors(work)
-    with tf.io.gfile.GFile(layout.cached_metadata) as handle:
-        tower_dim = json.load(handle)["tower_dim"]
+    tower_dim = load_cached_metadata(work)["tower_dim"]
     user_tower = tf.saved_model.load(layout.user_tower_dir)
     return ServingModule(model, attributes, ItemVectorTable(item_ids, vectors), user_tower,
                          max_seq_len=max_seq_len, tower_dim=tower_dim)
@@ -86,7 +81,8 @@ def _next_version(base_path: str) -> int:
 def _validation_examples(work: str, name: str, size: int) -> list[bytes]:
     """The first ``size`` serialized eval examples, in the form ``predict_examples`` takes."""
     layout = WorkLayout(work)
-    pattern = layout.cached_pattern("eval") if name == "urm" else layout.examples_pattern("eval")
+    pattern = (layout.cached_pattern("eval") if ablation_row(name).cached_inputs
+               else layout.examples_pattern("eval"))
     files = sorted(tf.io.gfile.glob(pattern))
     records = tf.data.TFRecordDataset(files, compression_type="GZIP").take(size)
     return [record.numpy() for record in records]

@@ -16,11 +16,9 @@ import time
 from typing import Callable
 
 from ppm_tf.data import raw_files
-from ppm_tf.work_layout import WorkLayout
+from ppm_tf.work_layout import PRETRAINED, WorkLayout
 
-PRESETS = ("tiny", "demo")
-TRAINED_MODELS = ("base", "qm_ep", "ppm", "urm", "base_long")
-EXPORTED_MODELS = ("urm", "base")
+DEMO_PRESETS = ("tiny", "demo")  # sized for a laptop; `paper` is for accelerators
 EXPORTED_MARKER = ".exported"  # what the last export published; the up-to-date check
 
 
@@ -81,17 +79,22 @@ def _generated(data_dir: str, preset_name: str, seed: int) -> bool:
 
 def run_demo(run: DemoRun) -> dict:
     """Runs every stage; returns the final metrics (also written to OUT/metrics.json)."""
-    from beam_jobs import embed_items, precompute_towers, preprocess
+    from ppm_tf.beam_runner import pipeline_options
+    from ppm_tf.caching.item_vectors import EmbedItemsSettings, run_embed_items
+    from ppm_tf.caching.user_states import PrecomputeSettings, run_precompute
     from ppm_tf.data.synthetic import format_summary, generate_world
     from ppm_tf.data.synthetic import preset as world_preset
+    from ppm_tf.demo.serving import serve_and_score
     from ppm_tf.encoders.training import train_encoders
     from ppm_tf.export import export_model
+    from ppm_tf.preprocessing.pipeline import PreprocessSettings, run_preprocess
     from ppm_tf.training.ablations import train_ablation
-    from ppm_tf.demo_serving import serve_and_score
-    from ppm_tf.training.pretrain import PRETRAINED, pretrain_ppm
+    from ppm_tf.training.registry import EXPORTABLE, ROWS
+    from ppm_tf.training.pretrain import pretrain_ppm
 
     started = time.perf_counter()
     layout = run.layout
+    options = pipeline_options([])
     world_json = raw_files.RawLayout(run.data_dir).world
     if run.data is None:
         if run.force or not _generated(run.data_dir, run.preset, run.seed):
@@ -99,29 +102,28 @@ def run_demo(run: DemoRun) -> dict:
                 world_preset(run.preset), run.seed, run.data_dir, run.preset))))
         else:
             print("[generate] up to date; skipped (--force redoes it)", flush=True)
-    run.stage("preprocess", lambda: preprocess.run(["--data", run.data_dir, "--out", run.work]),
+    run.stage("preprocess", lambda: run_preprocess(
+        PreprocessSettings(data=run.data_dir, work=run.work), options),
               layout.preprocess_json, (world_json,))
-    encoder_metrics = layout.encoders_dir + "/metrics.json"
     run.stage("train-encoders", lambda: train_encoders(run.work, run.preset, run.seed),
-              encoder_metrics, (layout.preprocess_json,))
-    run.stage("embed-items", lambda: embed_items.run(["--work", run.work]),
-              layout.item_vectors_metadata, (encoder_metrics,))
-    pretrained = layout.model_dir(PRETRAINED) + "/training.json"
+              layout.encoders_metrics, (layout.preprocess_json,))
+    run.stage("embed-items", lambda: run_embed_items(EmbedItemsSettings(work=run.work), options),
+              layout.item_vectors_metadata, (layout.encoders_metrics,))
+    pretrained = layout.training_summary(PRETRAINED)
     run.stage("pretrain", lambda: pretrain_ppm(run.work, run.preset, run.seed),
               pretrained, (layout.item_vectors_metadata,))
-    run.stage("precompute", lambda: precompute_towers.run(["--work", run.work]),
+    run.stage("precompute", lambda: run_precompute(PrecomputeSettings(work=run.work), options),
               layout.cached_metadata, (pretrained,))
-    for name in TRAINED_MODELS:
-        source = layout.cached_metadata if name in ("qm_ep", "ppm", "urm") else \
-            layout.preprocess_json
+    for name, row in ROWS.items():
+        source = layout.cached_metadata if row.cached_inputs else layout.preprocess_json
         run.stage(f"train {name}",
                   lambda name=name: train_ablation(run.work, name, run.preset, run.seed),
-                  layout.model_dir(name) + "/training.json", (source,))
+                  layout.training_summary(name), (source,))
     metrics = run.stage("evaluate", lambda: _evaluate(run.work))
-    for name in EXPORTED_MODELS:
+    for name in EXPORTABLE:
         run.stage(f"export {name}", lambda name=name: _export(run, name, export_model),
                   os.path.join(run.saved_models, name, EXPORTED_MARKER),
-                  (layout.model_dir(name) + "/training.json",))
+                  (layout.training_summary(name),))
     serving = run.stage("serve", lambda: serve_and_score(run.saved_models, run.work))
     return _finish(run, metrics, serving, time.perf_counter() - started)
 
@@ -144,7 +146,7 @@ def _export(run: DemoRun, name: str, export_model) -> dict:
 
 
 def _finish(run: DemoRun, metrics: dict, serving: dict, seconds: float) -> dict:
-    from ppm_tf.demo_report import print_results, write_html_report
+    from ppm_tf.demo.report import print_results, write_html_report
     from ppm_tf.evaluation.evaluate import write_metrics_json
 
     summary = {**metrics, "serving": serving, "stage_seconds": run.stage_seconds,

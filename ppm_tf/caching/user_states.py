@@ -1,22 +1,30 @@
-"""Caches PPM's user states and item vectors into the train/eval examples (Beam).
+"""Cache level 2: PPM's user states and item vectors cached into the train/eval examples
+(Beam).
 
 ``RunInference`` with the frozen ``PPMUserTower`` SavedModel turns each example's behaviour
 sequence into ``ppm_user_states`` (L x d) and its mask; a join by item id adds the candidate's
 ``ppm_item_vec``. The models on the recent window then read these cached tensors, so the
 tower never enters their training graph.
+
+``run_precompute`` is the job (``beam_jobs.precompute_towers`` parses its flags): it checks
+its inputs, clears an earlier run's output, checks that nothing was lost and writes
+WORK/cached/metadata.json last.
 """
 from __future__ import annotations
 
-import json
+import dataclasses
 from typing import Any, Iterable, Sequence
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.ml.inference.base import ModelHandler, RunInference
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from ppm_tf import features
+from ppm_tf.errors import StageError
+from ppm_tf.filesystem import delete_tree
 from ppm_tf.preprocessing.outputs import WriteRecords
-from ppm_tf.work_layout import WorkLayout
+from ppm_tf.work_layout import PRETRAINED, WorkLayout, read_json, write_json
 
 CACHED_SPLITS = ("train", "eval")
 
@@ -113,11 +121,38 @@ def build_pipeline(pipeline: beam.Pipeline, work: str, item_dim: int, max_seq_le
             split, layout, handler, item_vectors, item_dim, max_seq_len)
 
 
-def read_json(path: str) -> dict[str, Any]:
-    with FileSystems.open(path) as handle:
-        return json.loads(handle.read())
+@dataclasses.dataclass(frozen=True)
+class PrecomputeSettings:
+    """What ``ppm precompute`` was asked to do."""
+
+    work: str
 
 
-def write_metadata(work: str, metadata: dict[str, Any]) -> None:
-    with FileSystems.create(WorkLayout(work).cached_metadata) as handle:
-        handle.write(json.dumps(metadata, indent=2, sort_keys=True).encode("utf-8"))
+def check_nothing_lost(result) -> None:
+    """Every example read must be written with its cached tensors: fail loudly otherwise."""
+    counters = result.metrics().query(MetricsFilter().with_namespace(COUNTERS))["counters"]
+    totals = {counter.key.metric.name: counter.committed for counter in counters}
+    for split in CACHED_SPLITS:
+        read, written = totals.get(f"{split}_read"), totals.get(f"{split}_written")
+        if read is not None and read != written:
+            raise StageError(f"precompute lost {split} examples: read {read:,}, wrote "
+                             f"{written or 0:,}; WORK/cached is incomplete and its metadata.json "
+                             "was not written")
+
+
+def run_precompute(settings: PrecomputeSettings, options: PipelineOptions) -> dict[str, Any]:
+    """Runs the job and returns WORK/cached/metadata.json's content."""
+    layout = WorkLayout(settings.work)
+    pretrained = read_json(layout.training_summary(PRETRAINED), "ppm pretrain --work WORK")
+    item_dim = read_json(layout.item_vectors_metadata, "ppm embed-items --work WORK")["item_dim"]
+    max_seq_len = read_json(layout.preprocess_json, "ppm preprocess")["max_seq_len"]
+    delete_tree(layout.path("cached/"))  # readers glob shards: stale ones would be read
+    pipeline = beam.Pipeline(options=options)
+    build_pipeline(pipeline, settings.work, item_dim, max_seq_len)
+    result = pipeline.run()
+    result.wait_until_finish()
+    check_nothing_lost(result)
+    metadata = {"max_seq_len": max_seq_len, "tower_dim": pretrained["tower_dim"],
+                "item_dim": item_dim}
+    write_json(layout.cached_metadata, metadata)
+    return metadata

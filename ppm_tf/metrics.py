@@ -1,4 +1,5 @@
-"""Metrics computed in numpy, so data tools and reports do not need TensorFlow."""
+"""Ranking metrics in numpy (AUC, GAUC, log loss, calibration), shared by data summaries,
+the evaluation and export checks; no TensorFlow needed."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Beam transforms that run the frozen encoders over the catalogue: item -> ME vectors.
+"""Cache level 1: the frozen encoders run over the catalogue, one ME vector per item (Beam).
 
     WORK/items/*.tfrecord.gz --ReadItems--> (item_id, title, image, has_image)
       --RunInference(text)-->  (item_id, text_vec)         \\
@@ -17,9 +17,14 @@ signature by name. PCollections carry plain bytes and numpy arrays, never tf.Ten
 
 Bad images never fail the job: an item whose image does not decode gets the documented
 fallback (zero vector, ``has_image`` 0), counted by ``embed_items/image_fallbacks``.
+
+``run_embed_items`` is the job (``beam_jobs.embed_items`` parses its flags): it checks its
+inputs, clears an earlier run's shards, runs on whatever runner the options name, and writes
+WORK/item_vectors/metadata.json last.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from typing import Any, Iterable, Sequence
@@ -30,8 +35,11 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
 from apache_beam.ml.inference.tensorflow_inference import TFModelHandlerTensor
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from ppm_tf import features
+from ppm_tf.work_layout import (IMAGE_ENCODER, TEXT_ENCODER, TFRECORD_SUFFIX, WorkLayout,
+                                read_json)
 
 logger = logging.getLogger(__name__)
 SERVING = "serving_default"
@@ -189,8 +197,6 @@ class WriteItemVectors(beam.PTransform):
         self.metadata = metadata
 
     def expand(self, vectors):
-        from ppm_tf.work_layout import TFRECORD_SUFFIX
-
         _ = (vectors
              | "Encode" >> beam.Map(features.encode_example, features.ITEM_VECTOR_FEATURES)
              | "Write" >> beam.io.WriteToTFRecord(self.prefix, file_name_suffix=TFRECORD_SUFFIX,
@@ -205,3 +211,59 @@ def _write_metadata(counts, path: str, metadata: dict[str, Any]) -> dict[str, An
     with FileSystems.create(path) as handle:
         handle.write((json.dumps(content, indent=2, sort_keys=True) + "\n").encode("utf-8"))
     return content
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbedItemsSettings:
+    """What ``ppm embed-items`` was asked to do."""
+
+    work: str
+    min_batch_size: int = 16  # smallest batch RunInference sends to an encoder
+    max_batch_size: int = 256
+
+    def __post_init__(self):
+        if not 1 <= self.min_batch_size <= self.max_batch_size:
+            raise ValueError(f"need 1 <= min_batch_size ({self.min_batch_size}) <= "
+                             f"max_batch_size ({self.max_batch_size})")
+
+
+def encoder_descriptions(layout: WorkLayout) -> dict[str, dict[str, Any]]:
+    """The ``encoder.json`` of both exports (their presence means complete exports)."""
+    return {kind: read_json(layout.encoder_description(kind), "ppm train-encoders --work WORK")
+            for kind in (TEXT_ENCODER, IMAGE_ENCODER)}
+
+
+def clear_outputs(layout: WorkLayout) -> None:
+    """Removes an earlier run's shards: readers glob them, so stale ones would be read."""
+    stale = [metadata.path
+             for result in FileSystems.match([layout.item_vectors_pattern,
+                                              layout.item_vectors_metadata])
+             for metadata in result.metadata_list]
+    if stale:
+        FileSystems.delete(stale)
+
+
+def run_embed_items(settings: EmbedItemsSettings, options: PipelineOptions) -> dict[str, Any]:
+    """Runs the job and returns metadata.json's content."""
+    layout = WorkLayout(settings.work)
+    descriptions = encoder_descriptions(layout)
+    if not FileSystems.match([layout.items_pattern])[0].metadata_list:
+        raise FileNotFoundError(f"no catalogue shard matches {layout.items_pattern}: run "
+                                "`ppm preprocess` first")
+    text_dim = descriptions[TEXT_ENCODER]["output_dim"]
+    image_dim = descriptions[IMAGE_ENCODER]["output_dim"]
+    metadata = {"text_dim": text_dim, "image_dim": image_dim, "item_dim": text_dim + image_dim,
+                "image_fallback": "zeros with has_image 0 (no image, or one that does not "
+                                  "decode)",
+                "encoders": descriptions}
+    clear_outputs(layout)
+    with beam.Pipeline(options=options) as pipeline:
+        _ = (pipeline
+             | "ReadItems" >> beam.io.ReadFromTFRecord(
+                 layout.items_pattern, compression_type=CompressionTypes.GZIP)
+             | "EmbedItems" >> EmbedItems(
+                 layout.encoder_dir(TEXT_ENCODER), layout.encoder_dir(IMAGE_ENCODER), image_dim,
+                 settings.min_batch_size, settings.max_batch_size)
+             | "WriteItemVectors" >> WriteItemVectors(
+                 layout.item_vectors_prefix, layout.item_vectors_metadata, metadata))
+    return read_json(layout.item_vectors_metadata, "ppm embed-items --work WORK")

@@ -1,9 +1,8 @@
 """The demo's last stage: serve the exported models locally and score one user's candidates
 over REST and gRPC, the way a production client of TF Serving would.
 
-A request for ``urm`` is two calls: ``user_states`` once (its result is what a feature store
-would cache per user or per new click), then ``serving_default`` for all candidates with the
-cached states. Latency is measured for both paths and for ``base``.
+The request protocol is ``ppm_tf.export.requests``; latency is measured for URM with and
+without its ``user_states`` call, and for ``base``.
 """
 from __future__ import annotations
 
@@ -13,37 +12,17 @@ import time
 import numpy as np
 
 from ppm_tf import features
-from ppm_tf.data.tfrecords import read_cached, read_items
 from ppm_tf.errors import StageError
+from ppm_tf.export.requests import one_user_request, score_user, user_states
 from ppm_tf.serving.client import GrpcClient, RestClient
 from ppm_tf.serving.server import ModelServer, ServerOptions
 
-CANDIDATES = 100
 TIMED_REQUESTS = 30
-USER_STATE_INPUTS = (features.HIST_ITEM_IDS, features.HIST_TS, features.TS)
 MODELS_CONFIG = """model_config_list {{
   config {{ name: "urm" base_path: "{urm}" model_platform: "tensorflow" }}
   config {{ name: "base" base_path: "{base}" model_platform: "tensorflow" }}
 }}
 """
-
-
-def one_user_request(work: str, candidates: int = CANDIDATES) -> dict[str, np.ndarray]:
-    """A user from the eval split (one with a history) and ``candidates`` catalogue items."""
-    for batch in read_cached(work, "eval", 256, deterministic=True):
-        with_history = np.flatnonzero(batch[features.HIST_LEN].numpy() > 0)
-        if with_history.size:
-            row = int(with_history[0])
-            break
-    else:
-        raise ValueError("no eval example has a behaviour history to serve")
-    item_ids = next(iter(read_items(work, candidates, deterministic=True,
-                                    features=(features.ITEM_ID,))))[features.ITEM_ID].numpy()
-    return {features.USER_ID: batch[features.USER_ID].numpy()[row:row + 1],
-            features.ITEM_ID: item_ids,
-            features.HIST_ITEM_IDS: batch[features.HIST_ITEM_IDS].numpy()[row:row + 1],
-            features.HIST_TS: batch[features.HIST_TS].numpy()[row:row + 1],
-            features.TS: batch[features.TS].numpy()[row:row + 1]}
 
 
 def _percentiles(timings: list[float]) -> dict[str, float]:
@@ -60,17 +39,6 @@ def _timed(call, repeats: int = TIMED_REQUESTS):
         result = call()
         timings.append(time.perf_counter() - started)
     return result, _percentiles(timings)
-
-
-def user_states(client, request: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """URM's ``user_states`` for one request: what a caller caches per user or new click."""
-    return client.predict("urm", {name: request[name] for name in USER_STATE_INPUTS},
-                          signature_name="user_states")
-
-
-def score_user(client, request: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """URM for one user: the user tower once, then every candidate with the cached states."""
-    return client.predict("urm", {**request, **user_states(client, request)})
 
 
 def write_models_config(saved_models: str) -> str:

@@ -28,7 +28,7 @@ class FitResult:
     examples: int
     epochs: int  # epochs this call ran (fewer than asked for after a resume)
     final_loss: float
-    first_epoch: int  # the epoch this call started at: > 0 when it resumed from a backup
+    first_epoch: int = 0  # the epoch this call started at: > 0 when it resumed from a backup
 
     @property
     def examples_per_second(self) -> float:

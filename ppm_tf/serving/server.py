@@ -44,6 +44,8 @@ class ServerOptions:
     file_system_poll_wait_seconds: float = 1.0
     rest_api_num_threads: int = 4 * _CPUS
     rest_api_timeout_in_ms: int = 30_000
+    rest_api_max_connections: int = 256
+    rest_api_read_timeout_in_ms: int = 10_000
     grpc_max_threads: int = 4 * _CPUS
     monitoring_config_file: str = ""
     enable_batching: bool = False
@@ -90,6 +92,9 @@ class ModelServer:
         options = self.options
         if options.port is None and options.rest_api_port is None:
             raise config_files.ConfigError("Neither --port nor --rest_api_port is enabled")
+        if options.rest_api_max_connections < 1 or options.rest_api_read_timeout_in_ms <= 0:
+            raise config_files.ConfigError(
+                "--rest_api_max_connections and --rest_api_read_timeout_in_ms must be positive")
         model_config = self._model_config()
         metrics_path = None
         if options.monitoring_config_file:
@@ -139,6 +144,8 @@ class ModelServer:
             api = RestApi(self.manager, self.metrics, metrics_path)
             self._rest = RestServer(api, options.bind_address, options.rest_api_port,
                                     num_threads=options.rest_api_num_threads,
+                                    max_connections=options.rest_api_max_connections,
+                                    read_timeout_s=options.rest_api_read_timeout_in_ms / 1000,
                                     max_body_bytes=options.max_request_bytes).start()
             self.rest_port = self._rest.port
             log.info("Exporting HTTP/REST API at:%s:%d ...", options.bind_address,
@@ -211,6 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--rest_api_num_threads", type=int, default=4 * _CPUS,
         help="REST requests processed at once")
     add("--rest_api_timeout_in_ms", type=int, default=30_000, help="per-request run deadline")
+    add("--rest_api_max_connections", type=int, default=256,
+        help="REST connections open at once; more wait to be accepted (ppm extension)")
+    add("--rest_api_read_timeout_in_ms", type=int, default=10_000,
+        help="a REST request must arrive whole (line, headers, body) within this time of the "
+             "server starting to wait for it, else its connection is closed (ppm extension)")
     add("--grpc_max_threads", type=int, default=4 * _CPUS, help="gRPC worker threads")
     add("--monitoring_config_file", default="",
         help="text-format MonitoringConfig (Prometheus metrics on the REST port)")

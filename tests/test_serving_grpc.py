@@ -64,7 +64,7 @@ def models(channel):
     return model_service_pb2_grpc.ModelServiceStub(channel)
 
 
-def _predict_request(model=TWO_VERSIONS, x=(1.0, 2.0, 5.0), dtype=np.float32, **spec):
+def _predict_request(model=TWO_VERSIONS, x=((1.0,), (2.0,), (5.0,)), dtype=np.float32, **spec):
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model
     for field, value in spec.items():
@@ -84,7 +84,7 @@ def _code(call, request) -> grpc.RpcError:
 
 def test_predict_half_plus_two(predictions):
     response = predictions.Predict(_predict_request(), timeout=10)
-    assert tensor_proto_to_ndarray(response.outputs["y"]).tolist() == [2.5, 3.0, 4.5]
+    assert tensor_proto_to_ndarray(response.outputs["y"]).tolist() == [[2.5], [3.0], [4.5]]
     assert list(response.outputs["y"].float_val) == [2.5, 3.0, 4.5]  # TF Serving's field form
     assert (response.model_spec.name, response.model_spec.version.value,
             response.model_spec.signature_name) == (TWO_VERSIONS, 124, "serving_default")
@@ -249,7 +249,7 @@ def test_rest_client_round_trips_and_reports_errors(tmp_path):
         rest = RestClient(f"http://127.0.0.1:{running.rest_port}")
         outputs = rest.predict("hp2", {"x": np.array([[1.0], [2.0]], np.float32)})
         assert list(outputs) == ["y"] and outputs["y"].tolist() == [[2.5], [3.0]]
-        assert rest.predict_instances("hp2", [1.0, 5.0]) == [2.5, 4.5]
+        assert rest.predict_instances("hp2", [[1.0], [5.0]]) == [[2.5], [4.5]]
         assert rest.regress("hp2", [{"x": 2.0}], signature_name="regress_x_to_y") == [3.0]
         assert rest.status("hp2")["model_version_status"][0]["state"] == "AVAILABLE"
         assert rest.metadata("hp2")["model_spec"]["version"] == "124"

@@ -90,16 +90,16 @@ def _fixture_json(name: str) -> dict:
 
 def test_row_format_predicts_half_plus_two(server):
     status, body = _http(server, "POST", f"/v1/models/{TWO_VERSIONS}:predict",
-                         {"instances": [1.0, 2.0, 5.0]})
-    assert (status, body) == (200, {"predictions": [2.5, 3.0, 4.5]})
+                         {"instances": [[1.0], [2.0], [5.0]]})
+    assert (status, body) == (200, {"predictions": [[2.5], [3.0], [4.5]]})
 
 
 def test_columnar_format_answers_outputs(server):
     status, body = _http(server, "POST", f"/v1/models/{TWO_VERSIONS}:predict",
                          {"inputs": {"x": [[1.0], [2.0], [5.0]]}})
     assert (status, body) == (200, {"outputs": [[2.5], [3.0], [4.5]]})
-    assert _http(server, "POST", "/v1/models/default:predict", {"inputs": [4.0]}) == (
-        200, {"outputs": [4.0]})
+    assert _http(server, "POST", "/v1/models/default:predict", {"inputs": [[4.0]]}) == (
+        200, {"outputs": [[4.0]]})
 
 
 def test_signature_name_selects_another_signature(server):
@@ -112,14 +112,14 @@ def test_versions_and_labels_route_to_that_version(server):
     for version in (123, 124):
         status, body = _http(server, "POST",
                              f"/v1/models/{TWO_VERSIONS}/versions/{version}:predict",
-                             {"instances": [1.0]})
-        assert (status, body) == (200, {"predictions": [2.5]})
+                             {"instances": [[1.0]]})
+        assert (status, body) == (200, {"predictions": [[2.5]]})
     assert _http(server, "GET", f"/v1/models/{TWO_VERSIONS}/metadata")[1]["model_spec"][
         "version"] == "124"  # latest
     assert _http(server, "GET", f"/v1/models/{TWO_VERSIONS}/labels/stable/metadata")[1][
         "model_spec"]["version"] == "123"
     assert _http(server, "POST", f"/v1/models/{TWO_VERSIONS}/labels/canary:predict",
-                 {"instances": [3.0]}) == (200, {"predictions": [3.5]})
+                 {"instances": [[3.0]]}) == (200, {"predictions": [[3.5]]})
 
 
 def test_second_model_is_served_side_by_side(server):
@@ -230,7 +230,7 @@ def test_body_over_the_limit_is_refused_without_reading_it(server):
 
 
 def test_prometheus_metrics_count_requests(server):
-    _http(server, "POST", f"/v1/models/{TWO_VERSIONS}:predict", {"instances": [1.0]})
+    _http(server, "POST", f"/v1/models/{TWO_VERSIONS}:predict", {"instances": [[1.0]]})
     _http(server, "POST", "/v1/models/made_up_model:predict", {"instances": [1.0]})
     status, payload = _http(server, "GET", "/metrics", raw=True)
     text = payload.decode()
@@ -245,8 +245,8 @@ def test_a_slow_client_does_not_block_others(server):
     slow.sendall(b"POST /v1/models/default:predict HTTP/1.1\r\nContent-Length: 100\r\n\r\n{")
     try:
         started = time.monotonic()
-        assert _http(server, "POST", "/v1/models/default:predict", {"instances": [2.0]}) == (
-            200, {"predictions": [3.0]})
+        assert _http(server, "POST", "/v1/models/default:predict", {"instances": [[2.0]]}) == (
+            200, {"predictions": [[3.0]]})
         assert time.monotonic() - started < 5
         assert _http(server, "GET", "/v1/models/default")[0] == 200
     finally:
@@ -286,7 +286,7 @@ def test_config_file_fixture_serves_both_models(tmp_path):
                         file_system_poll_wait_seconds=0) as running:
         assert running.grpc_port is None
         assert _http(running, "POST", "/v1/models/half_plus_two:predict",
-                     {"instances": [1.0]}) == (200, {"predictions": [2.5]})
+                     {"instances": [[1.0]]}) == (200, {"predictions": [[2.5]]})
         assert _http(running, "POST", "/v1/models/half_plus_three:predict",
                      {"instances": [1.0]}) == (200, {"predictions": [3.5]})
 

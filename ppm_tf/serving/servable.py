@@ -2,9 +2,10 @@
 
 A version is loaded the way TF Serving loads it: the SavedModel's MetaGraphDef into its own graph
 and session (TF1 and TF2 SavedModels alike, tables and init ops included), and signatures are run
-by tensor name. Runs go through ``Session`` callables, which feed the C++ session directly, so
-the session (not Python) judges shapes and dtypes, as in TF Serving. Requests hold the version
-while they run; unloading waits for them to finish before the session is closed.
+by tensor name. Runs go through ``Session`` callables, which feed the C++ session directly, as
+in TF Serving. A version carries the :class:`InputRules` its requests are checked by. Requests
+hold the version while they run; unloading waits for them to finish before
+the session is closed.
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import config_pb2
 
+from ppm_tf.serving.signature_inputs import InputRules
+
 log = logging.getLogger(__name__)
 
 _MAX_CACHED_CALLABLES = 256
@@ -25,12 +28,13 @@ class Servable:
     """A loaded model version. Build with :meth:`load`; requests use :meth:`run`."""
 
     def __init__(self, name: str, version: int, path: str, session, meta_graph_def,
-                 run_timeout_ms: int = 0):
+                 run_timeout_ms: int = 0, input_rules: InputRules = InputRules()):
         self.name = name
         self.version = version
         self.path = path
         self.meta_graph_def = meta_graph_def
         self.signature_defs = dict(meta_graph_def.signature_def)
+        self.input_rules = input_rules
         self._session = session
         self._run_timeout_ms = run_timeout_ms
         self._callables: dict[tuple, object] = {}
@@ -42,7 +46,7 @@ class Servable:
     @classmethod
     def load(cls, name: str, version: int, path: str, tags: Sequence[str] = ("serve",),
              session_config: config_pb2.ConfigProto | None = None,
-             run_timeout_ms: int = 0) -> "Servable":
+             run_timeout_ms: int = 0, input_rules: InputRules = InputRules()) -> "Servable":
         """Loads the MetaGraphDef tagged ``tags`` from ``path``, restoring variables/tables."""
         graph = tf.Graph()
         session = tf.compat.v1.Session(graph=graph, config=session_config)
@@ -53,7 +57,7 @@ class Servable:
         except BaseException:
             session.close()
             raise
-        return cls(name, version, path, session, meta_graph_def, run_timeout_ms)
+        return cls(name, version, path, session, meta_graph_def, run_timeout_ms, input_rules)
 
     def run(self, feeds: dict[str, np.ndarray], fetches: Sequence[str]) -> list[np.ndarray]:
         """Runs the graph: ``feeds`` by tensor name (``"x:0"``), returns ``fetches`` in order."""

@@ -4,8 +4,10 @@ It takes ``tensorflow_model_server``'s flags (``--port``, ``--rest_api_port``, `
 ``--model_base_path``, ``--model_config_file``, …) with their defaults and meanings, serves gRPC
 and REST over one :class:`ModelManager`, and stops cleanly on SIGTERM/SIGINT. Differences from
 TF Serving: it binds ``--bind_address`` (127.0.0.1 by default, where TF Serving binds all
-interfaces), bounds REST bodies (``--max_request_bytes``), and accepts ``--enable_batching`` and
-its parameters file (validated) without batching requests together.
+interfaces), bounds REST bodies (``--max_request_bytes``) and connections, checks every input's
+shape and claimed size against its signature (``--enforce_signature_shapes``,
+``--max_unknown_dim_size``), and accepts ``--enable_batching`` and its parameters file
+(validated) without batching requests together.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from ppm_tf.serving.grpc_service import create_grpc_server
 from ppm_tf.serving.metrics import Metrics
 from ppm_tf.serving.model_manager import ModelManager
 from ppm_tf.serving.rest import RestApi, RestServer
+from ppm_tf.serving.signature_inputs import InputRules
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,22 @@ class ServerOptions:
     allow_version_labels_for_unavailable_models: bool = False
     enable_model_warmup: bool = True
     max_request_bytes: int = 32 << 20
+    enforce_signature_shapes: bool = True
+    max_unknown_dim_size: int = 4096
+
+
+def request_input_rules(options: ServerOptions) -> InputRules:
+    """How requests' inputs are checked: signature shapes and claimed sizes."""
+    if options.max_unknown_dim_size < 1:
+        raise config_files.ConfigError("--max_unknown_dim_size must be positive")
+    if options.enable_batching:
+        if options.batching_parameters_file:
+            config_files.load_batching_parameters(options.batching_parameters_file,
+                                                  allow_unknown_fields=True)
+        log.warning("--enable_batching: the local server runs each request on its own; "
+                    "batching happens in TF Serving only")
+    return InputRules(enforce_signature_shapes=options.enforce_signature_shapes,
+                      max_unknown_dim_size=options.max_unknown_dim_size)
 
 
 class ModelServer:
@@ -101,12 +120,7 @@ class ModelServer:
             monitoring = config_files.load_monitoring_config(options.monitoring_config_file)
             if monitoring.prometheus_config.enable:
                 metrics_path = monitoring.prometheus_config.path
-        if options.enable_batching:
-            if options.batching_parameters_file:
-                config_files.load_batching_parameters(options.batching_parameters_file,
-                                                      allow_unknown_fields=True)
-            log.warning("--enable_batching: the local server runs each request on its own; "
-                        "batching happens in TF Serving only")
+        input_rules = request_input_rules(options)
         session_config = config_pb2.ConfigProto(
             intra_op_parallelism_threads=options.tensorflow_intra_op_parallelism,
             inter_op_parallelism_threads=options.tensorflow_inter_op_parallelism,
@@ -119,7 +133,8 @@ class ModelServer:
             session_config=session_config, enable_model_warmup=options.enable_model_warmup,
             allow_version_labels_for_unavailable_models=(
                 options.allow_version_labels_for_unavailable_models),
-            run_timeout_ms=options.rest_api_timeout_in_ms, on_load=self.metrics.record_load)
+            run_timeout_ms=options.rest_api_timeout_in_ms, input_rules=input_rules,
+            on_load=self.metrics.record_load)
         try:
             self.manager.start()
             self._start_front_ends(metrics_path)
@@ -237,6 +252,12 @@ def build_parser() -> argparse.ArgumentParser:
              "replay assets.extra/tf_serving_warmup_requests before serving a version")
     add("--max_request_bytes", type=int, default=32 << 20,
         help="largest REST body / gRPC message accepted (ppm extension)")
+    add_bool("--enforce_signature_shapes", True,
+             "refuse inputs whose rank or known dimensions differ from the signature's "
+             "(ppm extension; TF Serving feeds any shape to the graph)")
+    add("--max_unknown_dim_size", type=int, default=4096,
+        help="largest size a request may give a dimension its signature leaves unknown, e.g. "
+             "the candidate count; checked on the claimed shape before decoding (ppm extension)")
     return parser
 
 

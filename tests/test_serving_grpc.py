@@ -25,6 +25,7 @@ from ppm_tf.serving.testing import free_port, running_server
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "tf_serving"
 TWO_VERSIONS = "saved_model_half_plus_two_2_versions"
+BATCHING_CONFIG = Path(__file__).resolve().parents[1] / "serving" / "batching.config"
 
 
 def _config(*models) -> config.ModelServerConfig:
@@ -44,7 +45,9 @@ def server():
     model_config = _config((TWO_VERSIONS, TWO_VERSIONS, "all"),
                            ("default", "saved_model_half_plus_two_cpu", ""))
     model_config.model_config_list.config[0].version_labels["stable"] = 123
-    with running_server(model_config=model_config, file_system_poll_wait_seconds=0) as running:
+    with running_server(model_config=model_config, file_system_poll_wait_seconds=0,
+                        enable_batching=True,  # the production flags
+                        batching_parameters_file=str(BATCHING_CONFIG)) as running:
         yield running
 
 

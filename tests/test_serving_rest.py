@@ -23,6 +23,7 @@ from ppm_tf.serving.testing import running_server
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "tf_serving"
 TWO_VERSIONS = "saved_model_half_plus_two_2_versions"
+BATCHING_CONFIG = Path(__file__).resolve().parents[1] / "serving" / "batching.config"
 
 
 class _Toy(tf.Module):
@@ -65,7 +66,9 @@ def server(tmp_path_factory):
     monitoring = path.parent / "monitoring.config"
     monitoring.write_text('prometheus_config { enable: true path: "/metrics" }')
     with running_server(model_config_file=str(path), monitoring_config_file=str(monitoring),
-                        file_system_poll_wait_seconds=0, max_request_bytes=1 << 20) as running:
+                        file_system_poll_wait_seconds=0, max_request_bytes=1 << 20,
+                        enable_batching=True,  # the production flags
+                        batching_parameters_file=str(BATCHING_CONFIG)) as running:
         yield running
 
 

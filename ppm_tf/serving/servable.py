@@ -3,8 +3,10 @@
 A version is loaded the way TF Serving loads it: the SavedModel's MetaGraphDef into its own graph
 and session (TF1 and TF2 SavedModels alike, tables and init ops included), and signatures are run
 by tensor name. Runs go through ``Session`` callables, which feed the C++ session directly, as
-in TF Serving. A version carries the :class:`InputRules` its requests are checked by. Requests
-hold the version while they run; unloading waits for them to finish before
+in TF Serving. A version carries the :class:`InputRules` its requests are checked by; with
+batching on, a run that feeds and fetches exactly one signature's tensors is held to TF
+Serving's batching rule here, where TF Serving's batching session applies it (requests are not
+merged). Requests hold the version while they run; unloading waits for them to finish before
 the session is closed.
 """
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import config_pb2
 
-from ppm_tf.serving.signature_inputs import InputRules
+from ppm_tf.serving.signature_inputs import InputRules, check_batch
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,11 @@ class Servable:
         self.meta_graph_def = meta_graph_def
         self.signature_defs = dict(meta_graph_def.signature_def)
         self.input_rules = input_rules
+        # TF Serving batches a run whose feeds and fetches are one signature's, all of them.
+        self._batched_runs = {
+            (frozenset(info.name for info in signature.inputs.values()),
+             frozenset(info.name for info in signature.outputs.values()))
+            for signature in self.signature_defs.values()}
         self._session = session
         self._run_timeout_ms = run_timeout_ms
         self._callables: dict[tuple, object] = {}
@@ -61,6 +68,9 @@ class Servable:
 
     def run(self, feeds: dict[str, np.ndarray], fetches: Sequence[str]) -> list[np.ndarray]:
         """Runs the graph: ``feeds`` by tensor name (``"x:0"``), returns ``fetches`` in order."""
+        limit = self.input_rules.batch_size_limit
+        if limit is not None and (frozenset(feeds), frozenset(fetches)) in self._batched_runs:
+            check_batch([np.shape(array) for array in feeds.values()], limit)
         key = (tuple(feeds), tuple(fetches))
         runner = self._callables.get(key)
         if runner is None:

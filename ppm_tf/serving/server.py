@@ -6,8 +6,8 @@ and REST over one :class:`ModelManager`, and stops cleanly on SIGTERM/SIGINT. Di
 TF Serving: it binds ``--bind_address`` (127.0.0.1 by default, where TF Serving binds all
 interfaces), bounds REST bodies (``--max_request_bytes``) and connections, checks every input's
 shape and claimed size against its signature (``--enforce_signature_shapes``,
-``--max_unknown_dim_size``), and accepts ``--enable_batching`` and its parameters file
-(validated) without batching requests together.
+``--max_unknown_dim_size``), and with ``--enable_batching`` refuses what TF Serving's batching
+refuses (unequal 0th dimensions, more than ``max_batch_size`` rows) without merging requests.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from ppm_tf.serving.grpc_service import create_grpc_server
 from ppm_tf.serving.metrics import Metrics
 from ppm_tf.serving.model_manager import ModelManager
 from ppm_tf.serving.rest import RestApi, RestServer
-from ppm_tf.serving.signature_inputs import InputRules
+from ppm_tf.serving.signature_inputs import DEFAULT_MAX_BATCH_SIZE, InputRules
 
 log = logging.getLogger(__name__)
 
@@ -64,17 +64,23 @@ class ServerOptions:
 
 
 def request_input_rules(options: ServerOptions) -> InputRules:
-    """How requests' inputs are checked: signature shapes and claimed sizes."""
+    """How requests' inputs are checked: signature shapes, claimed sizes and, with
+    ``--enable_batching``, TF Serving's batching rule with the file's ``max_batch_size``."""
     if options.max_unknown_dim_size < 1:
         raise config_files.ConfigError("--max_unknown_dim_size must be positive")
+    batch_size_limit = None
     if options.enable_batching:
+        batch_size_limit = DEFAULT_MAX_BATCH_SIZE
         if options.batching_parameters_file:
-            config_files.load_batching_parameters(options.batching_parameters_file,
-                                                  allow_unknown_fields=True)
-        log.warning("--enable_batching: the local server runs each request on its own; "
-                    "batching happens in TF Serving only")
+            params = config_files.load_batching_parameters(options.batching_parameters_file,
+                                                           allow_unknown_fields=True)
+            if params.HasField("max_batch_size"):
+                batch_size_limit = params.max_batch_size.value
+        log.info("--enable_batching: requests are held to TF Serving's batching rule (equal 0th "
+                 "dimensions, at most %d rows) and run one by one, not merged", batch_size_limit)
     return InputRules(enforce_signature_shapes=options.enforce_signature_shapes,
-                      max_unknown_dim_size=options.max_unknown_dim_size)
+                      max_unknown_dim_size=options.max_unknown_dim_size,
+                      batch_size_limit=batch_size_limit)
 
 
 class ModelServer:
@@ -241,7 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--grpc_max_threads", type=int, default=4 * _CPUS, help="gRPC worker threads")
     add("--monitoring_config_file", default="",
         help="text-format MonitoringConfig (Prometheus metrics on the REST port)")
-    add_bool("--enable_batching", False, "accepted and validated; requests are not batched")
+    add_bool("--enable_batching", False,
+             "refuse what TF Serving's batching refuses: inputs of unequal 0th dimension, more "
+             "than max_batch_size rows (requests are not merged)")
     add("--batching_parameters_file", default="", help="text-format BatchingParameters")
     add("--saved_model_tags", default="serve", help="comma-separated MetaGraphDef tags")
     add("--tensorflow_intra_op_parallelism", type=int, default=0)

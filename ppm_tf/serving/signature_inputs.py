@@ -12,7 +12,9 @@ checks to TF Serving's, both on the *claimed* shape, before an array is built:
   (product of the known dimensions) x ``max_unknown_dim_size`` ** (unknown dimensions)
   elements (an input of unknown rank: ``max_unknown_dim_size`` elements).
 
-All refusals are INVALID_ARGUMENT (HTTP 400).
+With ``--enable_batching`` it also applies TF Serving's batching rule (``batching_util.h``,
+``shared_batch_scheduler.h``): every input of a batched run shares its 0th dimension, and that
+size is at most ``max_batch_size``. All refusals are INVALID_ARGUMENT (HTTP 400).
 """
 from __future__ import annotations
 
@@ -25,11 +27,19 @@ from tensorflow.core.protobuf import meta_graph_pb2
 from ppm_tf.serving import tensors
 from ppm_tf.serving.errors import ServingError, invalid_argument
 
+DEFAULT_MAX_BATCH_SIZE = 1000  # TensorFlow's QueueOptions.input_batch_size_limit
+
+
 @dataclasses.dataclass(frozen=True)
 class InputRules:
-    """What a version accepts beyond TF Serving's name and dtype checks."""
+    """What a version accepts beyond TF Serving's name and dtype checks.
+
+    ``batch_size_limit`` is ``None`` without ``--enable_batching``; with it, the batching
+    parameters' ``max_batch_size`` (TensorFlow's default 1000 when the file leaves it out).
+    """
     enforce_signature_shapes: bool = True
     max_unknown_dim_size: int = 4096
+    batch_size_limit: int | None = None
 
 
 def _join(names: Iterable[str]) -> str:
@@ -103,3 +113,18 @@ def check_input(signature, alias: str, dtype: int, dims: Sequence[int],
             f"{allowed} its signature shape {signature_shape} allows with at most "
             f"{rules.max_unknown_dim_size} per unknown dimension (--max_unknown_dim_size)")
 
+
+def check_batch(shapes: Sequence[Sequence[int]], batch_size_limit: int) -> None:
+    """TF Serving's batching rule for one run: every input has a 0th dimension, all of the
+    same size, and that size is at most ``max_batch_size``."""
+    if not shapes:
+        raise invalid_argument("Batching Run() must have at least one input tensor")
+    if any(len(shape) == 0 for shape in shapes):
+        raise invalid_argument("Batching Run() input tensors must have at least one dimension")
+    sizes = {shape[0] for shape in shapes}
+    if len(sizes) > 1:
+        raise invalid_argument("Batching Run() input tensors must have equal 0th-dimension size")
+    (size,) = sizes
+    if size > batch_size_limit:
+        raise invalid_argument(f"Task size {size} is larger than maximum input batch size "
+                               f"{batch_size_limit}")

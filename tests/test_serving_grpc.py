@@ -25,6 +25,7 @@ from ppm_tf.serving.testing import free_port, running_server
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "tf_serving"
 TWO_VERSIONS = "saved_model_half_plus_two_2_versions"
+BATCHING_CONFIG = Path(__file__).resolve().parents[1] / "serving" / "batching.config"
 
 
 def _config(*models) -> config.ModelServerConfig:
@@ -44,7 +45,9 @@ def server():
     model_config = _config((TWO_VERSIONS, TWO_VERSIONS, "all"),
                            ("default", "saved_model_half_plus_two_cpu", ""))
     model_config.model_config_list.config[0].version_labels["stable"] = 123
-    with running_server(model_config=model_config, file_system_poll_wait_seconds=0) as running:
+    with running_server(model_config=model_config, file_system_poll_wait_seconds=0,
+                        enable_batching=True,  # the production flags
+                        batching_parameters_file=str(BATCHING_CONFIG)) as running:
         yield running
 
 
@@ -64,7 +67,7 @@ def models(channel):
     return model_service_pb2_grpc.ModelServiceStub(channel)
 
 
-def _predict_request(model=TWO_VERSIONS, x=(1.0, 2.0, 5.0), dtype=np.float32, **spec):
+def _predict_request(model=TWO_VERSIONS, x=((1.0,), (2.0,), (5.0,)), dtype=np.float32, **spec):
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model
     for field, value in spec.items():
@@ -84,7 +87,7 @@ def _code(call, request) -> grpc.RpcError:
 
 def test_predict_half_plus_two(predictions):
     response = predictions.Predict(_predict_request(), timeout=10)
-    assert tensor_proto_to_ndarray(response.outputs["y"]).tolist() == [2.5, 3.0, 4.5]
+    assert tensor_proto_to_ndarray(response.outputs["y"]).tolist() == [[2.5], [3.0], [4.5]]
     assert list(response.outputs["y"].float_val) == [2.5, 3.0, 4.5]  # TF Serving's field form
     assert (response.model_spec.name, response.model_spec.version.value,
             response.model_spec.signature_name) == (TWO_VERSIONS, 124, "serving_default")
@@ -249,7 +252,7 @@ def test_rest_client_round_trips_and_reports_errors(tmp_path):
         rest = RestClient(f"http://127.0.0.1:{running.rest_port}")
         outputs = rest.predict("hp2", {"x": np.array([[1.0], [2.0]], np.float32)})
         assert list(outputs) == ["y"] and outputs["y"].tolist() == [[2.5], [3.0]]
-        assert rest.predict_instances("hp2", [1.0, 5.0]) == [2.5, 4.5]
+        assert rest.predict_instances("hp2", [[1.0], [5.0]]) == [[2.5], [4.5]]
         assert rest.regress("hp2", [{"x": 2.0}], signature_name="regress_x_to_y") == [3.0]
         assert rest.status("hp2")["model_version_status"][0]["state"] == "AVAILABLE"
         assert rest.metadata("hp2")["model_spec"]["version"] == "124"

@@ -23,6 +23,7 @@ from ppm_tf.serving.testing import running_server
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "tf_serving"
 TWO_VERSIONS = "saved_model_half_plus_two_2_versions"
+BATCHING_CONFIG = Path(__file__).resolve().parents[1] / "serving" / "batching.config"
 
 
 class _Toy(tf.Module):
@@ -65,7 +66,9 @@ def server(tmp_path_factory):
     monitoring = path.parent / "monitoring.config"
     monitoring.write_text('prometheus_config { enable: true path: "/metrics" }')
     with running_server(model_config_file=str(path), monitoring_config_file=str(monitoring),
-                        file_system_poll_wait_seconds=0, max_request_bytes=1 << 20) as running:
+                        file_system_poll_wait_seconds=0, max_request_bytes=1 << 20,
+                        enable_batching=True,  # the production flags
+                        batching_parameters_file=str(BATCHING_CONFIG)) as running:
         yield running
 
 
@@ -90,16 +93,16 @@ def _fixture_json(name: str) -> dict:
 
 def test_row_format_predicts_half_plus_two(server):
     status, body = _http(server, "POST", f"/v1/models/{TWO_VERSIONS}:predict",
-                         {"instances": [1.0, 2.0, 5.0]})
-    assert (status, body) == (200, {"predictions": [2.5, 3.0, 4.5]})
+                         {"instances": [[1.0], [2.0], [5.0]]})
+    assert (status, body) == (200, {"predictions": [[2.5], [3.0], [4.5]]})
 
 
 def test_columnar_format_answers_outputs(server):
     status, body = _http(server, "POST", f"/v1/models/{TWO_VERSIONS}:predict",
                          {"inputs": {"x": [[1.0], [2.0], [5.0]]}})
     assert (status, body) == (200, {"outputs": [[2.5], [3.0], [4.5]]})
-    assert _http(server, "POST", "/v1/models/default:predict", {"inputs": [4.0]}) == (
-        200, {"outputs": [4.0]})
+    assert _http(server, "POST", "/v1/models/default:predict", {"inputs": [[4.0]]}) == (
+        200, {"outputs": [[4.0]]})
 
 
 def test_signature_name_selects_another_signature(server):
@@ -112,14 +115,14 @@ def test_versions_and_labels_route_to_that_version(server):
     for version in (123, 124):
         status, body = _http(server, "POST",
                              f"/v1/models/{TWO_VERSIONS}/versions/{version}:predict",
-                             {"instances": [1.0]})
-        assert (status, body) == (200, {"predictions": [2.5]})
+                             {"instances": [[1.0]]})
+        assert (status, body) == (200, {"predictions": [[2.5]]})
     assert _http(server, "GET", f"/v1/models/{TWO_VERSIONS}/metadata")[1]["model_spec"][
         "version"] == "124"  # latest
     assert _http(server, "GET", f"/v1/models/{TWO_VERSIONS}/labels/stable/metadata")[1][
         "model_spec"]["version"] == "123"
     assert _http(server, "POST", f"/v1/models/{TWO_VERSIONS}/labels/canary:predict",
-                 {"instances": [3.0]}) == (200, {"predictions": [3.5]})
+                 {"instances": [[3.0]]}) == (200, {"predictions": [[3.5]]})
 
 
 def test_second_model_is_served_side_by_side(server):
@@ -230,7 +233,7 @@ def test_body_over_the_limit_is_refused_without_reading_it(server):
 
 
 def test_prometheus_metrics_count_requests(server):
-    _http(server, "POST", f"/v1/models/{TWO_VERSIONS}:predict", {"instances": [1.0]})
+    _http(server, "POST", f"/v1/models/{TWO_VERSIONS}:predict", {"instances": [[1.0]]})
     _http(server, "POST", "/v1/models/made_up_model:predict", {"instances": [1.0]})
     status, payload = _http(server, "GET", "/metrics", raw=True)
     text = payload.decode()
@@ -240,18 +243,14 @@ def test_prometheus_metrics_count_requests(server):
     assert ":tensorflow:cc:saved_model:load_attempt_count" in text
 
 
-def test_slow_and_broken_clients_do_not_block_others(server):
+def test_a_slow_client_does_not_block_others(server):
     slow = socket.create_connection(("127.0.0.1", server.rest_port))
     slow.sendall(b"POST /v1/models/default:predict HTTP/1.1\r\nContent-Length: 100\r\n\r\n{")
     try:
         started = time.monotonic()
-        assert _http(server, "POST", "/v1/models/default:predict", {"instances": [2.0]}) == (
-            200, {"predictions": [3.0]})
+        assert _http(server, "POST", "/v1/models/default:predict", {"instances": [[2.0]]}) == (
+            200, {"predictions": [[3.0]]})
         assert time.monotonic() - started < 5
-        with socket.create_connection(("127.0.0.1", server.rest_port)) as garbage:
-            garbage.sendall(b"\x16\x03\x01 not http at all\r\n\r\n")
-            assert b'"error"' in garbage.recv(1000)  # refused, then the connection is closed
-            assert garbage.recv(1000) == b""
         assert _http(server, "GET", "/v1/models/default")[0] == 200
     finally:
         slow.close()
@@ -290,6 +289,87 @@ def test_config_file_fixture_serves_both_models(tmp_path):
                         file_system_poll_wait_seconds=0) as running:
         assert running.grpc_port is None
         assert _http(running, "POST", "/v1/models/half_plus_two:predict",
-                     {"instances": [1.0]}) == (200, {"predictions": [2.5]})
+                     {"instances": [[1.0]]}) == (200, {"predictions": [[2.5]]})
         assert _http(running, "POST", "/v1/models/half_plus_three:predict",
                      {"instances": [1.0]}) == (200, {"predictions": [3.5]})
+
+
+@pytest.mark.parametrize("request_line", [
+    b"\x16\x03\x01 not http at all\r\n\r\n",  # a TLS hello, or any garbage
+    b"GET /v1/models/default\r\n\r\n",  # HTTP/0.9's two-word form
+    b"GET\r\n\r\n",
+    b"GET /v1/models/default HTTP/x.y\r\n\r\n",
+    b"\r\n\r\n",
+])
+def test_garbage_request_line_gets_400_with_a_status_line(server, request_line):
+    with socket.create_connection(("127.0.0.1", server.rest_port), timeout=10) as garbage:
+        garbage.sendall(request_line)
+        answer = b""
+        while chunk := garbage.recv(4096):  # the server closes the connection after it
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert b"Content-Type: application/json" in head
+    assert list(json.loads(body)) == ["error"]
+
+
+def test_one_empty_line_before_a_request_line_is_skipped(server):
+    with socket.create_connection(("127.0.0.1", server.rest_port), timeout=10) as client:
+        client.sendall(b"\r\nGET /v1/models/default HTTP/1.1\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := client.recv(4096):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200 ")
+
+
+def test_slow_clients_holding_every_connection_cannot_lock_out_a_request():
+    """As many trickling (one byte at a time) and silent clients as the connection limit; each
+    would keep its connection forever under a per-read timeout. The read deadline cuts them
+    off, so a normal request is still answered within its client's timeout."""
+    if not FIXTURES.is_dir():
+        pytest.skip(f"TF Serving test fixtures not found at {FIXTURES}")
+    limit = 4
+    with running_server(model_name="default",
+                        model_base_path=str(FIXTURES / "saved_model_half_plus_two_cpu"),
+                        port=None, file_system_poll_wait_seconds=0,
+                        rest_api_max_connections=limit, rest_api_read_timeout_in_ms=1000) as running:
+        stop = threading.Event()
+        cut_off = []
+
+        def slow_client(trickle: bool) -> None:
+            with socket.create_connection(("127.0.0.1", running.rest_port)) as connection:
+                request = b"POST /v1/models/default:predict HTTP/1.1\r\nContent-Length: 20\r\n"
+                for position in range(300):  # 30 s of trickling at most
+                    if stop.wait(0.1):
+                        return
+                    try:
+                        if trickle:
+                            connection.sendall(request[position % len(request):][:1])
+                        elif connection.recv(1, socket.MSG_DONTWAIT) == b"":
+                            raise ConnectionResetError
+                    except BlockingIOError:
+                        continue
+                    except OSError:
+                        cut_off.append(trickle)
+                        return
+
+        clients = [threading.Thread(target=slow_client, args=(n % 2 == 0,)) for n in range(limit)]
+        for client in clients:
+            client.start()
+        try:
+            time.sleep(0.3)  # let the slow clients take every connection slot first
+            connection = http.client.HTTPConnection("127.0.0.1", running.rest_port, timeout=8)
+            connection.request("POST", "/v1/models/default:predict",
+                               body=json.dumps({"instances": [[2.0]]}))
+            response = connection.getresponse()
+            assert (response.status, json.loads(response.read())) == (
+                200, {"predictions": [[3.0]]})
+            connection.close()
+            wait_for = time.monotonic() + 10
+            while len(cut_off) < limit and time.monotonic() < wait_for:
+                time.sleep(0.05)
+            assert sorted(cut_off) == [False] * (limit // 2) + [True] * (limit // 2)
+        finally:
+            stop.set()
+            for client in clients:
+                client.join(timeout=5)

@@ -75,10 +75,6 @@ def unimplemented(message: str) -> ServingError:
     return ServingError(grpc.StatusCode.UNIMPLEMENTED, message)
 
 
-def internal(message: str) -> ServingError:
-    return ServingError(grpc.StatusCode.INTERNAL, message)
-
-
 def from_exception(error: BaseException) -> ServingError:
     """Wraps any exception: TensorFlow's ``OpError`` keeps its code, anything else is UNKNOWN."""
     if isinstance(error, ServingError):

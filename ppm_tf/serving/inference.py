@@ -4,7 +4,8 @@ Each function takes the model manager (or one loaded version) and TF Serving's r
 and returns its response message or raises :class:`ServingError` with the code and text TF
 Serving uses (``predict_util.cc``, ``classifier.cc``, ``regressor.cc``,
 ``get_model_metadata_impl.cc``, ``get_model_status_impl.cc``). ``run_predict`` is the numpy-level
-entry the REST front end and model warm-up share.
+entry the REST front end and model warm-up share; every input it runs has passed
+``signature_inputs``' checks (gRPC tensors before they are even built: ``decode_inputs``).
 """
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import types_pb2
+from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      get_model_status_pb2, input_pb2, model_pb2, predict_pb2,
                                      regression_pb2, status_pb2)
 
 from ppm_tf.serving import tensors
+from ppm_tf.serving.signature_inputs import check_input, check_input_names
 from ppm_tf.serving.errors import from_exception, failed_precondition, invalid_argument, \
     unimplemented
 
@@ -56,39 +58,44 @@ def _join(names) -> str:
     return ",".join(sorted(names))
 
 
-def run_predict(servable, signature_name: str, inputs: Mapping[str, np.ndarray],
-                output_filter: Sequence[str] = ()) -> tuple[str, dict[str, np.ndarray]]:
-    """Runs one signature on numpy inputs keyed by alias; returns (signature name, outputs)."""
+def predict_signature(servable, signature_name: str):
+    """(name, SignatureDef) of the signature a Predict request names (default: serving_default)."""
     name = signature_name or DEFAULT_SIGNATURE
     signature = servable.signature_defs.get(name)
     if signature is None:
         raise failed_precondition(f"Serving signature key \"{name}\" not found.")
-    sent, expected = set(inputs), set(signature.inputs)
-    if len(sent) > len(expected) or (len(sent) < len(expected) and not signature.defaults):
-        raise invalid_argument(
-            f"input size does not match signature: {len(sent)}!={len(expected)} "
-            f"len({{{_join(sent)}}}) != len({{{_join(expected)}}}). Sent extra: "
-            f"{{{_join(sent - expected)}}}. Missing but required: {{{_join(expected - sent)}}}.")
+    return name, signature
+
+
+def decode_inputs(servable, signature_name: str, protos: Mapping[str, tensor_pb2.TensorProto]
+                  ) -> dict[str, np.ndarray]:
+    """A request's input TensorProtos as arrays. Names, dtypes and the shape each one claims
+    are checked against the signature first, so an oversized claim allocates nothing."""
+    _, signature = predict_signature(servable, signature_name)
+    check_input_names(signature, protos)
+    arrays = {}
+    for alias, proto in protos.items():
+        check_input(signature, alias, proto.dtype, tensors.claimed_dims(proto, alias),
+                    servable.input_rules)
+        arrays[alias] = tensors.tensor_proto_to_ndarray(proto, alias)
+    return arrays
+
+
+def run_predict(servable, signature_name: str, inputs: Mapping[str, np.ndarray],
+                output_filter: Sequence[str] = ()) -> tuple[str, dict[str, np.ndarray]]:
+    """Runs one signature on numpy inputs keyed by alias; returns (signature name, outputs)."""
+    name, signature = predict_signature(servable, signature_name)
+    check_input_names(signature, inputs)
     feeds = {}
-    for position, alias in enumerate(sorted(expected)):
+    for alias in sorted(signature.inputs):
         info = signature.inputs[alias]
         if alias in inputs:
             array = np.asarray(inputs[alias])
-        elif alias in signature.defaults:
-            array = tensors.tensor_proto_to_ndarray(signature.defaults[alias], alias)
+            check_input(signature, alias, tensors.dtype_of(array), array.shape,
+                        servable.input_rules)
         else:
-            raise invalid_argument(
-                f"Signature input alias: {alias}(feed name: {info.name}) not found in request "
-                f"and no default value provided. Inputs expected to be in the request "
-                f"{{{_join(sent)}}}, or default input alias set: {{{_join(signature.defaults)}}}")
-        given = tensors.dtype_of(array)
-        if given != info.dtype:
-            raise invalid_argument(f"Expects arg[{position}] to be {tensors.dtype_name(info.dtype)}"
-                                   f" but {tensors.dtype_name(given)} is provided")
+            array = tensors.tensor_proto_to_ndarray(signature.defaults[alias], alias)
         feeds[_dense_name(info, alias)] = tensors.to_ndarray(array, info.dtype)
-    if sent - expected:
-        raise invalid_argument(f"Inputs contains invalid name. Used request inputs: "
-                               f"{{{_join(sent & expected)}}}, request inputs: {{{_join(sent)}}}")
     aliases = list(output_filter)
     for alias in aliases:
         if alias not in signature.outputs:
@@ -106,8 +113,7 @@ def predict(manager, request: predict_pb2.PredictRequest) -> predict_pb2.Predict
     _require_model_spec(request)
     name, version, label = spec_of(request.model_spec)
     with manager.servable(name, version, label) as servable:
-        inputs = {alias: tensors.tensor_proto_to_ndarray(proto, alias)
-                  for alias, proto in request.inputs.items()}
+        inputs = decode_inputs(servable, request.model_spec.signature_name, request.inputs)
         signature_name, outputs = run_predict(servable, request.model_spec.signature_name,
                                               inputs, request.output_filter)
     response = predict_pb2.PredictResponse()

@@ -2,7 +2,9 @@
 
 A line-by-line port of the rules in TF Serving's ``util/json_tensor.cc`` (what is accepted,
 how shapes are inferred, which error text comes back), so that a request the real server takes
-is taken here with the same meaning, and a bad one is refused with the same 400 message.
+is taken here with the same meaning, and a bad one is refused with the same 400 message. One
+exception: names in a columnar ``inputs`` object that the signature lacks, which TF Serving
+drops silently, are refused as the gRPC API refuses them.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from tensorflow_serving.apis import input_pb2
 
 from ppm_tf.serving import tensors
 from ppm_tf.serving.errors import ServingError, invalid_argument, unimplemented
+from ppm_tf.serving.signature_inputs import input_size_error
 
 ROW, COLUMNAR = "row", "columnar"
 _MAX_ERROR_VALUE_CHARS = 256
@@ -268,6 +271,8 @@ def _inputs_to_arrays(inputs, infos: Mapping) -> dict[str, np.ndarray]:
         if name not in inputs:
             raise invalid_argument(f"Missing named input: {name} in 'inputs' object.")
         arrays[name] = json_to_ndarray(inputs[name], info.dtype)
+    if set(inputs) - set(infos):  # TF Serving drops extra names here; refused as over gRPC
+        raise input_size_error(inputs, infos)
     return arrays
 
 

@@ -23,6 +23,7 @@ from ppm_tf.serving.config import (ConfigError, ModelConfig, ModelServerConfig,
                                    resolve_base_path, validate_model_server_config)
 from ppm_tf.serving.errors import from_exception, invalid_argument, not_found
 from ppm_tf.serving.servable import Servable
+from ppm_tf.serving.signature_inputs import InputRules
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ class ModelManager:
       enable_model_warmup: replay ``assets.extra/tf_serving_warmup_requests`` before serving.
       allow_version_labels_for_unavailable_models: as TF Serving's flag of that name.
       run_timeout_ms: per-run deadline inside TensorFlow (0: none).
+      input_rules: how requests' inputs are checked (shapes, sizes, the batching rule).
       drain_timeout_s: how long an unloaded version waits for its in-flight requests.
       on_load: called as ``on_load(path, ok)`` after each load attempt (metrics).
     """
@@ -82,8 +84,8 @@ class ModelManager:
                  session_config: config_pb2.ConfigProto | None = None,
                  enable_model_warmup: bool = True,
                  allow_version_labels_for_unavailable_models: bool = False,
-                 run_timeout_ms: int = 0, drain_timeout_s: float = 30.0,
-                 on_load: Callable[[str, bool], None] | None = None):
+                 run_timeout_ms: int = 0, input_rules: InputRules = InputRules(),
+                 drain_timeout_s: float = 30.0, on_load: Callable[[str, bool], None] | None = None):
         _check_config(config)
         self._config = config
         self._poll_wait = file_system_poll_wait_seconds
@@ -92,6 +94,7 @@ class ModelManager:
         self._warmup = enable_model_warmup
         self._allow_unavailable_labels = allow_version_labels_for_unavailable_models
         self._run_timeout_ms = run_timeout_ms
+        self._input_rules = input_rules
         self._drain_timeout_s = drain_timeout_s
         self._on_load = on_load
         self._models: dict[str, _Model] = {}
@@ -273,7 +276,7 @@ class ModelManager:
         servable = None
         try:
             servable = Servable.load(name, version, path, self._tags, self._session_config,
-                                     self._run_timeout_ms)
+                                     self._run_timeout_ms, self._input_rules)
             if self._warmup:
                 warmup.replay(servable)
         except Exception as exception:  # any load failure is this version's, not the server's

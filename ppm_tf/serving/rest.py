@@ -4,13 +4,15 @@
 ``http_rest_api_handler.cc`` does: the same URL patterns (case-insensitive, URL-decoded model
 names and labels), JSON bodies, ``{"error": "…"}`` on failure with TF Serving's HTTP code for
 the error. ``RestServer`` serves it with the standard library's threading HTTP server, bounded:
-a cap on running requests and on open connections, a per-connection socket timeout (slow
-clients are cut off), a request size limit (413), and a graceful stop that lets running
-requests finish.
+a cap on running requests and on open connections, a deadline for each request to arrive whole
+(a client that trickles bytes or sits idle is cut off at it, so it cannot hold a connection
+slot for long), a request size limit (413), a 400 with a proper status line for a request line
+that is not HTTP/1.x, and a graceful stop that lets running requests finish.
 """
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import re
@@ -186,17 +188,66 @@ def _fill_spec(spec, name: str, version: int | None, label: str | None) -> None:
         spec.version_label = label
 
 
+class _DeadlineReader(io.RawIOBase):
+    """A connection's incoming bytes, read under a deadline rather than a per-read timeout.
+
+    A per-read timeout never fires for a client that sends one byte every few seconds; a
+    deadline does, so a trickling client holds its connection slot for a bounded time.
+    """
+
+    def __init__(self, connection: socket.socket):
+        super().__init__()
+        self._connection = connection
+        self.deadline = time.monotonic()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("the request did not arrive before its deadline")
+        self._connection.settimeout(remaining)
+        return self._connection.recv_into(buffer)
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, so clients reuse connections
     server_version = "ppm-tf-serving"
 
     def setup(self) -> None:
-        self.timeout = self.server.socket_timeout_s  # read by StreamRequestHandler.setup
+        self.timeout = self.server.read_timeout_s  # read by StreamRequestHandler.setup
         super().setup()
+        self.rfile.close()  # replaced: an open makefile() would keep the socket from closing
+        self._reader = _DeadlineReader(self.connection)
+        self.rfile = io.BufferedReader(self._reader)
         # Headers and body leave in separate writes; without this, Nagle's algorithm holds the
         # body back until the client's delayed ACK (about 40 ms per request).
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.server.track(self.connection, add=True)
+
+    def handle_one_request(self) -> None:
+        """One request under one deadline: the wait for it (keep-alive idle time included),
+        its request line, headers and body must all fit in ``read_timeout_s``."""
+        self._reader.deadline = time.monotonic() + self.server.read_timeout_s
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        """http.server's parser, but only ``METHOD TARGET HTTP/x.y`` request lines: anything
+        else (HTTP/0.9's two-word form, garbage) gets a 400 with a status line and a JSON
+        body. One empty line before a request line is skipped (RFC 9112, section 2.2)."""
+        if self.raw_requestline in (b"\r\n", b"\n"):
+            self.raw_requestline = self.rfile.readline(65537)
+            if not self.raw_requestline:
+                self.close_connection = True
+                return False
+        line = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        if len(line.split()) != 3:
+            self.command, self.requestline = None, line
+            self.request_version = self.protocol_version  # so the answer has a status line
+            self.send_error(400, f"Bad request syntax ({line!r})")
+            return False
+        return super().parse_request()
 
     def finish(self) -> None:
         try:
@@ -257,10 +308,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _discard_input(self, length: int, deadline_s: float = 2.0) -> None:
         """Reads (and drops) a refused body for a moment, so the client can finish sending
         and read the answer instead of seeing its connection reset mid-upload."""
-        deadline = time.monotonic() + deadline_s
+        self._reader.deadline = time.monotonic() + deadline_s
         with contextlib.suppress(OSError):
-            self.connection.settimeout(0.5)
-            while length > 0 and time.monotonic() < deadline:
+            while length > 0:
                 chunk = self.rfile.read1(min(length, 1 << 16))
                 if not chunk:
                     break
@@ -271,6 +321,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, JSON_TYPE, _body({"error": message}))
 
     def _send(self, status: int, content_type: str, payload: bytes) -> None:
+        self.connection.settimeout(self.server.read_timeout_s)  # a client must take its answer
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
@@ -283,6 +334,8 @@ class _Handler(BaseHTTPRequestHandler):
     def send_error(self, code: int, message: str | None = None, explain: str | None = None):
         """http.server's own refusals (bad request line, oversized headers) as JSON errors."""
         self.close_connection = True
+        if self.request_version == "HTTP/0.9":  # an unparsed request line: http.server would
+            self.request_version = self.protocol_version  # leave out the status line
         text = message or explain or "Bad request"
         self._send(code, JSON_TYPE, _body({"error": text}))
 
@@ -292,16 +345,16 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _BoundedHTTPServer(ThreadingHTTPServer):
     """A thread per connection, at most ``max_connections`` of them (the rest wait in the
-    listen backlog), and at most ``num_threads`` requests running at once."""
+    listen backlog, in order), and at most ``num_threads`` requests running at once."""
 
     daemon_threads = True
     request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], api: RestApi, num_threads: int,
-                 max_connections: int, socket_timeout_s: float, max_body_bytes: int):
+                 max_connections: int, read_timeout_s: float, max_body_bytes: int):
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.api = api
-        self.socket_timeout_s = socket_timeout_s
+        self.read_timeout_s = read_timeout_s
         self.max_body_bytes = max_body_bytes
         self.stopping = threading.Event()
         self._slots = threading.BoundedSemaphore(max_connections)
@@ -359,15 +412,17 @@ class RestServer:
     """Serves a :class:`RestApi` over HTTP on ``host:port`` (port 0: any free port).
 
     ``num_threads`` requests run at once; up to ``max_connections`` connections stay open
-    (keep-alive clients hold theirs between requests), each closed after ``socket_timeout_s``
-    without traffic; bodies over ``max_body_bytes`` are refused with 413.
+    (keep-alive clients hold theirs between requests; further ones wait to be accepted). Each
+    request must arrive whole within ``read_timeout_s`` of the server starting to wait for it,
+    else its connection is closed, so slow or idle clients free their slots within that time;
+    bodies over ``max_body_bytes`` are refused with 413.
     """
 
     def __init__(self, api: RestApi, host: str = "127.0.0.1", port: int = 8501,
                  num_threads: int = 16, max_connections: int = 256,
-                 socket_timeout_s: float = 30.0, max_body_bytes: int = 32 << 20):
+                 read_timeout_s: float = 10.0, max_body_bytes: int = 32 << 20):
         self._server = _BoundedHTTPServer((host, port), api, num_threads, max_connections,
-                                          socket_timeout_s, max_body_bytes)
+                                          read_timeout_s, max_body_bytes)
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         kwargs={"poll_interval": 0.25}, name="rest-server",
                                         daemon=True)

@@ -2,9 +2,12 @@
 
 A version is loaded the way TF Serving loads it: the SavedModel's MetaGraphDef into its own graph
 and session (TF1 and TF2 SavedModels alike, tables and init ops included), and signatures are run
-by tensor name. Runs go through ``Session`` callables, which feed the C++ session directly, so
-the session (not Python) judges shapes and dtypes, as in TF Serving. Requests hold the version
-while they run; unloading waits for them to finish before the session is closed.
+by tensor name. Runs go through ``Session`` callables, which feed the C++ session directly, as
+in TF Serving. A version carries the :class:`InputRules` its requests are checked by; with
+batching on, a run that feeds and fetches exactly one signature's tensors is held to TF
+Serving's batching rule here, where TF Serving's batching session applies it (requests are not
+merged). Requests hold the version while they run; unloading waits for them to finish before
+the session is closed.
 """
 from __future__ import annotations
 
@@ -16,6 +19,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import config_pb2
 
+from ppm_tf.serving.signature_inputs import InputRules, check_batch
+
 log = logging.getLogger(__name__)
 
 _MAX_CACHED_CALLABLES = 256
@@ -25,12 +30,18 @@ class Servable:
     """A loaded model version. Build with :meth:`load`; requests use :meth:`run`."""
 
     def __init__(self, name: str, version: int, path: str, session, meta_graph_def,
-                 run_timeout_ms: int = 0):
+                 run_timeout_ms: int = 0, input_rules: InputRules = InputRules()):
         self.name = name
         self.version = version
         self.path = path
         self.meta_graph_def = meta_graph_def
         self.signature_defs = dict(meta_graph_def.signature_def)
+        self.input_rules = input_rules
+        # TF Serving batches a run whose feeds and fetches are one signature's, all of them.
+        self._batched_runs = {
+            (frozenset(info.name for info in signature.inputs.values()),
+             frozenset(info.name for info in signature.outputs.values()))
+            for signature in self.signature_defs.values()}
         self._session = session
         self._run_timeout_ms = run_timeout_ms
         self._callables: dict[tuple, object] = {}
@@ -42,7 +53,7 @@ class Servable:
     @classmethod
     def load(cls, name: str, version: int, path: str, tags: Sequence[str] = ("serve",),
              session_config: config_pb2.ConfigProto | None = None,
-             run_timeout_ms: int = 0) -> "Servable":
+             run_timeout_ms: int = 0, input_rules: InputRules = InputRules()) -> "Servable":
         """Loads the MetaGraphDef tagged ``tags`` from ``path``, restoring variables/tables."""
         graph = tf.Graph()
         session = tf.compat.v1.Session(graph=graph, config=session_config)
@@ -53,10 +64,13 @@ class Servable:
         except BaseException:
             session.close()
             raise
-        return cls(name, version, path, session, meta_graph_def, run_timeout_ms)
+        return cls(name, version, path, session, meta_graph_def, run_timeout_ms, input_rules)
 
     def run(self, feeds: dict[str, np.ndarray], fetches: Sequence[str]) -> list[np.ndarray]:
         """Runs the graph: ``feeds`` by tensor name (``"x:0"``), returns ``fetches`` in order."""
+        limit = self.input_rules.batch_size_limit
+        if limit is not None and (frozenset(feeds), frozenset(fetches)) in self._batched_runs:
+            check_batch([np.shape(array) for array in feeds.values()], limit)
         key = (tuple(feeds), tuple(fetches))
         runner = self._callables.get(key)
         if runner is None:

@@ -4,8 +4,10 @@ It takes ``tensorflow_model_server``'s flags (``--port``, ``--rest_api_port``, `
 ``--model_base_path``, ``--model_config_file``, …) with their defaults and meanings, serves gRPC
 and REST over one :class:`ModelManager`, and stops cleanly on SIGTERM/SIGINT. Differences from
 TF Serving: it binds ``--bind_address`` (127.0.0.1 by default, where TF Serving binds all
-interfaces), bounds REST bodies (``--max_request_bytes``), and accepts ``--enable_batching`` and
-its parameters file (validated) without batching requests together.
+interfaces), bounds REST bodies (``--max_request_bytes``) and connections, checks every input's
+shape and claimed size against its signature (``--enforce_signature_shapes``,
+``--max_unknown_dim_size``), and with ``--enable_batching`` refuses what TF Serving's batching
+refuses (unequal 0th dimensions, more than ``max_batch_size`` rows) without merging requests.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from ppm_tf.serving.grpc_service import create_grpc_server
 from ppm_tf.serving.metrics import Metrics
 from ppm_tf.serving.model_manager import ModelManager
 from ppm_tf.serving.rest import RestApi, RestServer
+from ppm_tf.serving.signature_inputs import DEFAULT_MAX_BATCH_SIZE, InputRules
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,8 @@ class ServerOptions:
     file_system_poll_wait_seconds: float = 1.0
     rest_api_num_threads: int = 4 * _CPUS
     rest_api_timeout_in_ms: int = 30_000
+    rest_api_max_connections: int = 256
+    rest_api_read_timeout_in_ms: int = 10_000
     grpc_max_threads: int = 4 * _CPUS
     monitoring_config_file: str = ""
     enable_batching: bool = False
@@ -54,6 +59,28 @@ class ServerOptions:
     allow_version_labels_for_unavailable_models: bool = False
     enable_model_warmup: bool = True
     max_request_bytes: int = 32 << 20
+    enforce_signature_shapes: bool = True
+    max_unknown_dim_size: int = 4096
+
+
+def request_input_rules(options: ServerOptions) -> InputRules:
+    """How requests' inputs are checked: signature shapes, claimed sizes and, with
+    ``--enable_batching``, TF Serving's batching rule with the file's ``max_batch_size``."""
+    if options.max_unknown_dim_size < 1:
+        raise config_files.ConfigError("--max_unknown_dim_size must be positive")
+    batch_size_limit = None
+    if options.enable_batching:
+        batch_size_limit = DEFAULT_MAX_BATCH_SIZE
+        if options.batching_parameters_file:
+            params = config_files.load_batching_parameters(options.batching_parameters_file,
+                                                           allow_unknown_fields=True)
+            if params.HasField("max_batch_size"):
+                batch_size_limit = params.max_batch_size.value
+        log.info("--enable_batching: requests are held to TF Serving's batching rule (equal 0th "
+                 "dimensions, at most %d rows) and run one by one, not merged", batch_size_limit)
+    return InputRules(enforce_signature_shapes=options.enforce_signature_shapes,
+                      max_unknown_dim_size=options.max_unknown_dim_size,
+                      batch_size_limit=batch_size_limit)
 
 
 class ModelServer:
@@ -90,18 +117,16 @@ class ModelServer:
         options = self.options
         if options.port is None and options.rest_api_port is None:
             raise config_files.ConfigError("Neither --port nor --rest_api_port is enabled")
+        if options.rest_api_max_connections < 1 or options.rest_api_read_timeout_in_ms <= 0:
+            raise config_files.ConfigError(
+                "--rest_api_max_connections and --rest_api_read_timeout_in_ms must be positive")
         model_config = self._model_config()
         metrics_path = None
         if options.monitoring_config_file:
             monitoring = config_files.load_monitoring_config(options.monitoring_config_file)
             if monitoring.prometheus_config.enable:
                 metrics_path = monitoring.prometheus_config.path
-        if options.enable_batching:
-            if options.batching_parameters_file:
-                config_files.load_batching_parameters(options.batching_parameters_file,
-                                                      allow_unknown_fields=True)
-            log.warning("--enable_batching: the local server runs each request on its own; "
-                        "batching happens in TF Serving only")
+        input_rules = request_input_rules(options)
         session_config = config_pb2.ConfigProto(
             intra_op_parallelism_threads=options.tensorflow_intra_op_parallelism,
             inter_op_parallelism_threads=options.tensorflow_inter_op_parallelism,
@@ -114,7 +139,8 @@ class ModelServer:
             session_config=session_config, enable_model_warmup=options.enable_model_warmup,
             allow_version_labels_for_unavailable_models=(
                 options.allow_version_labels_for_unavailable_models),
-            run_timeout_ms=options.rest_api_timeout_in_ms, on_load=self.metrics.record_load)
+            run_timeout_ms=options.rest_api_timeout_in_ms, input_rules=input_rules,
+            on_load=self.metrics.record_load)
         try:
             self.manager.start()
             self._start_front_ends(metrics_path)
@@ -139,6 +165,8 @@ class ModelServer:
             api = RestApi(self.manager, self.metrics, metrics_path)
             self._rest = RestServer(api, options.bind_address, options.rest_api_port,
                                     num_threads=options.rest_api_num_threads,
+                                    max_connections=options.rest_api_max_connections,
+                                    read_timeout_s=options.rest_api_read_timeout_in_ms / 1000,
                                     max_body_bytes=options.max_request_bytes).start()
             self.rest_port = self._rest.port
             log.info("Exporting HTTP/REST API at:%s:%d ...", options.bind_address,
@@ -211,10 +239,17 @@ def build_parser() -> argparse.ArgumentParser:
     add("--rest_api_num_threads", type=int, default=4 * _CPUS,
         help="REST requests processed at once")
     add("--rest_api_timeout_in_ms", type=int, default=30_000, help="per-request run deadline")
+    add("--rest_api_max_connections", type=int, default=256,
+        help="REST connections open at once; more wait to be accepted (ppm extension)")
+    add("--rest_api_read_timeout_in_ms", type=int, default=10_000,
+        help="a REST request must arrive whole (line, headers, body) within this time of the "
+             "server starting to wait for it, else its connection is closed (ppm extension)")
     add("--grpc_max_threads", type=int, default=4 * _CPUS, help="gRPC worker threads")
     add("--monitoring_config_file", default="",
         help="text-format MonitoringConfig (Prometheus metrics on the REST port)")
-    add_bool("--enable_batching", False, "accepted and validated; requests are not batched")
+    add_bool("--enable_batching", False,
+             "refuse what TF Serving's batching refuses: inputs of unequal 0th dimension, more "
+             "than max_batch_size rows (requests are not merged)")
     add("--batching_parameters_file", default="", help="text-format BatchingParameters")
     add("--saved_model_tags", default="serve", help="comma-separated MetaGraphDef tags")
     add("--tensorflow_intra_op_parallelism", type=int, default=0)
@@ -225,6 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
              "replay assets.extra/tf_serving_warmup_requests before serving a version")
     add("--max_request_bytes", type=int, default=32 << 20,
         help="largest REST body / gRPC message accepted (ppm extension)")
+    add_bool("--enforce_signature_shapes", True,
+             "refuse inputs whose rank or known dimensions differ from the signature's "
+             "(ppm extension; TF Serving feeds any shape to the graph)")
+    add("--max_unknown_dim_size", type=int, default=4096,
+        help="largest size a request may give a dimension its signature leaves unknown, e.g. "
+             "the candidate count; checked on the claimed shape before decoding (ppm extension)")
     return parser
 
 

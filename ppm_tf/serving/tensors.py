@@ -121,11 +121,26 @@ def ndarray_to_tensor_proto(value, dtype: int | None = None,
     return proto
 
 
+def claimed_dims(proto: tensor_pb2.TensorProto, alias: str = "") -> list[int]:
+    """The shape a TensorProto claims, read without building it; it must be fully defined."""
+    dims = [dim.size for dim in proto.tensor_shape.dim]
+    if proto.tensor_shape.unknown_rank or any(size < 0 for size in dims):
+        raise invalid_argument(f"tensor parsing error: {alias}: the shape of a request tensor "
+                               f"must be fully defined, not "
+                               f"{'of unknown rank' if proto.tensor_shape.unknown_rank else dims}")
+    return dims
+
+
 def tensor_proto_to_ndarray(proto: tensor_pb2.TensorProto, alias: str = "") -> np.ndarray:
-    """A TensorProto (typed fields or ``tensor_content``) as an ndarray; bad protos are 400s."""
+    """A TensorProto (typed fields or ``tensor_content``) as an ndarray; bad protos are 400s.
+
+    TensorFlow fills a short value list out to the claimed shape: check the claimed size
+    (``signature_inputs.check_input``) before calling this on a request's tensor.
+    """
     if proto.dtype not in NUMPY_DTYPES:
         raise invalid_argument(f"tensor parsing error: {alias}: unsupported dtype "
                                f"{dtype_name(proto.dtype)}")
+    claimed_dims(proto, alias)
     try:
         return tf.make_ndarray(proto)
     except (ValueError, TypeError) as error:

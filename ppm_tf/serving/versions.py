@@ -90,11 +90,3 @@ def aspired_versions(versions: Iterable[int], policy: VersionPolicy) -> set[int]
     num_versions = max(policy.latest.num_versions, 1) if choice == "latest" else 1
     return set(on_disk[:num_versions])
 
-
-def describe_policy(policy: VersionPolicy) -> str:
-    choice = policy.WhichOneof("policy_choice")
-    if choice == "all":
-        return "all"
-    if choice == "specific":
-        return f"specific {sorted(policy.specific.versions)}"
-    return f"latest {max(policy.latest.num_versions, 1) if choice == 'latest' else 1}"

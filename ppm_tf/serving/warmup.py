@@ -13,7 +13,7 @@ import os
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
-from ppm_tf.serving import inference, tensors
+from ppm_tf.serving import inference
 from ppm_tf.serving.errors import invalid_argument, unimplemented
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
@@ -49,8 +49,8 @@ def _run_one(servable, entry: prediction_log_pb2.PredictionLog) -> None:
     kind = entry.WhichOneof("log_type")
     if kind == "predict_log":
         request = entry.predict_log.request
-        inputs = {alias: tensors.tensor_proto_to_ndarray(proto, alias)
-                  for alias, proto in request.inputs.items()}
+        inputs = inference.decode_inputs(servable, request.model_spec.signature_name,
+                                         request.inputs)
         inference.run_predict(servable, request.model_spec.signature_name, inputs,
                               request.output_filter)
     elif kind == "classify_log":

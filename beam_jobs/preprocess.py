@@ -25,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="recent-window length in days (default: world.json's split, else 7)")
     parser.add_argument("--eval_days", type=int,
                         help="evaluation days after the window (default: world.json, else 7)")
+    parser.add_argument("--valid_days", type=int, default=1,
+                        help="last days of the recent window held out as the valid split "
+                             "(early stopping, model selection)")
     parser.add_argument("--max_seq_len", type=int, default=20,
                         help="behaviour sequence length L")
     parser.add_argument("--min_count", type=int, default=2,
@@ -43,6 +46,7 @@ def run(argv: list[str] | None = None) -> dict:
     args, beam_args = build_parser().parse_known_args(argv)
     settings = PreprocessSettings(
         data=args.data, work=args.work, train_days=args.train_days, eval_days=args.eval_days,
+        valid_days=args.valid_days,
         max_seq_len=args.max_seq_len, min_count=args.min_count, oov_buckets=args.oov_buckets,
         max_events_per_user=args.max_events_per_user, as_of=args.as_of)
     return run_preprocess(settings, pipeline_options(beam_args))

@@ -23,7 +23,7 @@ import tensorflow as tf
 
 SCALAR, SEQUENCE, VARIABLE, VECTOR = "scalar", "sequence", "variable", "vector"
 STRING, INT64, FLOAT32 = "string", "int64", "float32"
-SPLITS = ("pretrain", "train", "eval")
+SPLITS = ("pretrain", "train", "valid", "eval")  # in time order; see preprocessing.splits
 PADDING_ID = ""  # pads id sequences; vocab lookups treat it as the mask token
 
 

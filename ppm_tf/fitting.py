@@ -1,6 +1,13 @@
 """The one way every Keras model here is fitted (encoders, PPM pre-training, the ablation
-rows): progress bars, a checkpoint after every epoch with resume, a NaN guard, and the
-wall-clock time and throughput the evaluation reports.
+rows): one ``model.fit`` with Keras' own callbacks — ``BackupAndRestore`` for resume (at
+every epoch's end and every ``save_every_steps`` steps, the multi-worker-safe mechanism),
+``EarlyStopping`` on the validation click AUC with the best weights restored, and
+``TerminateOnNaN`` plus a check of the weights — and the cost the evaluation reports.
+
+A resumed run ends where an uninterrupted one ends: each epoch's batches come from
+``epoch -> Dataset`` (its own seeded, deterministic order), the run is read as one stream that
+starts exactly at the step the backup was taken after, and early stopping's state (best
+value, patience count, best weights, the validation curve) is backed up beside the model.
 
 It sits on the ground floor because the encoders (an early stage) and the CTR models (a later
 one) both use it.
@@ -8,6 +15,8 @@ one) both use it.
 from __future__ import annotations
 
 import dataclasses
+import io
+import json
 import math
 import time
 from typing import Callable, Sequence
@@ -17,104 +26,293 @@ import tensorflow as tf
 
 from ppm_tf.errors import StageError
 
+VALIDATION_METRIC = "val_click_auc"
+_KERAS_BACKUP = "keras"  # BackupAndRestore's folder inside the backup dir
+_RUN_STATE = "run_state.json"  # cost and curve of the epochs already done
+_BEST_WEIGHTS = "best_weights.npz"
+
 
 class TrainingDiverged(StageError):
     """The loss or the weights became NaN or infinite: nothing from this run is kept."""
 
 
 @dataclasses.dataclass(frozen=True)
+class EarlyStoppingConfig:
+    """Stop when the validation click AUC has not improved for ``patience`` epochs, never
+    before ``min_epochs``; the best epoch's weights are restored."""
+
+    patience: int
+    min_epochs: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
 class FitResult:
+    """The whole run's cost, resumed parts included."""
+
     train_seconds: float
-    examples: int
-    epochs: int  # epochs this call ran (fewer than asked for after a resume)
+    examples: int  # examples trained on, over all epochs of the run
+    epochs: int  # epochs trained (fewer than the budget when early stopping ended the run)
     final_loss: float
     first_epoch: int = 0  # the epoch this call started at: > 0 when it resumed from a backup
+    best_epoch: int | None = None  # 1-based, chosen on validation; None without validation
+    validation_curve: tuple[float, ...] = ()  # validation click AUC after each epoch
+    steps_per_epoch: int = 0
 
     @property
     def examples_per_second(self) -> float:
         return self.examples / max(self.train_seconds, 1e-9)
 
 
-def fit(model: tf.keras.Model, dataset: tf.data.Dataset | Callable[[int], tf.data.Dataset],
+def fit(model: tf.keras.Model, data: tf.data.Dataset | Callable[[int], tf.data.Dataset],
         epochs: int, backup_dir: str, examples_per_epoch: int = 0, verbose: int | str = 1,
-        callbacks: Sequence[tf.keras.callbacks.Callback] = ()) -> FitResult:
-    """Fits ``model`` epoch by epoch, checkpointing model, optimizer and epoch to
-    ``backup_dir`` at each epoch's end (before ``callbacks`` see it, so a callback that stops
-    the run keeps that epoch). Called again after a crash (even mid-epoch), it resumes from
-    the last finished epoch and ends where an uninterrupted run ends: pass ``dataset`` as
-    ``epoch -> Dataset`` (each epoch's own seeded order) so the resumed epochs read the same
-    batches. The backup is removed once training completes or diverges.
+        callbacks: Sequence[tf.keras.callbacks.Callback] = (), *,
+        steps_per_epoch: int | None = None, validation_data: tf.data.Dataset | None = None,
+        early_stopping: EarlyStoppingConfig | None = None,
+        save_every_steps: int | None = None) -> FitResult:
+    """Fits ``model`` for up to ``epochs`` epochs, resuming from ``backup_dir`` when a
+    backup is there (called again after a crash, even mid-epoch, it continues the run).
 
-    Throughput counts the epochs this call ran.
+    Args:
+        data: one epoch's batches, or ``epoch -> that epoch's batches``.
+        steps_per_epoch: batches per epoch; default the dataset's known cardinality.
+        validation_data: scored after every epoch (its ``click_auc`` becomes
+            ``val_click_auc``); needed by ``early_stopping``.
+        save_every_steps: also back up every so many steps (default: at epoch ends only).
+        callbacks: extra callbacks, run after the backup of each epoch.
+
+    The backup is removed once training completes or diverges.
     """
-    if model.trainable_variables:  # a built model: its optimizer slots now, or the first
-        model.optimizer.build(model.trainable_variables)  # step traces the graph twice
-    finished_epochs = tf.Variable(0, dtype=tf.int64, trainable=False)
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
-                                     finished_epochs=finished_epochs)
-    manager = tf.train.CheckpointManager(checkpoint, backup_dir, max_to_keep=1)
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint)  # restores lazily built variables too
-    first_epoch = int(finished_epochs.numpy())
-    losses: list[float] = []
-    backup = _EpochBackup(manager, finished_epochs, losses, backup_dir)
-    started = time.perf_counter()
-    for epoch in range(first_epoch, epochs):
-        epoch_data = dataset(epoch) if callable(dataset) else dataset
-        # epochs=total so the progress bar says "Epoch 2/3"; _OneEpoch stops after one.
-        model.fit(epoch_data, epochs=epochs, initial_epoch=epoch, verbose=verbose,
-                  callbacks=[tf.keras.callbacks.TerminateOnNaN(), backup, *callbacks,
-                             _OneEpoch()])
-    seconds = time.perf_counter() - started
+    epoch_data = data if callable(data) else (lambda epoch: data)
+    steps_per_epoch = steps_per_epoch or _known_steps(epoch_data(0))
+    if early_stopping is not None and validation_data is None:
+        raise ValueError("early stopping needs validation_data")
+    if epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {epochs}")
+    keras_backup = f"{backup_dir}/{_KERAS_BACKUP}"
+    first_epoch, first_step = resume_point(keras_backup, steps_per_epoch)
+    state = _RunState.load(backup_dir)
+    stream = _stream(epoch_data, first_epoch, first_step, epochs, steps_per_epoch)
+    if not model.built:  # BackupAndRestore restores into built variables
+        model(placeholder_batch(stream.element_spec))
+    stopper = (ResumableEarlyStopping(backup_dir, early_stopping)
+               if early_stopping is not None else None)
+    if first_epoch >= epochs or state.stopped:
+        # Training had ended when the run stopped, before its model was written.
+        _restore_finished_run(model, keras_backup, stopper)
+    else:
+        run_callbacks = [_FiniteGuard(backup_dir), tf.keras.callbacks.TerminateOnNaN(),
+                         *([stopper] if stopper else []), state.recorder(),
+                         _EpochEndBackup(keras_backup, save_every_steps, steps_per_epoch),
+                         *callbacks]
+        model.fit(stream, epochs=epochs, initial_epoch=first_epoch, steps_per_epoch=steps_per_epoch,
+                  validation_data=validation_data, verbose=verbose, callbacks=run_callbacks)
     if tf.io.gfile.exists(backup_dir):
         tf.io.gfile.rmtree(backup_dir)
-    final_loss = float(losses[-1]) if losses else float("nan")
-    return FitResult(seconds, examples_per_epoch * len(losses), len(losses), final_loss,
-                     first_epoch)
+    trained = len(state.losses)
+    return FitResult(
+        train_seconds=state.train_seconds, examples=examples_per_epoch * trained,
+        epochs=trained, final_loss=float(state.losses[-1]) if trained else math.nan,
+        first_epoch=first_epoch,
+        best_epoch=stopper.best_epoch + 1 if stopper and stopper.best_weights is not None
+        else None,
+        validation_curve=tuple(state.validation_curve), steps_per_epoch=steps_per_epoch)
 
 
-class _EpochBackup(tf.keras.callbacks.Callback):
-    """At each epoch's end: the NaN guard, then the checkpoint of that epoch."""
+def _restore_finished_run(model: tf.keras.Model, keras_backup: str,
+                          stopper: "ResumableEarlyStopping | None") -> None:
+    """The last backup's weights, or early stopping's best ones."""
+    latest = tf.train.latest_checkpoint(f"{keras_backup}/chief")
+    if latest is not None:
+        tf.train.Checkpoint(model=model).read(latest).expect_partial()
+    if stopper is not None:
+        stopper.set_model(model)
+        stopper.on_train_begin()
+        stopper.on_train_end()
 
-    def __init__(self, manager: tf.train.CheckpointManager, finished_epochs: tf.Variable,
-                 losses: list[float], backup_dir: str):
+
+def resume_point(keras_backup: str, steps_per_epoch: int) -> tuple[int, int]:
+    """(epoch, step) the run continues at: where Keras' ``BackupAndRestore`` will resume."""
+    latest = tf.train.latest_checkpoint(f"{keras_backup}/chief")
+    if latest is None:
+        return 0, 0
+    reader = tf.train.load_checkpoint(latest)
+    epoch = int(reader.get_tensor("ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE"))
+    batch = int(reader.get_tensor("ckpt_saved_batch/.ATTRIBUTES/VARIABLE_VALUE"))
+    if batch < 0 or batch >= steps_per_epoch - 1:
+        return epoch + 1, 0
+    return epoch, batch + 1
+
+
+def placeholder_batch(spec) -> dict[str, tf.Tensor]:
+    """A one-row batch of ``spec`` (zeros, empty strings): builds a model's variables without
+    reading data."""
+    def placeholder(tensor_spec: tf.TensorSpec) -> tf.Tensor:
+        shape = [1 if size is None else size for size in tensor_spec.shape]
+        if tensor_spec.dtype == tf.string:
+            return tf.fill(shape, "")
+        return tf.zeros(shape, tensor_spec.dtype)
+
+    return tf.nest.map_structure(placeholder, spec)
+
+
+def _known_steps(dataset: tf.data.Dataset) -> int:
+    steps = int(dataset.cardinality())
+    if steps < 1:
+        raise ValueError("the training data's length is unknown: pass steps_per_epoch (or "
+                         "give the dataset a known cardinality)")
+    return steps
+
+
+def _stream(epoch_data: Callable[[int], tf.data.Dataset], first_epoch: int, first_step: int,
+            epochs: int, steps_per_epoch: int) -> tf.data.Dataset:
+    """The epochs still to run as one dataset, starting at ``first_step`` of ``first_epoch``;
+    each epoch takes exactly ``steps_per_epoch`` batches so epochs never drift."""
+    parts = [epoch_data(epoch).take(steps_per_epoch) for epoch in range(first_epoch, epochs)]
+    parts[0] = parts[0].skip(first_step)
+    stream = parts[0]
+    for part in parts[1:]:
+        stream = stream.concatenate(part)
+    return stream
+
+
+class _EpochEndBackup(tf.keras.callbacks.BackupAndRestore):
+    """``BackupAndRestore`` that backs up at every epoch's end and, with ``save_every_steps``,
+    also within epochs (Keras' step mode alone skips the epoch ends)."""
+
+    def __init__(self, backup_dir: str, save_every_steps: int | None, steps_per_epoch: int):
+        super().__init__(backup_dir, save_freq=save_every_steps or steps_per_epoch + 1)
+        self.steps_per_epoch = steps_per_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._training_state._ckpt_saved_batch.assign(self.steps_per_epoch - 1)
+        self._backup(epoch=epoch, batch=self.steps_per_epoch - 1)
+        self._batches_count = 0
+
+
+class _RunState:
+    """``run_state.json``: what the epochs already done cost and scored, so a resumed run
+    reports the whole run's cost (not only its own part)."""
+
+    def __init__(self, backup_dir: str, content: dict):
+        self.path = f"{backup_dir}/{_RUN_STATE}"
+        self.losses: list[float] = content.get("losses", [])
+        self.validation_curve: list[float] = content.get("validation_curve", [])
+        self.train_seconds: float = content.get("train_seconds", 0.0)
+        self.stopped: bool = content.get("stopped", False)
+
+    @classmethod
+    def load(cls, backup_dir: str) -> "_RunState":
+        path = f"{backup_dir}/{_RUN_STATE}"
+        if not tf.io.gfile.exists(path):
+            return cls(backup_dir, {})
+        with tf.io.gfile.GFile(path) as handle:
+            return cls(backup_dir, json.load(handle))
+
+    def recorder(self) -> tf.keras.callbacks.Callback:
+        return _RunStateRecorder(self)
+
+    def write(self) -> None:
+        tf.io.gfile.makedirs(self.path.rpartition("/")[0])
+        with tf.io.gfile.GFile(self.path, "w") as handle:
+            json.dump({"losses": self.losses, "validation_curve": self.validation_curve,
+                       "train_seconds": self.train_seconds, "stopped": self.stopped}, handle)
+
+
+class _RunStateRecorder(tf.keras.callbacks.Callback):
+    """Records each epoch's loss, validation AUC and training time (validation excluded)."""
+
+    def __init__(self, state: _RunState):
         super().__init__()
-        self.manager = manager
-        self.finished_epochs = finished_epochs
-        self.losses = losses
+        self.state = state
+        self.started = self.trained = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started, self.trained = time.perf_counter(), 0.0
+
+    def on_test_begin(self, logs=None):  # validation, at the epoch's end
+        self.trained = time.perf_counter() - self.started
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        del self.state.losses[epoch:]  # an epoch redone after a crash replaces its record
+        del self.state.validation_curve[epoch:]
+        self.state.losses.append(float(logs.get("loss", math.nan)))
+        if VALIDATION_METRIC in logs:
+            self.state.validation_curve.append(float(logs[VALIDATION_METRIC]))
+        self.state.train_seconds += self.trained or time.perf_counter() - self.started
+        self.state.stopped = bool(self.model.stop_training)
+        self.state.write()
+
+
+class ResumableEarlyStopping(tf.keras.callbacks.EarlyStopping):
+    """Keras' ``EarlyStopping`` on ``val_click_auc`` whose state survives a crash: it is
+    backed up with the run, so a resumed run stops and restores exactly as an uninterrupted
+    one would."""
+
+    def __init__(self, backup_dir: str, config: EarlyStoppingConfig):
+        super().__init__(monitor=VALIDATION_METRIC, mode="max", patience=config.patience,
+                         restore_best_weights=True, start_from_epoch=config.min_epochs - 1)
+        self.state_path = f"{backup_dir}/early_stopping.json"
+        self.weights_path = f"{backup_dir}/{_BEST_WEIGHTS}"
+        self.last_epoch = -1
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if not tf.io.gfile.exists(self.state_path):
+            return
+        with tf.io.gfile.GFile(self.state_path) as handle:
+            state = json.load(handle)
+        self.wait, self.best, self.best_epoch = state["wait"], state["best"], state["best_epoch"]
+        self.last_epoch = state["last_epoch"]
+        if tf.io.gfile.exists(self.weights_path):
+            with tf.io.gfile.GFile(self.weights_path, "rb") as handle:
+                stored = np.load(io.BytesIO(handle.read()))
+                self.best_weights = [stored[f"w{index}"] for index in range(len(stored.files))]
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch <= self.last_epoch:  # already counted before a crash
+            return
+        best_before = self.best_epoch if self.best_weights is not None else None
+        super().on_epoch_end(epoch, logs)
+        self.last_epoch = epoch
+        tf.io.gfile.makedirs(self.state_path.rpartition("/")[0])
+        if self.best_weights is not None and self.best_epoch != best_before:
+            buffer = io.BytesIO()  # numpy's zip writer seeks, which GFile does not allow
+            np.savez(buffer, **{f"w{index}": weight
+                                for index, weight in enumerate(self.best_weights)})
+            with tf.io.gfile.GFile(self.weights_path, "wb") as handle:
+                handle.write(buffer.getvalue())
+        with tf.io.gfile.GFile(self.state_path, "w") as handle:
+            json.dump({"wait": self.wait, "best": float(self.best),
+                       "best_epoch": self.best_epoch, "last_epoch": epoch}, handle)
+
+
+class _FiniteGuard(tf.keras.callbacks.Callback):
+    """At each epoch's end, before anything is backed up: a non-finite loss or weight stops
+    the run with ``TrainingDiverged`` and drops the backup."""
+
+    def __init__(self, backup_dir: str):
+        super().__init__()
         self.backup_dir = backup_dir
 
     def on_epoch_end(self, epoch, logs=None):
-        self.losses.append(float((logs or {}).get("loss", float("nan"))))
-        _check_finite(self.model, self.losses, self.backup_dir)
-        self.finished_epochs.assign(epoch + 1)
-        self.manager.save()
-
-
-class _OneEpoch(tf.keras.callbacks.Callback):
-    def on_epoch_end(self, epoch, logs=None):
-        self.model.stop_training = True
-
-
-def _check_finite(model: tf.keras.Model, losses: list[float], backup_dir: str) -> None:
-    """Raises ``TrainingDiverged`` (and drops the backup) on a non-finite loss or weight."""
-    problem = None
-    if not losses or not all(math.isfinite(loss) for loss in losses):
-        problem = (f"training loss became {losses[-1] if losses else 'undefined'} after "
-                   f"{len(losses)} epoch(s)")
-    else:
-        # NaN inputs can leave the loss finite: in graph mode the fused MatMul+ReLU kernel
-        # maps NaN to 0 going forward, while the gradients still turn the weights into NaN.
-        broken = [variable.name for variable in model.trainable_variables
-                  if not bool(tf.reduce_all(tf.math.is_finite(variable)))]
-        if broken:
-            problem = (f"training left non-finite weights in {len(broken)} variable(s), first "
-                       f"{broken[0]}, although the loss stayed {losses[-1]}")
-    if problem:
-        if tf.io.gfile.exists(backup_dir):
-            tf.io.gfile.rmtree(backup_dir)
-        raise TrainingDiverged(f"{problem}; no model was written. Lower the learning rate or "
-                               "check the input features for NaN/inf values.")
+        loss = float((logs or {}).get("loss", math.nan))
+        problem = None
+        if not math.isfinite(loss):
+            problem = f"training loss became {loss} after {epoch + 1} epoch(s)"
+        else:
+            # NaN inputs can leave the loss finite: in graph mode the fused MatMul+ReLU kernel
+            # maps NaN to 0 going forward, while the gradients still turn the weights into NaN.
+            broken = [variable.name for variable in self.model.trainable_variables
+                      if not bool(tf.reduce_all(tf.math.is_finite(variable)))]
+            if broken:
+                problem = (f"training left non-finite weights in {len(broken)} variable(s), "
+                           f"first {broken[0]}, although the loss stayed {loss}")
+        if problem:
+            if tf.io.gfile.exists(self.backup_dir):
+                tf.io.gfile.rmtree(self.backup_dir)
+            raise TrainingDiverged(f"{problem}; no model was written. Lower the learning rate "
+                                   "or check the input features for NaN/inf values.")
 
 
 def trainable_parameters(model: tf.keras.Model) -> int:

@@ -158,7 +158,7 @@ def test_clean_run_keeps_every_event_in_its_time_split(clean_run, world):
     work, stats, _, _ = clean_run
     events = _raw_events(world)
     world_json = raw_files.read_world(str(world))
-    assert stats["split_bounds"] == SplitBounds.from_world(world_json).as_dict()
+    assert stats["split_bounds"] == SplitBounds.from_world(world_json, valid_days=1).as_dict()
     assert stats["dead_letter"] == {} and stats["dead_letter_total"] == 0
     assert stats["valid"] == {"items": world_json["sizes"]["items"],
                               "queries": world_json["sizes"]["queries"]}
@@ -355,6 +355,7 @@ def test_without_world_json_bounds_come_from_the_last_event_day(no_world_run):
     events = _raw_events(raw)
     end = (max(event["ts"] for event in events) // DAY + 1) * DAY
     assert stats["split_bounds"] == {"train_start_ts": end - 8 * DAY,
+                                     "valid_start_ts": end - 4 * DAY,
                                      "eval_start_ts": end - 3 * DAY, "end_ts": end}
     assert stats["dead_letter_total"] == 0
     assert stats["settings"]["train_days"] == 5 and stats["settings"]["eval_days"] == 3

@@ -27,8 +27,8 @@ from ppm_tf.work_layout import WorkLayout
 
 DAY = 86_400
 T0 = 1_700_006_400  # 2023-11-15 00:00 UTC
-BOUNDS = SplitBounds(train_start_ts=T0 + 10 * DAY, eval_start_ts=T0 + 20 * DAY,
-                     end_ts=T0 + 30 * DAY)
+BOUNDS = SplitBounds(train_start_ts=T0 + 10 * DAY, valid_start_ts=T0 + 19 * DAY,
+                     eval_start_ts=T0 + 20 * DAY, end_ts=T0 + 30 * DAY)
 
 
 def _pipeline() -> test_pipeline.TestPipeline:
@@ -346,7 +346,7 @@ def test_assemble_stats_fills_missing_splits_and_sums_dead_letters():
     zero = {"examples": 0, "clicks": 0, "orders": 0, "cold_examples": 0, "click_rate": 0.0,
             "order_rate": 0.0, "cold_share": 0.0}
     assert stats == {
-        "splits": {"pretrain": zero, "eval": zero,
+        "splits": {"pretrain": zero, "valid": zero, "eval": zero,
                    "train": {"examples": 4, "clicks": 2, "orders": 1, "cold_examples": 1,
                              "click_rate": 0.5, "order_rate": 0.25, "cold_share": 0.25}},
         "dead_letter": {"events.click.missing": 1, "events.ts.future": 2},
@@ -385,7 +385,8 @@ def test_write_stats_counts_exactly(tmp_path):
         stats = json.load(handle)
     assert {split: (counts["examples"], counts["clicks"], counts["orders"],
                     counts["cold_examples"]) for split, counts in stats["splits"].items()} == {
-        "pretrain": (2, 1, 0, 0), "train": (3, 1, 1, 2), "eval": (1, 1, 0, 1)}
+        "pretrain": (2, 1, 0, 0), "train": (3, 1, 1, 2), "valid": (0, 0, 0, 0),
+        "eval": (1, 1, 0, 1)}
     assert stats["splits"]["train"]["cold_share"] == pytest.approx(2 / 3)
     assert stats["dead_letter"] == {"events.ts.future": 2, "items.image.undecodable_image": 1}
     assert stats["dead_letter_total"] == 3

@@ -16,7 +16,8 @@ from ppm_tf.models.item_table import ItemVectorTable
 from ppm_tf.models.ppm import PPM
 from ppm_tf.models.tasks import RankingModel
 from ppm_tf.models.unified import UnifiedModel
-from ppm_tf.fitting import TrainingDiverged, fit
+from ppm_tf.fitting import (VALIDATION_METRIC, EarlyStoppingConfig, ResumableEarlyStopping,
+                            TrainingDiverged, fit)
 from ppm_tf.training import ablations
 from ppm_tf.work_layout import WorkLayout
 
@@ -27,7 +28,7 @@ VOCABULARIES = {features.USER_ID: [f"u{index}" for index in range(5)],
                 features.ITEM_ID: ITEMS, features.CATEGORY: ["lamp", "sofa"],
                 features.BRAND: ["kelta", "norra"]}
 TS = 1_742_600_000
-SPLIT_SIZES = {"train": 48, "eval": 20}
+SPLIT_SIZES = {"train": 48, "valid": 16, "eval": 20}
 
 
 def cached_record(index: int, split: str, rng: np.random.Generator) -> dict:
@@ -210,34 +211,44 @@ def compiled_urm(tmp_path, config=RESUME_CONFIG) -> UnifiedModel:
     return model
 
 
-def test_an_interrupted_fit_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path):
+def assert_same_weights(model, other):
+    assert len(model.trainable_variables) == len(other.trainable_variables)
+    for mine, theirs in zip(model.trainable_variables, other.trainable_variables):
+        np.testing.assert_allclose(mine.numpy(), theirs.numpy(), rtol=1e-4, atol=1e-5,
+                                   err_msg=mine.name)
+
+
+@pytest.mark.parametrize("save_every_steps", [None, 1])
+def test_an_interrupted_fit_resumes_to_the_weights_of_an_uninterrupted_one(
+        tmp_path, save_every_steps):
+    """Crashed in the middle of epoch 2, a rerun resumes from the last backup (the end of
+    epoch 1, or the last step with step-level backups) and ends with the same weights and
+    the whole run's cost."""
     epochs, examples = 3, BATCHES_PER_EPOCH * BATCH_SIZE
     batches = deterministic_batches()
 
     tf.keras.utils.set_random_seed(0)
     uninterrupted = compiled_urm(tmp_path)
     complete = fit(uninterrupted, dataset_of(batches), epochs, str(tmp_path / "backup_a"),
-                   examples, verbose=0)
-    assert complete.epochs == epochs
+                   examples, verbose=0, save_every_steps=save_every_steps)
+    assert complete.epochs == epochs and complete.examples == epochs * examples
 
     backup = tmp_path / "backup_b"
     tf.keras.utils.set_random_seed(0)
     with pytest.raises(tf.errors.OpError, match="simulated crash in epoch 2"):
         fit(compiled_urm(tmp_path), dataset_of(batches, crash_in_epoch=2), epochs, str(backup),
-            examples, verbose=0)
+            examples, verbose=0, save_every_steps=save_every_steps)
     assert files_under(backup), "epoch 1 left no backup to resume from"
 
     # A new process would build a new model, initialised differently: the backup decides.
     tf.keras.utils.set_random_seed(123)
     resumed_model = compiled_urm(tmp_path)
-    resumed = fit(resumed_model, dataset_of(batches), epochs, str(backup), examples, verbose=0)
-    assert resumed.epochs == epochs - 1  # epochs 2 and 3 only
-    assert resumed.examples == (epochs - 1) * examples
-    assert np.isclose(resumed.final_loss, complete.final_loss, rtol=1e-4)
-    assert len(uninterrupted.trainable_variables) == len(resumed_model.trainable_variables)
-    for mine, theirs in zip(resumed_model.trainable_variables, uninterrupted.trainable_variables):
-        np.testing.assert_allclose(mine.numpy(), theirs.numpy(), rtol=1e-4, atol=1e-5,
-                                   err_msg=mine.name)
+    resumed = fit(resumed_model, dataset_of(batches), epochs, str(backup), examples, verbose=0,
+                  save_every_steps=save_every_steps)
+    assert resumed.first_epoch == 1
+    assert resumed.epochs == epochs  # the whole run's cost, not only the resumed part
+    assert resumed.examples == epochs * examples
+    assert_same_weights(resumed_model, uninterrupted)
     assert int(resumed_model.optimizer.iterations) == epochs * BATCHES_PER_EPOCH
     assert not backup.exists() or files_under(backup) == []  # finished: backup cleared
 
@@ -249,6 +260,56 @@ def test_each_epoch_runs_once_and_the_progress_bar_counts_all_epochs(tmp_path, c
     assert result.epochs == 3 and int(model.optimizer.iterations) == 3 * BATCHES_PER_EPOCH
     printed = capsys.readouterr().out
     assert all(f"Epoch {epoch}/3" in printed for epoch in (1, 2, 3)), printed
+
+
+# Early stopping on the valid split.
+
+def test_early_stopping_restores_the_best_epoch_and_records_the_curve(tmp_path):
+    batches = deterministic_batches()
+    tf.keras.utils.set_random_seed(0)
+    model = compiled_urm(tmp_path, dataclasses.replace(RESUME_CONFIG, learning_rate=0.05))
+    weights_after = []
+
+    class Snapshot(tf.keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            weights_after.append([v.numpy().copy() for v in self.model.trainable_variables])
+
+    result = fit(model, dataset_of(batches), 8, str(tmp_path / "backup"), 64, verbose=0,
+                 validation_data=dataset_of(batches[:2]),
+                 early_stopping=EarlyStoppingConfig(patience=1), callbacks=[Snapshot()])
+    curve = result.validation_curve
+    assert len(curve) == result.epochs == len(weights_after)
+    assert curve[result.best_epoch - 1] == max(curve)
+    if result.epochs < 8:  # stopped: the epoch after the best did not beat it
+        assert result.epochs == result.best_epoch + 1
+    for mine, best in zip(model.trainable_variables, weights_after[result.best_epoch - 1]):
+        np.testing.assert_array_equal(mine.numpy(), best)
+
+
+def test_early_stopping_state_survives_a_crash(tmp_path):
+    """What a resumed run's early stopping knows: best value, patience count, best weights."""
+    model = compiled_urm(tmp_path)
+    model(deterministic_batches()[0])
+    config = EarlyStoppingConfig(patience=3)
+    before = ResumableEarlyStopping(str(tmp_path / "backup"), config)
+    before.set_model(model)
+    before.on_train_begin()
+    before.on_epoch_end(0, {VALIDATION_METRIC: 0.6})
+    best = [weight.copy() for weight in model.get_weights()]
+    before.on_epoch_end(1, {VALIDATION_METRIC: 0.7})
+    best = [weight.copy() for weight in model.get_weights()]
+    model.set_weights([weight + 1 for weight in best])  # epoch 2 moves the weights on
+    before.on_epoch_end(2, {VALIDATION_METRIC: 0.65})
+
+    after = ResumableEarlyStopping(str(tmp_path / "backup"), config)  # a new process
+    after.set_model(model)
+    after.on_train_begin()
+    assert (after.best, after.best_epoch, after.wait) == (pytest.approx(0.7), 1, 1)
+    after.on_epoch_end(2, {VALIDATION_METRIC: 0.0})  # redone after the crash: not counted
+    assert after.wait == 1
+    after.on_train_end()
+    for mine, theirs in zip(model.get_weights(), best):
+        np.testing.assert_array_equal(mine, theirs)
 
 
 # Missing cached features.

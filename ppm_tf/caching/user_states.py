@@ -26,7 +26,7 @@ from ppm_tf.filesystem import delete_tree
 from ppm_tf.preprocessing.outputs import WriteRecords
 from ppm_tf.work_layout import PRETRAINED, WorkLayout, read_json, write_json
 
-CACHED_SPLITS = ("train", "eval")
+CACHED_SPLITS = ("train", "valid", "eval")
 
 
 class UserTowerHandler(ModelHandler):

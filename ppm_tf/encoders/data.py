@@ -23,7 +23,7 @@ from ppm_tf.encoders.query_matching import ITEM_ID, QUERY_IDS, TITLE_IDS
 from ppm_tf.encoders.tokenizer import TextTokenizer
 from ppm_tf.work_layout import WorkLayout
 
-TRAIN_QUERY_SPLITS = ("pretrain", "train")
+TRAIN_QUERY_SPLITS = ("pretrain", "train", "valid")
 EVAL_QUERY_SPLITS = ("eval",)
 _HASH_BUCKETS = 10_000
 _READ_BATCH = 1024

@@ -26,9 +26,13 @@ class ModelConfig:
     dropout: float
     learning_rate: float
     batch_size: int
-    pretrain_epochs: int
+    pretrain_epochs: int  # epoch budgets: early stopping on `valid` may end a run sooner
     train_epochs: int
     order_loss_weight: float = 1.0
+    min_pretrain_steps: int = 0  # budgets raised to at least this many optimizer steps, so
+    min_train_steps: int = 0  # a small window still gets enough updates
+    patience: int = 2  # epochs without a better validation click AUC before stopping
+    save_every_steps: int | None = None  # resume points within epochs (always at their ends)
 
     @property
     def ppm_repr_dim(self) -> int:

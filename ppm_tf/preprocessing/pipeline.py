@@ -46,8 +46,9 @@ class PreprocessSettings:
 
     data: str
     work: str
-    train_days: int | None = None  # None: world.json's split, else DEFAULT_TRAIN_DAYS
+    train_days: int | None = None  # the recent window; None: world.json's, else DEFAULT_TRAIN_DAYS
     eval_days: int | None = None
+    valid_days: int = 1  # the window's last days, held out for early stopping
     max_seq_len: int = 20
     min_count: int = 2
     oov_buckets: int = 64
@@ -55,7 +56,7 @@ class PreprocessSettings:
     as_of: int | None = None  # future-timestamp bound; None: world.json's end, else now
 
     def __post_init__(self):
-        for name in ("max_seq_len", "min_count", "max_events_per_user"):
+        for name in ("max_seq_len", "min_count", "max_events_per_user", "valid_days"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("train_days", "eval_days"):
@@ -76,7 +77,7 @@ def static_bounds(settings: PreprocessSettings, world: dict | None) -> SplitBoun
     """Bounds known before the run (from world.json), or None to derive them from the data."""
     if settings.train_days is None and settings.eval_days is None and world \
             and "suggested_splits" in world:
-        return SplitBounds.from_world(world)
+        return SplitBounds.from_world(world, settings.valid_days)
     return None
 
 
@@ -122,6 +123,7 @@ def build_pipeline(pipeline: beam.Pipeline, settings: PreprocessSettings,
         bounds_pc = pipeline | "SplitBounds" >> beam.Create([bounds.as_dict()])
     else:
         train_days, eval_days = window_days(settings, world)
+        valid_days = settings.valid_days
         bounds_pc = (by_user[VALID]
                      | "EventTs" >> beam.Map(lambda event: event["ts"])
                      # No valid event at all: placeholder bounds (nothing is in the future),
@@ -130,7 +132,7 @@ def build_pipeline(pipeline: beam.Pipeline, settings: PreprocessSettings,
                          lambda ts: max(ts, default=schema.DEFAULT_MAX_TS))
                      | "SplitBounds" >> beam.Map(
                          lambda last_ts: SplitBounds.from_last_event(
-                             last_ts, train_days, eval_days).as_dict()))
+                             last_ts, train_days, eval_days, valid_days).as_dict()))
 
     by_item = ({"items": tables[schema.ITEMS][VALID], "events": by_user[VALID],
                 "queries": tables[schema.QUERIES][VALID]}

@@ -8,6 +8,7 @@ to WORK/models/<name>/training.json.
 from __future__ import annotations
 
 import io
+import math
 from typing import Callable
 
 import numpy as np
@@ -15,7 +16,7 @@ import tensorflow as tf
 
 from ppm_tf import features
 from ppm_tf.data.tfrecords import load_preprocess_metadata, read_cached, read_split
-from ppm_tf.fitting import FitResult, fit, trainable_parameters
+from ppm_tf.fitting import EarlyStoppingConfig, FitResult, fit, trainable_parameters
 from ppm_tf.models.config import ModelConfig, preset
 from ppm_tf.models.idrec import IDRec
 from ppm_tf.models.ppm import PPMOnCachedStates
@@ -77,24 +78,43 @@ def initialise_head_from_pretraining(model: RankingModel, work: str, sample_batc
     checkpoint.read(WorkLayout(work).head_checkpoint).assert_existing_objects_matched()
 
 
+def fit_on_splits(model: RankingModel, work: str, reader, splits, config: ModelConfig,
+                  seed: int, epochs: int, min_steps: int, backup_dir: str,
+                  verbose: int = 1) -> FitResult:
+    """Fits ``model`` on ``splits`` read by ``reader`` (``read_split`` or ``read_cached``): up
+    to ``epochs`` epochs (more when ``min_steps`` needs them), early-stopped on the ``valid``
+    split's click AUC with the best epoch restored. Each epoch reads its own seeded order,
+    deterministically, so a resumed run ends where an uninterrupted one ends."""
+    examples = count_examples(work, splits)
+    steps_per_epoch = math.ceil(examples / config.batch_size)
+    epochs = max(epochs, math.ceil(min_steps / max(steps_per_epoch, 1)))
+
+    def epoch_data(epoch: int):
+        return reader(work, splits, config.batch_size, shuffle=True, deterministic=True,
+                      seed=seed * 1000 + epoch)
+
+    validation = reader(work, "valid", config.batch_size, deterministic=True)
+    return fit(model, epoch_data, epochs, backup_dir, examples, verbose,
+               steps_per_epoch=steps_per_epoch, validation_data=validation,
+               early_stopping=EarlyStoppingConfig(config.patience),
+               save_every_steps=config.save_every_steps)
+
+
 def train_ablation(work: str, name: str, preset_name: str | None = None, seed: int = 0,
                    epochs: int | None = None, verbose: int = 1) -> dict:
     tf.keras.utils.set_random_seed(seed)
     row = ablation_row(name)
     preset_name = resolve_preset(work, preset_name)
     config = preset(preset_name)
-    layout = WorkLayout(work)
     model = build_model(name, work, config)
     model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
-
-    def epoch_data(epoch: int):
-        return read_examples(name, work, row.splits, config.batch_size, shuffle=True,
-                             seed=seed * 1000 + epoch)
-
+    reader = read_cached if row.cached_inputs else read_split
     if row.head_from_pretraining:
-        initialise_head_from_pretraining(model, work, next(iter(epoch_data(0))))
-    result = fit(model, epoch_data, epochs or config.train_epochs, layout.backup(name),
-                 count_examples(work, row.splits), verbose)
+        initialise_head_from_pretraining(
+            model, work, next(iter(reader(work, row.splits, 2, deterministic=True))))
+    result = fit_on_splits(model, work, reader, row.splits, config, seed,
+                           epochs or config.train_epochs, config.min_train_steps,
+                           WorkLayout(work).backup(name), verbose)
     return save_trained_model(model, name, work, config, result,
                               {"preset": preset_name, "seed": seed, "splits": list(row.splits)})
 
@@ -111,6 +131,8 @@ def save_trained_model(model: RankingModel, name: str, work: str, config: ModelC
                "train_seconds": result.train_seconds,
                "examples_per_second": result.examples_per_second,
                "train_examples": result.examples, "epochs": result.epochs,
+               "steps_per_epoch": result.steps_per_epoch, "best_epoch": result.best_epoch,
+               "validation_click_auc": list(result.validation_curve),
                "final_loss": result.final_loss, "trainable_params": trainable_parameters(model)}
     write_json(layout.training_summary(name), summary)
     return summary

@@ -10,11 +10,11 @@ import tensorflow as tf
 from ppm_tf import features
 from ppm_tf.atomic import atomic_directory
 from ppm_tf.data.tfrecords import load_preprocess_metadata, read_split
-from ppm_tf.fitting import fit, trainable_parameters
+from ppm_tf.fitting import trainable_parameters
 from ppm_tf.models.config import preset
 from ppm_tf.models.item_table import ItemVectorTable, load_item_vectors
 from ppm_tf.models.ppm import PPM
-from ppm_tf.training.ablations import count_examples, resolve_preset
+from ppm_tf.training.ablations import fit_on_splits, resolve_preset
 from ppm_tf.work_layout import PRETRAINED, WorkLayout, write_json
 
 
@@ -52,20 +52,19 @@ def pretrain_ppm(work: str, preset_name: str | None = None, seed: int = 0,
     item_ids, vectors = load_item_vectors(work)
     model = PPM(ItemVectorTable(item_ids, vectors, name="item_vectors"), config, max_seq_len)
     model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
-
-    def epoch_data(epoch: int):
-        return read_split(work, "pretrain", config.batch_size, shuffle=True,
-                          seed=seed * 1000 + epoch)
-
-    result = fit(model, epoch_data, epochs or config.pretrain_epochs, layout.backup(PRETRAINED),
-                 count_examples(work, ("pretrain",)), verbose)
+    result = fit_on_splits(model, work, read_split, ("pretrain",), config, seed,
+                           epochs or config.pretrain_epochs, config.min_pretrain_steps,
+                           layout.backup(PRETRAINED), verbose)
     tf.train.Checkpoint(head=model.head).write(layout.head_checkpoint)
     export_user_tower(model, max_seq_len, layout.user_tower_dir)
     summary = {"model": PRETRAINED, "preset": preset_name, "config": config.to_dict(),
                "seed": seed,
                "train_seconds": result.train_seconds,
                "examples_per_second": result.examples_per_second,
-               "epochs": result.epochs, "final_loss": result.final_loss,
+               "train_examples": result.examples, "epochs": result.epochs,
+               "best_epoch": result.best_epoch,
+               "validation_click_auc": list(result.validation_curve),
+               "final_loss": result.final_loss,
                "trainable_params": trainable_parameters(model),
                "user_tower_params": trainable_parameters(model.user_tower),
                "head_params": trainable_parameters(model.head),

@@ -171,9 +171,9 @@ def test_join_items_rejects_bad_references_and_enriches_events():
     png = _png()
     warm = _item("warm", T0)  # first shown in pretrain: warm for all its events
     cold = _item("cold", T0 + 12 * DAY, brand=None, category="garden")  # first shown in train
-    dup_first, dup_second = _item("dup", T0, image=png), _item("dup", T0 + 1, image=png)
+    dup = _item("dup", T0, image=png)  # listed twice, identically: one copy is kept
     unseen = _item("unseen", T0)  # in the catalogue, never shown
-    items = [warm, cold, dup_second, dup_first, unseen]
+    items = [warm, cold, dup, dict(dup), unseen]
 
     warm_pretrain = _event("r1", "u1", "warm", T0 + DAY // 2)
     warm_eval = _event("r2", "u1", "warm", T0 + 25 * DAY, click=1)
@@ -208,10 +208,10 @@ def test_join_items_rejects_bad_references_and_enriches_events():
             enriched(warm_eval, warm, 0, 25.0, "eval"),
             enriched(cold_train, cold, 1, 1.0, "train"),
             enriched(cold_eval, cold, 1, 9.0, "eval"),
-            enriched(dup_event, dup_first, 0, 3.0, "pretrain"),
+            enriched(dup_event, dup, 0, 3.0, "pretrain"),
         ]), label="Examples")
         assert_that(result[ITEMS_OUT], equal_to(
-            [_catalogue(warm), _catalogue(cold), _catalogue(dup_first), _catalogue(unseen)]),
+            [_catalogue(warm), _catalogue(cold), _catalogue(dup), _catalogue(unseen)]),
             label="Catalogue")
         assert_that(result[QUERIES_OUT], equal_to([
             {"query": "red mug", "item_id": "warm", "ts": T0 + DAY, "split": "pretrain"},
@@ -220,7 +220,7 @@ def test_join_items_rejects_bad_references_and_enriches_events():
         assert_that(result[DEAD_LETTER] | beam.Map(_summary), equal_to([
             # The dead-letter copy of an item shows its image's size, not its bytes.
             ("items.item_id.duplicate_id", ["duplicate_id"],
-             {**dup_second, "image": f"<{len(png)} bytes>"}, None),
+             {**dup, "image": f"<{len(png)} bytes>"}, None),
             ("events.item_id.unknown_id", ["unknown_id"], unknown_item, None),
             ("events.ts.before_launch", ["before_launch"], before_launch, None),
             ("events.ts.future", ["future"], after_end, None),
@@ -230,14 +230,34 @@ def test_join_items_rejects_bad_references_and_enriches_events():
         ]), label="DeadLetters")
 
 
-@pytest.mark.parametrize("arrival", ["ab", "ba"])
-def test_duplicate_items_keep_the_same_copy_whatever_the_arrival_order(arrival):
+def _check_item_group(items, events=()):
+    group = {"items": items, "events": list(events), "queries": []}
+    return list(_CheckItemReferences().process(("dup", group), bounds=BOUNDS.as_dict()))
+
+
+@pytest.mark.parametrize("arrival", ["ab", "ba", "aab", "bab"])
+def test_conflicting_duplicate_items_are_all_rejected_whatever_the_arrival_order(arrival):
+    """No copy wins by how it sorts: an attacker's copy that sorts first replaces nothing."""
     # Same record, images of the same size: only the bytes tell the copies apart.
     copies = {"a": _item("dup", T0, image=b"\x89PNG-a"), "b": _item("dup", T0, image=b"\x89PNG-b")}
-    group = {"items": [copies[name] for name in arrival], "events": [], "queries": []}
-    out = list(_CheckItemReferences().process(("dup", group), bounds=BOUNDS.as_dict()))
-    assert [output.value for output in out if output.tag == ITEMS_OUT] == [_catalogue(copies["a"])]
-    assert [output.tag for output in out] == [DEAD_LETTER, ITEMS_OUT]
+    event = _event("r1", "u1", "dup", T0 + DAY)
+    out = _check_item_group([copies[name] for name in arrival], [event])
+    assert [output.tag for output in out] == [DEAD_LETTER] * (len(arrival) + 1)
+    rejected = [output.value for output in out]
+    assert [_summary(entry)[:2] for entry in rejected] == \
+        [("items.item_id.conflicting_duplicate", ["conflicting_duplicate"])] * len(arrival) + \
+        [("events.item_id.unknown_id", ["unknown_id"])]
+    assert [entry["record"]["image"] for entry in rejected[:-1]] == ["<6 bytes>"] * len(arrival)
+    assert f"{len(arrival)} records with 2 different contents" in \
+        rejected[0]["problems"][0]["reason"]
+
+
+def test_identical_duplicate_items_collapse_to_one():
+    copies = [_item("dup", T0, image=b"\x89PNG-a") for _ in range(3)]
+    out = _check_item_group(copies)
+    assert [output.tag for output in out] == [DEAD_LETTER, DEAD_LETTER, ITEMS_OUT]
+    assert {dead_letter_key(output.value) for output in out[:2]} == {"items.item_id.duplicate_id"}
+    assert out[2].value == _catalogue(copies[0])
 
 
 # --- BehaviourSequences ----------------------------------------------------------------------

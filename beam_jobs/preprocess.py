@@ -12,6 +12,7 @@ import logging
 import sys
 
 from ppm_tf.beam_runner import pipeline_options
+from ppm_tf.data import schema
 from ppm_tf.preprocessing.pipeline import PreprocessSettings, run_preprocess
 
 
@@ -39,6 +40,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--as_of", type=int,
                         help="export time of the logs (epoch seconds): later timestamps are "
                              "rejected as future (default: world.json's end, else now)")
+    parser.add_argument("--image_root", dest="image_roots", action="append", default=[],
+                        metavar="DIR",
+                        help="a folder (local or gs://) outside --data where item images may "
+                             "also lie; repeatable. Images anywhere else are dead-lettered")
+    parser.add_argument("--max_record_bytes", type=int, default=schema.DEFAULT_MAX_RECORD_BYTES,
+                        help="longer JSON lines are dead-lettered unparsed (default %(default)s)")
+    parser.add_argument("--max_image_bytes", type=int, default=schema.DEFAULT_MAX_IMAGE_BYTES,
+                        help="larger image files are dead-lettered unread (default %(default)s)")
+    parser.add_argument("--max_image_pixels", type=int, default=schema.DEFAULT_MAX_IMAGE_PIXELS,
+                        help="images with more pixels (by their header) are dead-lettered "
+                             "undecoded (default %(default)s)")
     return parser
 
 
@@ -48,7 +60,9 @@ def run(argv: list[str] | None = None) -> dict:
         data=args.data, work=args.work, train_days=args.train_days, eval_days=args.eval_days,
         valid_days=args.valid_days,
         max_seq_len=args.max_seq_len, min_count=args.min_count, oov_buckets=args.oov_buckets,
-        max_events_per_user=args.max_events_per_user, as_of=args.as_of)
+        max_events_per_user=args.max_events_per_user, as_of=args.as_of,
+        image_roots=tuple(args.image_roots), max_record_bytes=args.max_record_bytes,
+        max_image_bytes=args.max_image_bytes, max_image_pixels=args.max_image_pixels)
     return run_preprocess(settings, pipeline_options(beam_args))
 
 

@@ -5,14 +5,20 @@ One module-scoped run per scenario. Runner: Beam's in-memory FnApiRunner (``--ru
 DirectRunner`` would first try to download the Prism runner).
 """
 import collections
+import contextlib
 import glob
+import io
 import json
+import os
 import random
+import re
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from beam_jobs.preprocess import run
 from ppm_tf import features
@@ -385,3 +391,175 @@ def test_window_days_take_each_flag_else_world_json_else_the_default():
     assert window_days(PreprocessSettings("raw", "work", eval_days=3), world) == (15, 3)
     assert window_days(PreprocessSettings("raw", "work", train_days=9), world) == (9, 5)
     assert window_days(settings, None) == (7, 7)
+
+
+# --- hostile input (issue 13) -------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _fifo_released_if_opened(fifo: Path):
+    """While the job runs, a reader blocked opening ``fifo`` is released within a second (it
+    then reads nothing), so a job that opens it fails the test instead of hanging it."""
+    stop = threading.Event()
+
+    def release():
+        while not stop.wait(1):
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:  # nobody has it open for reading: nothing to release
+                pass
+
+    watchdog = threading.Thread(target=release, daemon=True)
+    watchdog.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watchdog.join()
+
+
+def _png_of(size: tuple[int, int], colour: tuple[int, int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color=colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+MAX_IMAGE_PIXELS = 5_000  # the tiny world's images are far smaller; "wide.png" is not
+
+
+@pytest.fixture(scope="module")
+def hostile_run(world, tmp_path_factory):
+    """The tiny world plus what an attacker or a careless producer writes: image paths out of
+    the data set, a FIFO, a 1 GB file, a huge image, lone surrogates, line breaks in tokens,
+    a conflicting copy of an item, a 20 MB line. Returns the run and what was injected."""
+    raw = _copy(world, tmp_path_factory, "hostile")
+    layout = raw_files.RawLayout(str(raw))
+    items = list(raw_files.read_jsonl(layout.items))
+    events, queries = _raw_events(raw), list(raw_files.read_jsonl(layout.queries))
+    outside = raw.parent / "outside"
+    outside.mkdir()
+    secret_png = _png_of((6, 5), (1, 2, 3))  # unlike any catalogue image
+    (outside / "x.png").write_bytes(secret_png)
+    images = raw / raw_files.IMAGES_DIR
+    (images / "escape.png").symlink_to(outside / "x.png")
+    os.mkfifo(images / "fifo.png")
+    with open(images / "huge.png", "wb") as handle:
+        handle.truncate(1 << 30)  # 1 GB, sparse
+    (images / "wide.png").write_bytes(_png_of((100, 100), (9, 9, 9)))
+
+    template = {key: value for key, value in items[1].items() if key != "item_id"}
+    hostile = {  # dead-letter key -> item fields that differ from the template
+        "items.image.image_outside_root": [
+            {"image": "/etc/passwd"}, {"image": "../../../../../../../../../etc/passwd"},
+            {"image": "../outside/x.png"}, {"image": str(outside / "x.png")},
+            {"image": "images/escape.png"}],
+        "items.image.image_url": [{"image": "https://example.com/x.png"},
+                                  {"image": f"file://{outside}/x.png"}],
+        "items.image.image_not_regular_file": [{"image": "images/fifo.png"},
+                                               {"image": "images"}],
+        "items.image.image_file_too_large": [{"image": "images/huge.png"}],
+        "items.image.image_too_large": [{"image": "images/wide.png"}],
+        # Twice, so min_count=2 would have let it into the category vocabulary.
+        "items.category.control_character": [{"category": "evil\ncat"}] * 2,
+        "items.entities.control_character": [{"entities": ["mug", "evil\u2028entity"]}],
+        "items.title.invalid_unicode": [{"title": "bad \ud800 title"}],
+    }
+    item_lines = [json.dumps({**template, **changes, "item_id": f"hostile-{key}-{number}"})
+                  .encode() for key, records in hostile.items()
+                  for number, changes in enumerate(records)]
+    # A second copy of an item that has events, made to sort first: both copies go.
+    victim = items[2]
+    rival = {**victim, "attrs": {"aaa": "sorts first"}}
+    item_lines.append(json.dumps(rival).encode())
+    with open(layout.items, "ab") as handle:
+        handle.write(b"".join(line + b"\n" for line in item_lines))
+
+    huge_line = json.dumps({**events[0], "request_id": "huge", "pad": "x" * (20 << 20)}).encode()
+    surrogate_event = json.dumps({**events[0], "request_id": "surrogate",
+                                  "user_id": "u\udc00"}).encode()
+    with open(sorted(glob.glob(layout.events_pattern))[3], "ab") as handle:
+        handle.write(huge_line + b"\n" + surrogate_event + b"\n")
+
+    work = tmp_path_factory.mktemp("hostile") / "work"
+    with _fifo_released_if_opened(images / "fifo.png"):
+        stats = _preprocess(raw, work, "--max_image_pixels", str(MAX_IMAGE_PIXELS))
+    victim_events = [event for event in events if event["item_id"] == victim["item_id"]]
+    victim_queries = [query for query in queries if query["item_id"] == victim["item_id"]]
+    assert victim_events and victim_queries
+    expected = {key: len(records) for key, records in hostile.items()}
+    expected.update({"items.item_id.conflicting_duplicate": 2,
+                     "events.item_id.unknown_id": len(victim_events),
+                     "queries.item_id.unknown_id": len(victim_queries),
+                     "events.<record>.record_too_large": 1,
+                     "events.user_id.invalid_unicode": 1})
+    return {"work": work, "stats": stats, "expected": expected, "items": items,
+            "events": events, "victim": victim, "rival": rival, "secret_png": secret_png,
+            "huge_line": huge_line, "surrogate_event": surrogate_event}
+
+
+def test_hostile_input_is_dead_lettered_with_a_code_per_hazard(hostile_run):
+    stats, expected = hostile_run["stats"], hostile_run["expected"]
+    assert stats["dead_letter"] == dict(sorted(expected.items()))
+    assert stats["dead_letter_total"] == sum(expected.values())
+    written = {key: len(entries) for key, entries in _dead_letters(hostile_run["work"]).items()}
+    assert written == expected
+
+
+def test_images_outside_the_data_set_are_never_read_into_the_catalogue(hostile_run):
+    work, secret_png = hostile_run["work"], hostile_run["secret_png"]
+    catalogue = [features.decode_example(record.numpy(), features.ITEM_FEATURES)
+                 for record in tf.data.TFRecordDataset(
+                     sorted(glob.glob(WorkLayout(str(work)).items_pattern)),
+                     compression_type="GZIP")]
+    assert len(catalogue) == hostile_run["stats"]["valid"]["items"] == \
+        len(hostile_run["items"]) - 1  # the item with a conflicting copy
+    assert not any(item["item_id"].startswith("hostile-") for item in catalogue)
+    assert all(item["image"] != secret_png for item in catalogue)
+    for entry in _dead_letters(work)["items.image.image_outside_root"]:
+        assert "outside" in entry["problems"][0]["reason"]
+
+
+def test_conflicting_copies_of_an_item_are_both_rejected(hostile_run):
+    """Whichever sorts first: neither the original nor the rival copy is kept."""
+    victim, rival = hostile_run["victim"], hostile_run["rival"]
+    rejected = [entry["record"] for entry in
+                _dead_letters(hostile_run["work"])["items.item_id.conflicting_duplicate"]]
+    assert [record["item_id"] for record in rejected] == [victim["item_id"]] * 2
+    assert sorted(json.dumps(record["attrs"]) for record in rejected) == \
+        sorted(json.dumps(record["attrs"]) for record in (victim, rival))
+
+
+def test_tokens_with_line_breaks_never_reach_a_vocabulary_file(hostile_run):
+    layout, stats = WorkLayout(str(hostile_run["work"])), hostile_run["stats"]
+    for name in VOCABULARIES:
+        with open(layout.vocab(name), "rb") as handle:
+            content = handle.read()
+        assert content.count(b"\n") == len(content.splitlines()) == \
+            stats["vocabulary_sizes"][name], name
+        assert b"evil" not in content, name
+
+
+def test_a_lone_surrogate_and_a_20_mb_line_are_dead_letters_not_a_crash(hostile_run):
+    dead = _dead_letters(hostile_run["work"])
+    [surrogate] = dead["events.user_id.invalid_unicode"]
+    assert surrogate["line"] == hostile_run["surrogate_event"].decode()
+    [huge] = dead["events.<record>.record_too_large"]
+    assert huge["line"] == hostile_run["huge_line"][:256].decode()
+    assert f"record of {len(hostile_run['huge_line']):,} bytes" in huge["problems"][0]["reason"]
+
+
+def test_hostile_input_keeps_every_good_event_once_and_leak_free(hostile_run):
+    victim = hostile_run["victim"]["item_id"]
+    good = [event for event in hostile_run["events"] if event["item_id"] != victim]
+    examples = _check_examples(hostile_run["work"], good, hostile_run["stats"])
+    assert sum(map(len, examples.values())) == len(good)
+
+
+def test_a_folder_named_like_an_events_shard_is_an_error_naming_it(world, tmp_path_factory):
+    raw = _copy(world, tmp_path_factory, "shard_folder")
+    folder = raw / "events" / "part-x.jsonl"
+    folder.mkdir()
+    (folder / "part-00000.jsonl").write_bytes((raw / "events" / "part-00000.jsonl").read_bytes())
+    with pytest.raises(ValueError, match=f"{re.escape(str(folder))} matches the events files "
+                                         ".* but is a directory; rename or remove it"):
+        _preprocess(raw, raw.parent / "work")
+    assert not (raw.parent / "work").exists()

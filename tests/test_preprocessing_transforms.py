@@ -4,17 +4,20 @@ Pipelines run on Beam's in-memory FnApiRunner. ``--runner=DirectRunner`` is the 
 behind a switch, but in Beam 2.77 that switch first tries the Prism runner (it downloads a
 binary); tests must never depend on the network.
 """
+import gzip
 import io
 import json
 
 import apache_beam as beam
 import pytest
+from apache_beam.io.filesystem import CompressionTypes, FileMetadata, MatchResult
+from apache_beam.io.localfilesystem import LocalFileSystem
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 from PIL import Image
 
-from ppm_tf.data import schema
+from ppm_tf.data import raw_files, schema
 from ppm_tf.preprocessing import outputs
 from ppm_tf.preprocessing.joins import (ITEMS_OUT, QUERIES_OUT, JoinItems, JoinUsers,
                                         _CheckItemReferences)
@@ -101,7 +104,7 @@ def test_read_and_validate_loads_item_images_and_rejects_bad_ones(tmp_path):
     missing_file = {**item, "item_id": "i3", "image": "images/nowhere.png"}
     undecodable = {**item, "item_id": "i4", "image": "images/garbage.png"}
     bad_title = {**item, "item_id": "i5", "title": 7}
-    # No filesystem serves https:// here: dead-lettered like a missing file, not a crash.
+    # A URL outside the data directory is never fetched.
     url = {**item, "item_id": "i6", "image": "https://example.com/i6.png"}
     empty_path = {**item, "item_id": "i7", "image": ""}
     pattern = _write_lines(tmp_path / "items.jsonl", [
@@ -117,9 +120,121 @@ def test_read_and_validate_loads_item_images_and_rejects_bad_ones(tmp_path):
             ("items.image.unreadable_image", ["unreadable_image"], missing_file, None),
             ("items.image.undecodable_image", ["undecodable_image"], undecodable, None),
             ("items.title.wrong_type", ["wrong_type"], bad_title, None),
-            ("items.image.unreadable_image", ["unreadable_image"], url, None),
+            ("items.image.image_url", ["image_url"], url, None),
             ("items.image.empty", ["empty"], empty_path, None),
         ]), label="DeadLetters")
+
+
+def test_read_and_validate_dead_letters_lone_surrogates_instead_of_crashing(tmp_path):
+    """Beam's coders encode strings as UTF-8: one lone surrogate used to stop the whole job."""
+    good = _event("r1", "u1", "i1", T0)
+    lines = [json.dumps(good).encode(),
+             b'{"request_id": "r2", "user_id": "u\\ud800", "item_id": "i1", "ts": 1}',
+             b'{"request_id": "r3", "user_id": "u1", "item_id": "i1", "ts": 1, "click": 0, '
+             b'"order": 0, "note": ["\\udc00"]}']
+    pattern = _write_lines(tmp_path / "events.jsonl", lines)
+
+    with _pipeline() as pipeline:
+        result = pipeline | ReadAndValidate(schema.EVENTS, pattern, schema.ValidationContext())
+        assert_that(result[VALID], equal_to([good]), label="Valid")
+        assert_that(result[DEAD_LETTER] | beam.Map(_summary), equal_to([
+            ("events.user_id.invalid_unicode", ["invalid_unicode"], None, lines[1].decode()),
+            ("events.note.invalid_unicode", ["invalid_unicode"], None, lines[2].decode()),
+        ]), label="DeadLetters")
+
+
+def test_read_and_validate_dead_letters_a_record_over_the_byte_limit_unparsed(tmp_path):
+    good = _event("r1", "u", "i1", T0)
+    # 20 MB of valid JSON: it is neither parsed nor held whole.
+    huge = b'{"request_id": "r2", "padding": "' + b"x" * (20 << 20) + b'"}'
+    longer = _event("r3", "u1", "i1", T0)  # one byte longer than ``good``
+    lines = [json.dumps(record).encode() for record in (good, longer)]
+    pattern = _write_lines(tmp_path / "events.jsonl", [lines[0], huge, lines[1]])
+
+    def summary(entry):
+        return dead_letter_key(entry), entry["problems"][0]["reason"], entry["line"]
+
+    with _pipeline() as pipeline:
+        result = pipeline | ReadAndValidate(schema.EVENTS, pattern, schema.ValidationContext())
+        assert_that(result[VALID], equal_to([good, longer]), label="Valid")
+        assert_that(result[DEAD_LETTER] | beam.Map(summary), equal_to([(
+            "events.<record>.record_too_large",
+            f"record of {len(huge):,} bytes is over max_record_bytes=1,048,576 (not parsed; "
+            "the dead letter keeps its first 256 bytes)", huge[:256].decode())]),
+            label="DeadLetters")
+    with _pipeline() as pipeline:  # the limit is a setting: a line at it passes
+        result = pipeline | ReadAndValidate(schema.EVENTS, pattern, schema.ValidationContext(),
+                                            max_record_bytes=len(lines[0]))
+        assert_that(result[VALID], equal_to([good]), label="Valid")
+        assert_that(result[DEAD_LETTER] | beam.Map(dead_letter_key),
+                    equal_to(["events.<record>.record_too_large"] * 2), label="Over")
+
+
+class _MirrorFileSystem(LocalFileSystem):
+    """``mirror:///x`` is the local file ``/x``, seen through Beam's filesystems as a
+    ``gs://`` path would be (by URL, with sizes from the listing). Records what it opens."""
+
+    opened: list[tuple[str, str]] = []
+    PREFIX = "mirror://"
+
+    @classmethod
+    def scheme(cls):
+        return "mirror"
+
+    def match(self, patterns, limits=None):
+        results = super().match([pattern[len(self.PREFIX):] for pattern in patterns], limits)
+        return [MatchResult(self.PREFIX + result.pattern,
+                            [FileMetadata(self.PREFIX + file.path, file.size_in_bytes)
+                             for file in result.metadata_list]) for result in results]
+
+    def open(self, path, mime_type="application/octet-stream",
+             compression_type=CompressionTypes.AUTO):
+        self.opened.append((path, compression_type))
+        return super().open(path[len(self.PREFIX):], mime_type, compression_type)
+
+
+def test_read_with_filesystems_checks_a_remote_size_before_opening(tmp_path, monkeypatch):
+    monkeypatch.setattr(_MirrorFileSystem, "opened", [])
+    png = _png()
+    (tmp_path / "i1.png").write_bytes(png)
+    (tmp_path / "i2.png.gz").write_bytes(gzip.compress(png))
+    url = f"mirror://{tmp_path}"
+    assert read_with_filesystems(f"{url}/i1.png", len(png)) == png
+    # Read as stored: a .gz name is not a reason to inflate it.
+    assert read_with_filesystems(f"{url}/i2.png.gz", 1000) == gzip.compress(png)
+    with pytest.raises(raw_files.ImageRefused, match="over max_image_bytes") as refused:
+        read_with_filesystems(f"{url}/i1.png", len(png) - 1)
+    assert refused.value.code == "image_file_too_large"
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        read_with_filesystems(f"{url}/missing.png", 1000)
+    assert _MirrorFileSystem.opened == [(f"{url}/i1.png", CompressionTypes.UNCOMPRESSED),
+                                        (f"{url}/i2.png.gz", CompressionTypes.UNCOMPRESSED)]
+
+
+def test_read_and_validate_reads_images_under_a_url_data_directory_only(tmp_path, monkeypatch):
+    """A ``gs://`` data directory works: images inside it by normalised prefix are read
+    through Beam's filesystems; ``..`` out of it is refused unopened."""
+    monkeypatch.setattr(_MirrorFileSystem, "opened", [])
+    png = _png()
+    (tmp_path / "raw" / "images").mkdir(parents=True)
+    (tmp_path / "raw" / "images" / "good.png").write_bytes(png)
+    (tmp_path / "secret.png").write_bytes(png)
+    item = {"item_id": "i1", "title": "Green mug", "image": "images/good.png",
+            "category": "kitchen", "brand": "Acme", "entities": ["mug"], "launch_ts": T0}
+    escape = {**item, "item_id": "i2", "image": "../secret.png"}
+    escape_url = {**item, "item_id": "i3", "image": f"mirror://{tmp_path}/raw/../secret.png"}
+    pattern = _write_lines(tmp_path / "items.jsonl",
+                           [json.dumps(record).encode() for record in (item, escape, escape_url)])
+    context = schema.ValidationContext(image_root=f"mirror://{tmp_path}/raw",
+                                       read_image=read_with_filesystems)
+
+    with _pipeline() as pipeline:
+        result = pipeline | ReadAndValidate(schema.ITEMS, pattern, context)
+        assert_that(result[VALID], equal_to([{**item, "image": png}]), label="Valid")
+        assert_that(result[DEAD_LETTER] | beam.Map(dead_letter_key), equal_to(
+            ["items.image.image_outside_root", "items.image.image_url"]), label="DeadLetters")
+    assert [path for path, _ in _MirrorFileSystem.opened] == [
+        f"mirror://{tmp_path}/raw/images/good.png"]
 
 
 # --- JoinUsers -------------------------------------------------------------------------------
@@ -171,9 +286,9 @@ def test_join_items_rejects_bad_references_and_enriches_events():
     png = _png()
     warm = _item("warm", T0)  # first shown in pretrain: warm for all its events
     cold = _item("cold", T0 + 12 * DAY, brand=None, category="garden")  # first shown in train
-    dup_first, dup_second = _item("dup", T0, image=png), _item("dup", T0 + 1, image=png)
+    dup = _item("dup", T0, image=png)  # listed twice, identically: one copy is kept
     unseen = _item("unseen", T0)  # in the catalogue, never shown
-    items = [warm, cold, dup_second, dup_first, unseen]
+    items = [warm, cold, dup, dict(dup), unseen]
 
     warm_pretrain = _event("r1", "u1", "warm", T0 + DAY // 2)
     warm_eval = _event("r2", "u1", "warm", T0 + 25 * DAY, click=1)
@@ -208,10 +323,10 @@ def test_join_items_rejects_bad_references_and_enriches_events():
             enriched(warm_eval, warm, 0, 25.0, "eval"),
             enriched(cold_train, cold, 1, 1.0, "train"),
             enriched(cold_eval, cold, 1, 9.0, "eval"),
-            enriched(dup_event, dup_first, 0, 3.0, "pretrain"),
+            enriched(dup_event, dup, 0, 3.0, "pretrain"),
         ]), label="Examples")
         assert_that(result[ITEMS_OUT], equal_to(
-            [_catalogue(warm), _catalogue(cold), _catalogue(dup_first), _catalogue(unseen)]),
+            [_catalogue(warm), _catalogue(cold), _catalogue(dup), _catalogue(unseen)]),
             label="Catalogue")
         assert_that(result[QUERIES_OUT], equal_to([
             {"query": "red mug", "item_id": "warm", "ts": T0 + DAY, "split": "pretrain"},
@@ -220,7 +335,7 @@ def test_join_items_rejects_bad_references_and_enriches_events():
         assert_that(result[DEAD_LETTER] | beam.Map(_summary), equal_to([
             # The dead-letter copy of an item shows its image's size, not its bytes.
             ("items.item_id.duplicate_id", ["duplicate_id"],
-             {**dup_second, "image": f"<{len(png)} bytes>"}, None),
+             {**dup, "image": f"<{len(png)} bytes>"}, None),
             ("events.item_id.unknown_id", ["unknown_id"], unknown_item, None),
             ("events.ts.before_launch", ["before_launch"], before_launch, None),
             ("events.ts.future", ["future"], after_end, None),
@@ -230,14 +345,34 @@ def test_join_items_rejects_bad_references_and_enriches_events():
         ]), label="DeadLetters")
 
 
-@pytest.mark.parametrize("arrival", ["ab", "ba"])
-def test_duplicate_items_keep_the_same_copy_whatever_the_arrival_order(arrival):
+def _check_item_group(items, events=()):
+    group = {"items": items, "events": list(events), "queries": []}
+    return list(_CheckItemReferences().process(("dup", group), bounds=BOUNDS.as_dict()))
+
+
+@pytest.mark.parametrize("arrival", ["ab", "ba", "aab", "bab"])
+def test_conflicting_duplicate_items_are_all_rejected_whatever_the_arrival_order(arrival):
+    """No copy wins by how it sorts: an attacker's copy that sorts first replaces nothing."""
     # Same record, images of the same size: only the bytes tell the copies apart.
     copies = {"a": _item("dup", T0, image=b"\x89PNG-a"), "b": _item("dup", T0, image=b"\x89PNG-b")}
-    group = {"items": [copies[name] for name in arrival], "events": [], "queries": []}
-    out = list(_CheckItemReferences().process(("dup", group), bounds=BOUNDS.as_dict()))
-    assert [output.value for output in out if output.tag == ITEMS_OUT] == [_catalogue(copies["a"])]
-    assert [output.tag for output in out] == [DEAD_LETTER, ITEMS_OUT]
+    event = _event("r1", "u1", "dup", T0 + DAY)
+    out = _check_item_group([copies[name] for name in arrival], [event])
+    assert [output.tag for output in out] == [DEAD_LETTER] * (len(arrival) + 1)
+    rejected = [output.value for output in out]
+    assert [_summary(entry)[:2] for entry in rejected] == \
+        [("items.item_id.conflicting_duplicate", ["conflicting_duplicate"])] * len(arrival) + \
+        [("events.item_id.unknown_id", ["unknown_id"])]
+    assert [entry["record"]["image"] for entry in rejected[:-1]] == ["<6 bytes>"] * len(arrival)
+    assert f"{len(arrival)} records with 2 different contents" in \
+        rejected[0]["problems"][0]["reason"]
+
+
+def test_identical_duplicate_items_collapse_to_one():
+    copies = [_item("dup", T0, image=b"\x89PNG-a") for _ in range(3)]
+    out = _check_item_group(copies)
+    assert [output.tag for output in out] == [DEAD_LETTER, DEAD_LETTER, ITEMS_OUT]
+    assert {dead_letter_key(output.value) for output in out[:2]} == {"items.item_id.duplicate_id"}
+    assert out[2].value == _catalogue(copies[0])
 
 
 # --- BehaviourSequences ----------------------------------------------------------------------

@@ -7,7 +7,11 @@ What a join rejects goes to the dead-letter output in ``validate``'s format:
 - events: an unknown user, a user over ``max_events_per_user`` (bots and crawlers: all of
   their events, so one heavy key cannot exhaust a worker), a repeated (request_id, item_id)
   (the copy that sorts first is kept), an unknown item, a time before the item's launch;
-- items: an id listed twice; queries: an unknown item or a time before its launch.
+- items: an id listed twice. Identical copies collapse to one (the extra copies are
+  dead-lettered as ``duplicate_id``); copies that differ are all dead-lettered
+  (``conflicting_duplicate``), so no copy can replace another by how it sorts, and the
+  item's events and queries then find no item;
+- queries: an unknown item or a time before its launch.
 
 The item join also adds what examples need from the catalogue and the logs: the candidate's
 category and brand, its age, the split, and the cold-start flag (``features.is_cold_item``).
@@ -129,19 +133,31 @@ class _CheckItemReferences(beam.DoFn):
                 "future"))
         return problems
 
+    @staticmethod
+    def _one_item(item_id, copies: list[dict[str, Any]]):
+        """Yields the dead letters of an id's extra copies; returns the item kept, if any."""
+        # The image bytes count: copies may differ only in an image of the same size.
+        contents = {(_canonical(_printable(item)), item.get("image") or b"") for item in copies}
+        if len(contents) > 1:
+            for copy in copies:
+                yield _reject(schema.ITEMS, schema.Problem(
+                    "item_id", f"duplicate id {item_id!r}: {len(copies)} records with "
+                    f"{len(contents)} different contents; all are rejected, since none can be "
+                    "trusted over another", "conflicting_duplicate"), _printable(copy))
+            return None
+        for extra in copies[1:]:
+            yield _reject(schema.ITEMS, schema.Problem(
+                "item_id", f"duplicate id {item_id!r}: listed more than once (identical "
+                "copies; one is kept)", "duplicate_id"), _printable(extra))
+        return copies[0] if copies else None
+
     def process(self, element, bounds: dict[str, int]):
         bounds = SplitBounds(**bounds)
         item_id, group = element
-        # The image bytes break ties: copies may differ only in an image of the same size.
-        items = sorted(group["items"], key=lambda item: (_canonical(_printable(item)),
-                                                         item.get("image") or b""))
-        for extra in items[1:]:
-            yield _reject(schema.ITEMS, schema.Problem(
-                "item_id", f"duplicate id {item_id!r}: listed more than once", "duplicate_id"),
-                _printable(extra))
+        item = yield from self._one_item(item_id, list(group["items"]))
         context = (schema.ValidationContext(
-            known_item_ids=frozenset([item_id]), item_launch_ts={item_id: items[0]["launch_ts"]})
-            if items else schema.ValidationContext(known_item_ids=frozenset()))
+            known_item_ids=frozenset([item_id]), item_launch_ts={item_id: item["launch_ts"]})
+            if item else schema.ValidationContext(known_item_ids=frozenset()))
         valid_events = []
         for event in group["events"]:
             problems = self._problems(schema.EVENTS, event, context, bounds)
@@ -157,9 +173,8 @@ class _CheckItemReferences(beam.DoFn):
                 yield beam.pvalue.TaggedOutput(QUERIES_OUT, {
                     features.QUERY: query["query"], features.ITEM_ID: item_id,
                     features.TS: query["ts"], features.SPLIT: bounds.split_of(query["ts"])})
-        if not items:
+        if item is None:
             return
-        item = items[0]
         yield beam.pvalue.TaggedOutput(ITEMS_OUT, catalogue_record(item))
         if not valid_events:
             return

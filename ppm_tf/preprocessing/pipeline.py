@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from typing import Any
 
@@ -54,9 +55,14 @@ class PreprocessSettings:
     oov_buckets: int = 64
     max_events_per_user: int = 50_000
     as_of: int | None = None  # future-timestamp bound; None: world.json's end, else now
+    image_roots: tuple[str, ...] = ()  # where images outside the data directory may lie
+    max_record_bytes: int = schema.DEFAULT_MAX_RECORD_BYTES
+    max_image_bytes: int = schema.DEFAULT_MAX_IMAGE_BYTES
+    max_image_pixels: int = schema.DEFAULT_MAX_IMAGE_PIXELS
 
     def __post_init__(self):
-        for name in ("max_seq_len", "min_count", "max_events_per_user", "valid_days"):
+        for name in ("max_seq_len", "min_count", "max_events_per_user", "valid_days",
+                     "max_record_bytes", "max_image_bytes", "max_image_pixels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("train_days", "eval_days"):
@@ -110,9 +116,12 @@ def build_pipeline(pipeline: beam.Pipeline, settings: PreprocessSettings,
                    world: dict | None) -> None:
     raw = raw_files.RawLayout(settings.data)
     layout = WorkLayout(settings.work)
-    context = schema.ValidationContext(max_ts=_max_ts(settings, world), image_root=settings.data,
-                                       read_image=read_with_filesystems)
-    tables = {table: pipeline | ReadAndValidate(table, raw.pattern(table), context)
+    context = schema.ValidationContext(
+        max_ts=_max_ts(settings, world), image_root=settings.data,
+        allowed_image_roots=tuple(settings.image_roots), read_image=read_with_filesystems,
+        max_image_bytes=settings.max_image_bytes, max_image_pixels=settings.max_image_pixels)
+    tables = {table: pipeline | ReadAndValidate(table, raw.pattern(table), context,
+                                                settings.max_record_bytes)
               for table in schema.TABLES}
     by_user = ({"users": tables[schema.USERS][VALID], "events": tables[schema.EVENTS][VALID]}
                | "JoinUsers" >> JoinUsers(settings.max_events_per_user))
@@ -161,8 +170,16 @@ def build_pipeline(pipeline: beam.Pipeline, settings: PreprocessSettings,
 
 
 def check_inputs(settings: PreprocessSettings) -> None:
-    """Fails before any work when a required table has no data at all."""
+    """Fails before any work when a required table has no data at all, or when a path named
+    like a data file is not one (Beam would skip a folder silently and block on a FIFO)."""
     raw = raw_files.RawLayout(settings.data)
+    for table, pattern in [*((table, raw.pattern(table)) for table in schema.TABLES),
+                           ("oracle", raw.oracle_pattern)]:
+        not_files = raw_files.non_file_matches(pattern)
+        if not_files:
+            kind = "a directory" if os.path.isdir(not_files[0]) else "not a regular file"
+            raise ValueError(f"{not_files[0]} matches the {table} files {pattern} but is "
+                             f"{kind}; rename or remove it")
     for table in schema.TABLES:
         matched = FileSystems.match([raw.pattern(table)])[0].metadata_list
         if not matched:

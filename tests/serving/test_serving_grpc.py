@@ -23,9 +23,9 @@ from ppm_tf.serving.client import GrpcClient, RestClient, ServingClientError
 from ppm_tf.serving.tensors import ndarray_to_tensor_proto, tensor_proto_to_ndarray
 from ppm_tf.serving.testing import free_port, running_server
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "tf_serving"
+FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "tf_serving"
 TWO_VERSIONS = "saved_model_half_plus_two_2_versions"
-BATCHING_CONFIG = Path(__file__).resolve().parents[1] / "serving" / "batching.config"
+BATCHING_CONFIG = Path(__file__).resolve().parents[2] / "serving" / "batching.config"
 
 
 def _config(*models) -> config.ModelServerConfig:

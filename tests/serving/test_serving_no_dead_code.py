@@ -3,7 +3,7 @@ tests, benchmarks or pipelines (an unused helper is dead code that readers must 
 import ast
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SERVING = REPO / "ppm_tf" / "serving"
 
 

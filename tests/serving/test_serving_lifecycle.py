@@ -28,8 +28,8 @@ from ppm_tf.serving.server import main
 from ppm_tf.serving.tensors import ndarray_to_tensor_proto
 from ppm_tf.serving.testing import free_port, publish_version, running_server, wait_until
 
-REPO = Path(__file__).resolve().parents[1]
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "tf_serving"
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "tf_serving"
 PLUS_TWO = FIXTURES / "saved_model_half_plus_two_2_versions" / "00000123"
 PLUS_THREE = FIXTURES / "saved_model_half_plus_three" / "00000123"
 ONE = {"x": np.array([[1.0]], np.float32)}  # half_plus_two: 2.5, half_plus_three: 3.5

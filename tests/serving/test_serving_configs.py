@@ -14,9 +14,9 @@ from google.protobuf import text_format
 
 from ppm_tf.serving import config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SERVING = REPO / "serving"
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "tf_serving"
+FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "tf_serving"
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from ppm_tf.data import schema
 from ppm_tf.data.movielens import format_summary, import_movielens
 from ppm_tf.data.raw_files import RawLayout, read_jsonl, read_world
 
-ML_SMALL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ml-latest-small"
+ML_SMALL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ml-latest-small"
 needs_ml_small = pytest.mark.skipif(
     not (ML_SMALL / "ratings.csv").is_file(),
     reason=f"MovieLens latest-small not found at {ML_SMALL} (shared data lives outside the repo)")

@@ -142,7 +142,7 @@ def test_an_unknown_feature_name_is_named_with_the_valid_ones(small_work):
 
 
 def test_a_bad_split_names_the_valid_splits(small_work):
-    with pytest.raises(ValueError, match=r"unknown split 'test'.*'pretrain', 'train', 'eval'"):
+    with pytest.raises(ValueError, match=r"unknown split 'test'.*'pretrain', 'train', 'valid', 'eval'"):
         tfrecords.read_split(str(small_work[0]), "test", 4)
 
 

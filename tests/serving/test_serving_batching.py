@@ -20,7 +20,7 @@ from ppm_tf.serving.client import RestClient, ServingClientError
 from ppm_tf.serving.testing import running_server
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-BATCHING_CONFIG = Path(__file__).resolve().parents[1] / "serving" / "batching.config"
+BATCHING_CONFIG = Path(__file__).resolve().parents[2] / "serving" / "batching.config"
 MAX_BATCH_SIZE = config.load_batching_parameters(str(BATCHING_CONFIG)).max_batch_size.value
 UNEQUAL = "Batching Run() input tensors must have equal 0th-dimension size"
 

@@ -21,9 +21,9 @@ import tensorflow as tf
 from ppm_tf.serving import config
 from ppm_tf.serving.testing import running_server
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "tf_serving"
+FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "tf_serving"
 TWO_VERSIONS = "saved_model_half_plus_two_2_versions"
-BATCHING_CONFIG = Path(__file__).resolve().parents[1] / "serving" / "batching.config"
+BATCHING_CONFIG = Path(__file__).resolve().parents[2] / "serving" / "batching.config"
 
 
 class _Toy(tf.Module):

@@ -131,4 +131,7 @@ def _check_in_fresh_process(saved_model_dir: str, serialized: list[bytes],
 
 
 def export_model(work: str, name: str, base_path: str, min_auc: float | None = None) -> dict:
+    """Checks that ``name`` was trained (and what it reads exists), then builds, validates and
+    publishes a new version under ``base_path``."""
+    WorkLayout(work).require_stages(*ablation_row(name).required_stages, "train", model=name)
     return validate_and_publish(build_serving_module(work, name), work, name, base_path, min_auc)

@@ -116,6 +116,14 @@ def candidate_rows(per_request: Mapping[str, object],
     return rows
 
 
+def predict_document(inputs: Mapping[str, object], signature_name: str = "") -> dict:
+    """The columnar ``:predict`` JSON document ``RestClient`` sends."""
+    document = {"inputs": {name: _to_json(value) for name, value in inputs.items()}}
+    if signature_name:
+        document["signature_name"] = signature_name
+    return document
+
+
 class _CandidateRequests:
     """``predict_candidates``, shared by both clients."""
 
@@ -224,11 +232,8 @@ class RestClient(_CandidateRequests):
     def predict(self, model: str, inputs: Mapping[str, object], *, signature_name: str = "",
                 version: int | None = None, label: str | None = None) -> dict[str, np.ndarray]:
         """Columnar ``:predict`` with named inputs; returns every output by name."""
-        document = {"inputs": {name: _to_json(value) for name, value in inputs.items()}}
-        if signature_name:
-            document["signature_name"] = signature_name
         outputs = self.request("POST", _model_path(model, version, label) + ":predict",
-                               document)["outputs"]
+                               predict_document(inputs, signature_name))["outputs"]
         if isinstance(outputs, dict):
             return {name: _json_to_array(value) for name, value in outputs.items()}
         # TF Serving drops the name of a lone output; the signature says what it is.
@@ -285,6 +290,19 @@ def _model_spec(spec, model: str, version, label, signature_name: str = "") -> N
         spec.signature_name = signature_name
 
 
+def predict_message(model: str, inputs: Mapping[str, object], *, signature_name: str = "",
+                    version: int | None = None, label: str | None = None,
+                    output_filter: Sequence[str] = ()) -> predict_pb2.PredictRequest:
+    """The ``PredictRequest`` ``GrpcClient`` sends (numeric tensors packed in
+    ``tensor_content``)."""
+    request = predict_pb2.PredictRequest(output_filter=list(output_filter))
+    _model_spec(request.model_spec, model, version, label, signature_name)
+    for name, value in inputs.items():
+        request.inputs[name].CopyFrom(
+            tensors.ndarray_to_tensor_proto(value, use_tensor_content=True))
+    return request
+
+
 class GrpcClient(_CandidateRequests):
     """TF Serving's gRPC ``PredictionService`` and ``ModelService`` on one channel."""
 
@@ -316,12 +334,9 @@ class GrpcClient(_CandidateRequests):
                         label: str | None = None,
                         output_filter: Sequence[str] = ()) -> predict_pb2.PredictResponse:
         """``Predict`` with named array-likes; returns the whole ``PredictResponse``."""
-        request = predict_pb2.PredictRequest(output_filter=list(output_filter))
-        _model_spec(request.model_spec, model, version, label, signature_name)
-        for name, value in inputs.items():
-            request.inputs[name].CopyFrom(
-                tensors.ndarray_to_tensor_proto(value, use_tensor_content=True))
-        return self.call(self._prediction.Predict, request)
+        return self.call(self._prediction.Predict, predict_message(
+            model, inputs, signature_name=signature_name, version=version, label=label,
+            output_filter=output_filter))
 
     def predict(self, model: str, inputs: Mapping[str, object], **kwargs) -> dict[str, np.ndarray]:
         """``Predict``; returns the outputs by name as numpy arrays (see ``predict_request``)."""

@@ -44,7 +44,7 @@ class CandidateRequest:
     item_ids: np.ndarray
 
 
-def strings(values: Iterable) -> np.ndarray:
+def _strings(values: Iterable) -> np.ndarray:
     """Ids as the object array of bytes a DT_STRING input takes."""
     return np.array([value.encode("utf-8") if isinstance(value, str) else bytes(value)
                      for value in values], dtype=object)
@@ -68,8 +68,8 @@ def user_inputs(user_id: str, events: Iterable[Mapping], request_id: str, reques
     example = next(attach_behaviour_sequences([impression, *history], max_seq_len))
     padded = {name: features.pad_sequence(_SEQUENCES[name], example[name], max_seq_len)
               for name in (features.HIST_ITEM_IDS, features.HIST_TS)}
-    return {features.USER_ID: strings([user_id]),
-            features.HIST_ITEM_IDS: strings(padded[features.HIST_ITEM_IDS])[np.newaxis],
+    return {features.USER_ID: _strings([user_id]),
+            features.HIST_ITEM_IDS: _strings(padded[features.HIST_ITEM_IDS])[np.newaxis],
             features.HIST_TS: np.array([padded[features.HIST_TS]], dtype=np.int64),
             features.TS: np.array([request_ts], dtype=np.int64)}
 
@@ -78,7 +78,7 @@ def build_request(user_id: str, events: Iterable[Mapping], request_id: str, requ
                   item_ids: Iterable, max_seq_len: int) -> CandidateRequest:
     """One user's request for ``item_ids`` at ``request_ts``, built from raw events."""
     return CandidateRequest(user_inputs(user_id, events, request_id, request_ts, max_seq_len),
-                            strings(item_ids))
+                            _strings(item_ids))
 
 
 def user_states(client, model: str, request: CandidateRequest) -> dict[str, np.ndarray]:

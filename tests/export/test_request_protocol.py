@@ -63,33 +63,32 @@ def _prepared_runs(server, model: str) -> frozenset:
         return servable.prepared_runs
 
 
-def test_warmup_prepares_every_signature_before_the_first_request(run, server, clients,
-                                                                  request_from_log):
-    """Runs before any other request reaches the server (this module's first test)."""
+def test_warmup_prepares_every_signature_before_its_first_request(run, request_from_log):
     for model, signatures in SIGNATURES.items():
         path = next((run / "saved_models" / model).glob("[0-9]*")) / WARMUP_FILE
         logged = [prediction_log_pb2.PredictionLog.FromString(record).predict_log.request
                   for record in tf.data.TFRecordDataset(str(path)).as_numpy_iterator()]
         assert {request.model_spec.signature_name for request in logged} == signatures
-    client = clients["grpc"]
-    prepared = {model: _prepared_runs(server, model) for model in SIGNATURES}
-    assert len(prepared["urm"]) == 4 and len(prepared["base"]) == 2
-    states = user_states(client, "urm", request_from_log)
-    score_candidates(client, "urm", request_from_log, states)
-    item_dim = load_cached_metadata(str(run / "work"))["item_dim"]
-    score_candidates(client, "urm", request_from_log, states, item_vectors=np.ones(
-        (request_from_log.item_ids.size, item_dim), np.float32))
-    score_candidates(client, "base", request_from_log)
-    examples = next(iter(tf.data.TFRecordDataset(
-        sorted(tf.io.gfile.glob(str(run / "work" / "cached" / "eval" / "*"))),
-        compression_type="GZIP").batch(5))).numpy()
-    client.predict("urm", {"examples": examples.astype(object)},
-                   signature_name="predict_examples")
-    assert {model: _prepared_runs(server, model) for model in SIGNATURES} == prepared
-    # The observation can fail: a run fetching fewer outputs is a new run to prepare.
-    client.predict_request("base", candidate_rows(request_from_log.user, {
-        features.ITEM_ID: request_from_log.item_ids}), output_filter=["click_prob"])
-    assert len(_prepared_runs(server, "base")) == 3
+    with ModelServer(production_options({"/models": str(run / "saved_models")})) as fresh, \
+            GrpcClient(f"127.0.0.1:{fresh.grpc_port}") as client:
+        prepared = {model: _prepared_runs(fresh, model) for model in SIGNATURES}
+        assert len(prepared["urm"]) == 4 and len(prepared["base"]) == 2
+        states = user_states(client, "urm", request_from_log)
+        score_candidates(client, "urm", request_from_log, states)
+        item_dim = load_cached_metadata(str(run / "work"))["item_dim"]
+        score_candidates(client, "urm", request_from_log, states, item_vectors=np.ones(
+            (request_from_log.item_ids.size, item_dim), np.float32))
+        score_candidates(client, "base", request_from_log)
+        examples = next(iter(tf.data.TFRecordDataset(
+            sorted(tf.io.gfile.glob(str(run / "work" / "cached" / "eval" / "*"))),
+            compression_type="GZIP").batch(5))).numpy()
+        client.predict("urm", {"examples": examples.astype(object)},
+                       signature_name="predict_examples")
+        assert {model: _prepared_runs(fresh, model) for model in SIGNATURES} == prepared
+        # The observation can fail: a run fetching fewer outputs is a new run to prepare.
+        client.predict_request("base", candidate_rows(request_from_log.user, {
+            features.ITEM_ID: request_from_log.item_ids}), output_filter=["click_prob"])
+        assert len(_prepared_runs(fresh, "base")) == 3
 
 
 @pytest.mark.parametrize("protocol", ["rest", "grpc"])

@@ -21,6 +21,7 @@ INSTALL_REQUIRES = [
     "pillow>=10.0,<13",
     "google-crc32c==1.9.0",  # fast TFRecord checksums in Beam's writers
     "matplotlib==3.10.8",  # the evaluation report's plots
+    "pyyaml>=6,<7",  # serving/docker-compose.yml, read by the demo's and tests' local server
 ]
 
 EXTRAS_REQUIRE = {

@@ -145,6 +145,16 @@ def parse_spec(features: Iterable[Feature], max_seq_len: int = 0,
     return spec
 
 
+def pad_sequence(feature: Feature, values: Iterable[Any], max_seq_len: int) -> list:
+    """A behaviour sequence as every record stores it: ``max_seq_len`` values, padded with the
+    feature's default (``""`` / 0). Serving requests are padded by the same function."""
+    values = list(values)
+    if len(values) > max_seq_len:
+        raise ValueError(f"feature {feature.name!r} has {len(values)} values; "
+                         f"max_seq_len is {max_seq_len}")
+    return values + [feature.default] * (max_seq_len - len(values))
+
+
 def encode_example(values: Mapping[str, Any], features: Iterable[Feature],
                    max_seq_len: int = 0) -> bytes:
     """Serialises one record as a ``tf.train.Example``; sequences are padded to
@@ -159,13 +169,10 @@ def encode_example(values: Mapping[str, Any], features: Iterable[Feature],
         elif isinstance(value, (str, bytes)):
             raise TypeError(f"feature {feature.name!r} takes a list of values, "
                             f"got {type(value).__name__}")
+        elif feature.shape == SEQUENCE:
+            value = pad_sequence(feature, value, max_seq_len)
         else:
             value = list(value)
-            if feature.shape == SEQUENCE:
-                if len(value) > max_seq_len:
-                    raise ValueError(f"feature {feature.name!r} has {len(value)} values; "
-                                     f"max_seq_len is {max_seq_len}")
-                value += [feature.default] * (max_seq_len - len(value))
         encoded[feature.name] = _to_tf_feature(feature, value)
     return tf.train.Example(features=tf.train.Features(feature=encoded)).SerializeToString()
 

@@ -38,13 +38,20 @@ ENCODER_JSON = "encoder.json"  # an encoder export's description, written last
 PRETRAINED = "ppm_pretrained"  # the model folder of PPM pre-trained on the long span
 
 
-def read_json(path: str, made_by: str) -> dict[str, Any]:
-    """A stage's JSON artifact; missing, it is a clear error naming the command that makes it
-    (``made_by``, e.g. "ppm embed-items --work WORK")."""
+def require(path: str, made_by: str) -> None:
+    """Fails when an artifact is missing, in one line naming it and the command that makes it
+    (``made_by``, e.g. "ppm embed-items --work runs/demo/work")."""
     import tensorflow as tf  # here, so that reading paths needs no TensorFlow
 
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(f"{path} not found: run `{made_by}` first")
+
+
+def read_json(path: str, made_by: str) -> dict[str, Any]:
+    """A stage's JSON artifact; missing, it is a clear error naming the command that makes it."""
+    import tensorflow as tf
+
+    require(path, made_by)
     with tf.io.gfile.GFile(path) as handle:
         return json.load(handle)
 
@@ -73,6 +80,39 @@ class WorkLayout:
 
     def path(self, *parts: str) -> str:
         return "/".join([self.root.rstrip("/"), *parts])
+
+    # --- stages: what each one writes last, and the command that runs it -------------------
+    def finished_markers(self, stage: str, model: str | None = None) -> tuple[str, ...]:
+        """The files a stage writes last: all present means it finished on this work dir."""
+        markers = {
+            "preprocess": (self.preprocess_json,),
+            "train-encoders": (self.encoder_description(TEXT_ENCODER),
+                               self.encoder_description(IMAGE_ENCODER)),
+            "embed-items": (self.item_vectors_metadata,),
+            "pretrain": (self.training_summary(PRETRAINED),),
+            "precompute": (self.cached_metadata,),
+        }
+        if stage == "train":
+            if model is None:
+                raise ValueError("the train stage's output is per model: name the model")
+            return (self.training_summary(model),)
+        if stage not in markers:
+            raise ValueError(f"unknown stage {stage!r}; stages: {[*markers, 'train']}")
+        return markers[stage]
+
+    def command(self, stage: str, model: str | None = None) -> str:
+        """The command that runs ``stage`` on this work dir."""
+        if stage == "preprocess":
+            return f"ppm preprocess --data RAW_DATA_DIR --out {self.root}"
+        return f"ppm {stage} --work {self.root}" + (f" --model {model}" if model else "")
+
+    def require_stages(self, *stages: str, model: str | None = None) -> None:
+        """Fails before a stage does any work unless the stages it reads from have finished,
+        earliest first: one line naming the missing file and the command that makes it.
+        ``model`` names the model of a ``train`` stage."""
+        for stage in stages:
+            for path in self.finished_markers(stage, model):
+                require(path, self.command(stage, model if stage == "train" else None))
 
     def examples_prefix(self, split: str) -> str:
         return self.path("examples", split, "part")

@@ -46,3 +46,22 @@ def test_oracle_decomposition_agrees_with_the_evaluation(tiny_demo_run):
                                           abs=1e-4)
     assert {"oracle without id-only effects", "id-only effects alone"} <= set(rows)
     assert "of the oracle logit's variance" in stdout
+
+
+
+@pytest.mark.slow
+def test_serving_latency_compares_the_request_forms_through_the_production_deployment(
+        tiny_demo_run):
+    out, _ = tiny_demo_run
+    stdout = run_benchmark("serving_latency.py", "--out", str(out), "--preset", "tiny",
+                           "--rounds", "1", "--requests", "2")
+    request_bytes = {" ".join(name.split()): int(size.replace(",", "")) for name, size in
+                     re.findall(r"^  (\w+ \w+ +(?:one user row|row per candidate)) +([\d,]+) ",
+                                stdout, re.MULTILINE)}
+    assert len(request_bytes) == 8, stdout
+    for protocol in ("rest", "grpc"):  # repeating the user-level inputs costs bytes
+        for model in ("base", "urm"):
+            assert (request_bytes[f"{protocol} {model} row per candidate"]
+                    > request_bytes[f"{protocol} {model} one user row"])
+    assert "grpc urm cached states, 4 concurrent clients" in stdout
+    assert re.search(r"uncached / cached urm, in-process p50: [\d.]+x", stdout)

@@ -246,10 +246,8 @@ def clear_outputs(layout: WorkLayout) -> None:
 def run_embed_items(settings: EmbedItemsSettings, options: PipelineOptions) -> dict[str, Any]:
     """Runs the job and returns metadata.json's content."""
     layout = WorkLayout(settings.work)
+    layout.require_stages("preprocess", "train-encoders")
     descriptions = encoder_descriptions(layout)
-    if not FileSystems.match([layout.items_pattern])[0].metadata_list:
-        raise FileNotFoundError(f"no catalogue shard matches {layout.items_pattern}: run "
-                                "`ppm preprocess` first")
     text_dim = descriptions[TEXT_ENCODER]["output_dim"]
     image_dim = descriptions[IMAGE_ENCODER]["output_dim"]
     metadata = {"text_dim": text_dim, "image_dim": image_dim, "item_dim": text_dim + image_dim,

@@ -143,9 +143,10 @@ def check_nothing_lost(result) -> None:
 def run_precompute(settings: PrecomputeSettings, options: PipelineOptions) -> dict[str, Any]:
     """Runs the job and returns WORK/cached/metadata.json's content."""
     layout = WorkLayout(settings.work)
-    pretrained = read_json(layout.training_summary(PRETRAINED), "ppm pretrain --work WORK")
-    item_dim = read_json(layout.item_vectors_metadata, "ppm embed-items --work WORK")["item_dim"]
-    max_seq_len = read_json(layout.preprocess_json, "ppm preprocess")["max_seq_len"]
+    layout.require_stages("preprocess", "embed-items", "pretrain")
+    pretrained = read_json(layout.training_summary(PRETRAINED), layout.command("pretrain"))
+    item_dim = read_json(layout.item_vectors_metadata, layout.command("embed-items"))["item_dim"]
+    max_seq_len = read_json(layout.preprocess_json, layout.command("preprocess"))["max_seq_len"]
     delete_tree(layout.path("cached/"))  # readers glob shards: stale ones would be read
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, settings.work, item_dim, max_seq_len)

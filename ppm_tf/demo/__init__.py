@@ -124,7 +124,8 @@ def run_demo(run: DemoRun) -> dict:
         run.stage(f"export {name}", lambda name=name: _export(run, name, export_model),
                   os.path.join(run.saved_models, name, EXPORTED_MARKER),
                   (layout.training_summary(name),))
-    serving = run.stage("serve", lambda: serve_and_score(run.saved_models, run.work))
+    serving = run.stage("serve", lambda: serve_and_score(run.saved_models, run.work,
+                                                         run.data_dir))
     return _finish(run, metrics, serving, time.perf_counter() - started)
 
 

@@ -84,6 +84,7 @@ def train_encoders(work: str, preset: str = "demo", seed: int = 0,
                 "imagenet_weights": imagenet_weights, "epochs": epochs,
                 "encoders": list(encoders)}
     layout = WorkLayout(work)
+    layout.require_stages("preprocess")
     state = _RunState(work, settings)
     fitters = {
         export.TEXT: lambda: fit_text_encoder(work, config, seed, bert_checkpoint, epochs,

@@ -110,6 +110,9 @@ def history_length_shares(rows: dict[str, np.ndarray]) -> dict[str, float]:
 def evaluate(work: str) -> dict[str, Any]:
     """Computes and writes WORK/eval/metrics.json; returns it."""
     layout = WorkLayout(work)
+    if not any(tf.io.gfile.exists(layout.predictions(name)) for name in MODELS):
+        raise FileNotFoundError(f"no predictions under {layout.path('predictions')}: run "
+                                f"`{layout.command('train', 'all')}` first")
     results: dict[str, Any] = {"models": {}}
     reference = None
     for name in MODELS:
@@ -126,9 +129,6 @@ def evaluate(work: str) -> dict[str, Any]:
             **model_metrics(rows),
             **{key: training.get(key) for key in ("train_seconds", "trainable_params",
                                                    "examples_per_second", "train_examples")}}
-    if reference is None:
-        raise FileNotFoundError(f"no predictions under {layout.path('predictions')}: "
-                                "run `ppm train --model ...` first")
     results["eval_share_by_history_length"] = history_length_shares(reference)
     oracle = load_oracle(work, reference)
     if oracle is not None:

@@ -4,7 +4,8 @@ The version is written into a hidden sibling folder, validated, and only then re
 place, so a server polling the base path never sees a half-written or unvalidated version:
 
 1. build the serving module (``serving_module.py``) from the trained weights and the tables;
-2. save it with its signatures and a warm-up file (``assets.extra/tf_serving_warmup_requests``);
+2. save it with its signatures and a warm-up file (``assets.extra/tf_serving_warmup_requests``,
+   one request per signature: ``warmup.py``);
 3. validate it in a fresh Python process that imports only TensorFlow: every op in the graph
    must be a core op (stock TF Serving has no tensorflow-text), and its scores of the first
    eval batch must match the in-memory model's;
@@ -26,7 +27,7 @@ from ppm_tf.atomic import atomic_directory
 from ppm_tf.data.tfrecords import load_cached_metadata, load_preprocess_metadata, read_items
 from ppm_tf.errors import StageError
 from ppm_tf.export.serving_module import ItemAttributeTable, ServingModule
-from ppm_tf.export.warmup import write_warmup_requests
+from ppm_tf.export.warmup import warmup_requests, write_warmup_requests
 from ppm_tf.metrics import roc_auc
 from ppm_tf.models.item_table import ItemVectorTable, load_item_vectors
 from ppm_tf.training.ablations import (build_model, load_training_summary, read_examples,
@@ -98,7 +99,7 @@ def validate_and_publish(module: ServingModule, work: str, name: str, base_path:
     in_memory = module.signatures()["predict_examples"]
     with atomic_directory(target) as temporary:
         tf.saved_model.save(module, temporary, signatures=module.signatures())
-        write_warmup_requests(temporary, name, serialized[:8])
+        write_warmup_requests(temporary, name, warmup_requests(module, serialized))
         first_batch = serialized[:256]
         expected = in_memory(examples=tf.constant(first_batch))["click_prob"].numpy()
         _check_in_fresh_process(temporary, first_batch, expected)
@@ -130,4 +131,7 @@ def _check_in_fresh_process(saved_model_dir: str, serialized: list[bytes],
 
 
 def export_model(work: str, name: str, base_path: str, min_auc: float | None = None) -> dict:
+    """Checks that ``name`` was trained (and what it reads exists), then builds, validates and
+    publishes a new version under ``base_path``."""
+    WorkLayout(work).require_stages(*ablation_row(name).required_stages, "train", model=name)
     return validate_and_publish(build_serving_module(work, name), work, name, base_path, min_auc)

@@ -1,44 +1,138 @@
-"""The request protocol of an exported model, as a TF Serving client speaks it.
+"""The request protocol of an exported model: how one user's request is built and sent.
 
-A request for ``urm`` is two calls: ``user_states`` once per request (its result is what a
-feature store would cache per user or per new click), then ``serving_default`` for all
-candidates with the cached states. ``base`` is the second call alone, without the states.
+**One form, the one TF Serving accepts with ``--enable_batching``** (the shipped production
+config): every input of a request carries the candidate dimension. The user-level inputs
+(user id, behaviour sequence, request time and, for URM, the cached user states) are built once
+per request with a leading size of 1, and the client repeats them per candidate
+(``predict_candidates`` of ``ppm_tf.serving.client``), never by hand.
+
+**No train/serve skew**: ``user_inputs`` turns a user's raw events (the raw contract's
+``events`` rows, what a feature store holds) into the user-level inputs with preprocessing's
+own behaviour-sequence function and padding (``attach_behaviour_sequences``,
+``features.pad_sequence``), so a request built from the log scores what the evaluation scored
+for the same impression. Per-user fields computed from raw events belong in that one function.
+
+A request for URM is two calls: ``user_states`` once per request (what a feature store would
+cache per user or per new click), then ``serving_default`` for all candidates with the states.
+``base`` is the second call alone, without the states.
 """
 from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
 from ppm_tf import features
-from ppm_tf.data.tfrecords import read_cached, read_items
+from ppm_tf.data import raw_files
+from ppm_tf.data.tfrecords import load_preprocess_metadata, read_items, read_split
+from ppm_tf.preprocessing.sequences import attach_behaviour_sequences
 
-CANDIDATES = 100
+CANDIDATES = 100  # a typical request: the benchmarks, the demo and the warm-up records use it
 USER_STATE_INPUTS = (features.HIST_ITEM_IDS, features.HIST_TS, features.TS)
+USER_STATES_SIGNATURE = "user_states"
+ITEM_VECTORS_SIGNATURE = "serving_with_item_vectors"
+_SEQUENCES = {feature.name: feature for feature in features.EXAMPLE_FEATURES
+              if feature.shape == features.SEQUENCE}
 
 
-def one_user_request(work: str, candidates: int = CANDIDATES) -> dict[str, np.ndarray]:
-    """A user from the eval split (one with a history) and ``candidates`` catalogue items."""
-    for batch in read_cached(work, "eval", 256, deterministic=True):
+@dataclasses.dataclass(frozen=True)
+class CandidateRequest:
+    """One user's request: user-level inputs (leading size 1) and the candidates' ids [n]."""
+
+    user: dict[str, np.ndarray]
+    item_ids: np.ndarray
+
+
+def _strings(values: Iterable) -> np.ndarray:
+    """Ids as the object array of bytes a DT_STRING input takes."""
+    return np.array([value.encode("utf-8") if isinstance(value, str) else bytes(value)
+                     for value in values], dtype=object)
+
+
+def user_inputs(user_id: str, events: Iterable[Mapping], request_id: str, request_ts: int,
+                max_seq_len: int) -> dict[str, np.ndarray]:
+    """The user-level inputs of one request, each [1, ...], from the user's raw events.
+
+    The request goes through the preprocessing job's behaviour-sequence function as one more
+    impression of the user, so its history is the preprocessed example's: clicks strictly
+    before ``request_ts``, none from ``request_id``, most recent first, padded alike. Events of
+    other users are ignored. Item categories are looked up inside the model, so the sequence's
+    category field is left empty here.
+    """
+    impression = {features.REQUEST_ID: request_id, features.USER_ID: user_id,
+                  features.ITEM_ID: features.PADDING_ID, features.TS: int(request_ts),
+                  features.CLICK: 0, features.CATEGORY: features.PADDING_ID}
+    history = [{**event, features.CATEGORY: features.PADDING_ID}
+               for event in events if event[features.USER_ID] == user_id]
+    example = next(attach_behaviour_sequences([impression, *history], max_seq_len))
+    padded = {name: features.pad_sequence(_SEQUENCES[name], example[name], max_seq_len)
+              for name in (features.HIST_ITEM_IDS, features.HIST_TS)}
+    return {features.USER_ID: _strings([user_id]),
+            features.HIST_ITEM_IDS: _strings(padded[features.HIST_ITEM_IDS])[np.newaxis],
+            features.HIST_TS: np.array([padded[features.HIST_TS]], dtype=np.int64),
+            features.TS: np.array([request_ts], dtype=np.int64)}
+
+
+def build_request(user_id: str, events: Iterable[Mapping], request_id: str, request_ts: int,
+                  item_ids: Iterable, max_seq_len: int) -> CandidateRequest:
+    """One user's request for ``item_ids`` at ``request_ts``, built from raw events."""
+    return CandidateRequest(user_inputs(user_id, events, request_id, request_ts, max_seq_len),
+                            _strings(item_ids))
+
+
+def user_states(client, model: str, request: CandidateRequest) -> dict[str, np.ndarray]:
+    """URM's ``user_states`` for one request ([1, L, d] and its mask [1, L]): what a caller
+    caches per user or per new click."""
+    return client.predict(model, {name: request.user[name] for name in USER_STATE_INPUTS},
+                          signature_name=USER_STATES_SIGNATURE)
+
+
+def score_candidates(client, model: str, request: CandidateRequest,
+                     states: Mapping[str, np.ndarray] | None = None,
+                     item_vectors: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """One call for every candidate, in the batch-safe form: ``serving_default``, or with
+    ``item_vectors`` (the candidates' ME vectors [n, item_dim], for items newer than the
+    export) ``serving_with_item_vectors``. ``states``: URM's cached user states (none for
+    ``base``)."""
+    per_candidate = {features.ITEM_ID: request.item_ids}
+    if item_vectors is not None:
+        per_candidate[features.PPM_ITEM_VEC] = item_vectors
+    return client.predict_candidates(
+        model, {**request.user, **(states or {})}, per_candidate,
+        signature_name="" if item_vectors is None else ITEM_VECTORS_SIGNATURE)
+
+
+def score_user(client, model: str, request: CandidateRequest) -> dict[str, np.ndarray]:
+    """URM for one user: the user tower once, then every candidate with its states."""
+    return score_candidates(client, model, request, user_states(client, model, request))
+
+
+def user_events(data_dir: str, user_id: str) -> list[dict]:
+    """The user's events in a raw data directory: what a feature store would hold."""
+    return [event for event in raw_files.read_jsonl(raw_files.RawLayout(data_dir).events_pattern)
+            if event[features.USER_ID] == user_id]
+
+
+def logged_request(data_dir: str, work: str, candidates: int = CANDIDATES) -> CandidateRequest:
+    """A real eval request rebuilt from the raw log: the first eval impression whose user has a
+    click history, with the items that request showed, then catalogue items up to
+    ``candidates``."""
+    for batch in read_split(work, "eval", 256, deterministic=True, features=(
+            features.REQUEST_ID, features.USER_ID, features.TS, features.HIST_LEN)):
         with_history = np.flatnonzero(batch[features.HIST_LEN].numpy() > 0)
         if with_history.size:
             row = int(with_history[0])
             break
     else:
         raise ValueError("no eval example has a behaviour history to serve")
-    item_ids = next(iter(read_items(work, candidates, deterministic=True,
-                                    features=(features.ITEM_ID,))))[features.ITEM_ID].numpy()
-    return {features.USER_ID: batch[features.USER_ID].numpy()[row:row + 1],
-            features.ITEM_ID: item_ids,
-            features.HIST_ITEM_IDS: batch[features.HIST_ITEM_IDS].numpy()[row:row + 1],
-            features.HIST_TS: batch[features.HIST_TS].numpy()[row:row + 1],
-            features.TS: batch[features.TS].numpy()[row:row + 1]}
-
-
-def user_states(client, request: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """URM's ``user_states`` for one request: what a caller caches per user or new click."""
-    return client.predict("urm", {name: request[name] for name in USER_STATE_INPUTS},
-                          signature_name="user_states")
-
-
-def score_user(client, request: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """URM for one user: the user tower once, then every candidate with the cached states."""
-    return client.predict("urm", {**request, **user_states(client, request)})
+    request_id = batch[features.REQUEST_ID].numpy()[row].decode("utf-8")
+    user_id = batch[features.USER_ID].numpy()[row].decode("utf-8")
+    events = user_events(data_dir, user_id)
+    shown = [event[features.ITEM_ID] for event in events
+             if event[features.REQUEST_ID] == request_id]
+    catalogue = next(iter(read_items(work, candidates, deterministic=True,
+                                     features=(features.ITEM_ID,))))[features.ITEM_ID].numpy()
+    item_ids = list(dict.fromkeys([*shown, *(item.decode("utf-8") for item in catalogue)]))
+    return build_request(user_id, events, request_id, int(batch[features.TS].numpy()[row]),
+                         item_ids[:candidates], load_preprocess_metadata(work)["max_seq_len"])

@@ -4,9 +4,10 @@ Clients send ids and timestamps; the module looks up everything else it knows ab
 (category, brand, and its ME vector) in tables built into the model at export. Signatures:
 
 - ``serving_default``: ``user_id``, ``item_id`` [n candidates], ``hist_item_ids``,
-  ``hist_ts`` [*, L], ``ts`` [*] and, for URM, the cached ``ppm_user_states`` [*, L, d] and
-  ``ppm_user_mask`` [*, L] -> ``click_prob``, ``order_prob`` [n]. User-level inputs may have a
-  leading size of 1 and are broadcast to the n candidates, so one user's request is sent once.
+  ``hist_ts`` [n, L], ``ts`` [n] and, for URM, the cached ``ppm_user_states`` [n, L, d] and
+  ``ppm_user_mask`` [n, L] -> ``click_prob``, ``order_prob`` [n]. Clients send every input
+  with n rows (``requests.py``), the form TF Serving's batching accepts; a user-level input of
+  size 1 is also broadcast to the n candidates, for in-process callers.
 - ``serving_with_item_vectors`` (URM): the same plus ``ppm_item_vec`` [n, item_dim], for
   items newer than the export (their vectors come from the caller's embed job).
 - ``user_states`` (URM): ``hist_item_ids``, ``hist_ts``, ``ts`` -> ``ppm_user_states``,

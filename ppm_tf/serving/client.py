@@ -6,10 +6,18 @@ tensors (numpy arrays or nested lists), return named numpy arrays, time out, and
 a bounded number of times while the server is UNAVAILABLE (connection refused or reset, HTTP
 503) — for instance while a server restarts.
 
+With TF Serving's ``--enable_batching`` every input of a request must share its 0th
+dimension, so one user's request for n candidates sends every input with n rows:
+``predict_candidates`` takes the per-request inputs once (leading size 1) and repeats them per
+candidate.
+
     rest = RestClient("http://127.0.0.1:8501")
-    rest.predict("urm", {"user_id": ["u1"], "item_ids": [["i1", "i2"]]})
+    rest.predict_candidates("base", {"user_id": ["u1"], "hist_item_ids": [hist_ids],
+                                     "hist_ts": [hist_ts], "ts": [ts]},
+                            {"item_id": ["i1", "i2"]})                  # every input [2, ...]
     grpc_client = GrpcClient("127.0.0.1:8500")
-    grpc_client.predict("urm", {...}, signature_name="user_states")
+    grpc_client.predict("urm", {"hist_item_ids": [hist_ids], "hist_ts": [hist_ts], "ts": [ts]},
+                        signature_name="user_states")                   # one user: [1, ...]
 """
 from __future__ import annotations
 
@@ -88,6 +96,45 @@ def _json_to_array(value) -> np.ndarray:
     return np.asarray(value)
 
 
+def candidate_rows(per_request: Mapping[str, object],
+                   per_candidate: Mapping[str, object]) -> dict[str, np.ndarray]:
+    """Every input with one row per candidate, the form TF Serving's batching accepts: each
+    per-request input (leading size 1) is repeated to the candidates' count."""
+    counts = {name: len(value) for name, value in per_candidate.items()}
+    if len(set(counts.values())) != 1:
+        raise ValueError(f"per-candidate inputs must have the same number of rows, got {counts}")
+    candidates = next(iter(counts.values()))
+    rows = {name: np.asarray(value) for name, value in per_candidate.items()}
+    for name, value in per_request.items():
+        array = np.asarray(value)
+        if array.ndim == 0 or array.shape[0] != 1:
+            raise ValueError(f"per-request input {name!r} needs a leading dimension of 1 (one "
+                             f"user), got shape {list(array.shape)}")
+        if name in rows:
+            raise ValueError(f"input {name!r} is given both per request and per candidate")
+        rows[name] = np.repeat(array, candidates, axis=0)
+    return rows
+
+
+def predict_document(inputs: Mapping[str, object], signature_name: str = "") -> dict:
+    """The columnar ``:predict`` JSON document ``RestClient`` sends."""
+    document = {"inputs": {name: _to_json(value) for name, value in inputs.items()}}
+    if signature_name:
+        document["signature_name"] = signature_name
+    return document
+
+
+class _CandidateRequests:
+    """``predict_candidates``, shared by both clients."""
+
+    def predict_candidates(self, model: str, per_request: Mapping[str, object],
+                           per_candidate: Mapping[str, object], **kwargs
+                           ) -> dict[str, np.ndarray]:
+        """``predict`` for one user's candidates: per-request inputs are sent with one row per
+        candidate (see :func:`candidate_rows`), so the request passes TF Serving's batching."""
+        return self.predict(model, candidate_rows(per_request, per_candidate), **kwargs)
+
+
 class _NoDelayMixin:
     """Sends small requests at once: no Nagle wait for the ACK of the headers' packet."""
 
@@ -104,7 +151,7 @@ class _HTTPSConnection(_NoDelayMixin, http.client.HTTPSConnection):
     pass
 
 
-class RestClient:
+class RestClient(_CandidateRequests):
     """TF Serving's REST API over keep-alive HTTP connections (one per thread)."""
 
     def __init__(self, url: str = "http://127.0.0.1:8501", timeout_s: float = 10.0,
@@ -185,11 +232,8 @@ class RestClient:
     def predict(self, model: str, inputs: Mapping[str, object], *, signature_name: str = "",
                 version: int | None = None, label: str | None = None) -> dict[str, np.ndarray]:
         """Columnar ``:predict`` with named inputs; returns every output by name."""
-        document = {"inputs": {name: _to_json(value) for name, value in inputs.items()}}
-        if signature_name:
-            document["signature_name"] = signature_name
         outputs = self.request("POST", _model_path(model, version, label) + ":predict",
-                               document)["outputs"]
+                               predict_document(inputs, signature_name))["outputs"]
         if isinstance(outputs, dict):
             return {name: _json_to_array(value) for name, value in outputs.items()}
         # TF Serving drops the name of a lone output; the signature says what it is.
@@ -246,7 +290,20 @@ def _model_spec(spec, model: str, version, label, signature_name: str = "") -> N
         spec.signature_name = signature_name
 
 
-class GrpcClient:
+def predict_message(model: str, inputs: Mapping[str, object], *, signature_name: str = "",
+                    version: int | None = None, label: str | None = None,
+                    output_filter: Sequence[str] = ()) -> predict_pb2.PredictRequest:
+    """The ``PredictRequest`` ``GrpcClient`` sends (numeric tensors packed in
+    ``tensor_content``)."""
+    request = predict_pb2.PredictRequest(output_filter=list(output_filter))
+    _model_spec(request.model_spec, model, version, label, signature_name)
+    for name, value in inputs.items():
+        request.inputs[name].CopyFrom(
+            tensors.ndarray_to_tensor_proto(value, use_tensor_content=True))
+    return request
+
+
+class GrpcClient(_CandidateRequests):
     """TF Serving's gRPC ``PredictionService`` and ``ModelService`` on one channel."""
 
     def __init__(self, target: str = "127.0.0.1:8500", timeout_s: float = 10.0,
@@ -277,12 +334,9 @@ class GrpcClient:
                         label: str | None = None,
                         output_filter: Sequence[str] = ()) -> predict_pb2.PredictResponse:
         """``Predict`` with named array-likes; returns the whole ``PredictResponse``."""
-        request = predict_pb2.PredictRequest(output_filter=list(output_filter))
-        _model_spec(request.model_spec, model, version, label, signature_name)
-        for name, value in inputs.items():
-            request.inputs[name].CopyFrom(
-                tensors.ndarray_to_tensor_proto(value, use_tensor_content=True))
-        return self.call(self._prediction.Predict, request)
+        return self.call(self._prediction.Predict, predict_message(
+            model, inputs, signature_name=signature_name, version=version, label=label,
+            output_filter=output_filter))
 
     def predict(self, model: str, inputs: Mapping[str, object], **kwargs) -> dict[str, np.ndarray]:
         """``Predict``; returns the outputs by name as numpy arrays (see ``predict_request``)."""

@@ -91,6 +91,14 @@ class Servable:
             self._callables[key] = runner
         return runner
 
+    @property
+    def prepared_runs(self) -> frozenset[tuple]:
+        """The (feeds, fetches) runs prepared so far. Preparing one prunes and optimises the
+        graph and builds its executors (TF Serving's session caches them by the same key);
+        warm-up prepares each signature's before the version serves."""
+        with self._callables_lock:
+            return frozenset(self._callables)
+
     def acquire(self) -> None:
         """Counts a request in; the manager calls this while the version is published."""
         with self._idle:

@@ -102,8 +102,9 @@ def fit_on_splits(model: RankingModel, work: str, reader, splits, config: ModelC
 
 def train_ablation(work: str, name: str, preset_name: str | None = None, seed: int = 0,
                    epochs: int | None = None, verbose: int = 1) -> dict:
-    tf.keras.utils.set_random_seed(seed)
     row = ablation_row(name)
+    WorkLayout(work).require_stages(*row.required_stages)
+    tf.keras.utils.set_random_seed(seed)
     preset_name = resolve_preset(work, preset_name)
     config = preset(preset_name)
     model = build_model(name, work, config)

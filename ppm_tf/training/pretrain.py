@@ -44,10 +44,11 @@ def pretrain_ppm(work: str, preset_name: str | None = None, seed: int = 0,
                  epochs: int | None = None, verbose: int = 1) -> dict:
     """Trains PPM on the pretrain split; writes the head checkpoint and the user tower.
     ``preset_name`` defaults to the encoders' preset."""
+    layout = WorkLayout(work)
+    layout.require_stages("preprocess", "embed-items")
     tf.keras.utils.set_random_seed(seed)
     preset_name = resolve_preset(work, preset_name)
     config = preset(preset_name)
-    layout = WorkLayout(work)
     max_seq_len = load_preprocess_metadata(work)["max_seq_len"]
     item_ids, vectors = load_item_vectors(work)
     model = PPM(ItemVectorTable(item_ids, vectors, name="item_vectors"), config, max_seq_len)

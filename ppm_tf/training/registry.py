@@ -23,6 +23,12 @@ class AblationRow:
     head_from_pretraining: bool = False  # the plug-in head starts from `ppm pretrain`
     exportable: bool = False  # `ppm export` can serve it
 
+    @property
+    def required_stages(self) -> tuple[str, ...]:
+        """The stages whose outputs training this row reads, earliest first
+        (``WorkLayout.require_stages``; precompute runs only after pretrain)."""
+        return ("preprocess", *(("precompute",) if self.cached_inputs else ()))
+
 
 ROWS: dict[str, AblationRow] = {row.name: row for row in (
     AblationRow("base", "IDRec on the recent window (the paper's Base)", IDREC,

@@ -282,7 +282,7 @@ def test_evaluate_scores_whichever_models_were_trained(work, tmp_path):
 
 
 def test_evaluate_without_predictions_says_to_train_first(tmp_path):
-    with pytest.raises(FileNotFoundError, match="ppm train --model"):
+    with pytest.raises(FileNotFoundError, match=f"run `ppm train --work {tmp_path} --model all`"):
         evaluate(str(tmp_path))
 
 

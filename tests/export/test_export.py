@@ -14,8 +14,9 @@ import ppm_tf  # noqa: F401  (tf-keras before TensorFlow)
 import tensorflow as tf
 
 from ppm_tf import features
-from ppm_tf.export.requests import USER_STATE_INPUTS, one_user_request
 from ppm_tf.export import ExportRefused, export_model
+from ppm_tf.export.requests import USER_STATE_INPUTS, logged_request
+from ppm_tf.serving.client import candidate_rows
 
 pytestmark = pytest.mark.slow
 EXPORT_CHECK = Path(ppm_tf.__file__).parent / "export" / "fresh_process_check.py"
@@ -24,6 +25,11 @@ EXPORT_CHECK = Path(ppm_tf.__file__).parent / "export" / "fresh_process_check.py
 @pytest.fixture(scope="module")
 def work(tiny_demo_run):
     return str(tiny_demo_run[0] / "work")
+
+
+@pytest.fixture(scope="module")
+def data(tiny_demo_run):
+    return str(tiny_demo_run[0] / "data")
 
 
 @pytest.fixture(scope="module")
@@ -59,27 +65,35 @@ def _score_in_fresh_process(saved_model: str, request: dict, tmp_path: Path) -> 
     return np.load(tmp_path / "scores.npy")
 
 
-def test_a_fresh_process_scores_what_this_one_does(exported_urm, work, tmp_path):
+def test_a_fresh_process_scores_what_this_one_does(exported_urm, work, data, tmp_path):
     result, _ = exported_urm
-    request = one_user_request(work, candidates=20)
+    request = logged_request(data, work, candidates=20)
     model = tf.saved_model.load(result["path"]).signatures
-    tensors = {name: tf.constant(value) for name, value in request.items()}
-    states = model["user_states"](**{name: tensors[name] for name in USER_STATE_INPUTS})
-    here = model["serving_default"](**tensors, **states)["click_prob"].numpy()
-    np.testing.assert_allclose(_score_in_fresh_process(result["path"], request, tmp_path),
-                               here, rtol=1e-5)
+    states = model["user_states"](**{name: tf.constant(request.user[name])
+                                     for name in USER_STATE_INPUTS})
+    rows = candidate_rows({**request.user, **{name: value.numpy() for name, value
+                                              in states.items()}},
+                          {features.ITEM_ID: request.item_ids})
+    here = model["serving_default"](**{name: tf.constant(value) for name, value in
+                                       rows.items()})["click_prob"].numpy()
+    in_fresh_process = _score_in_fresh_process(
+        result["path"], {**request.user, features.ITEM_ID: request.item_ids}, tmp_path)
+    np.testing.assert_allclose(in_fresh_process, here, rtol=1e-5)
     assert here.shape == (20,) and ((here > 0) & (here < 1)).all()
 
 
-def test_one_user_level_row_scores_like_one_row_per_candidate(exported_urm, work):
+def test_one_user_level_row_scores_like_one_row_per_candidate(exported_urm, work, data):
+    """The graph also broadcasts a user-level row of size 1 (for in-process callers and
+    servers without batching); it scores what the documented, repeated form scores."""
     result, _ = exported_urm
-    request = one_user_request(work, candidates=8)
+    request = logged_request(data, work, candidates=8)
     model = tf.saved_model.load(result["path"]).signatures
-    states = model["user_states"](**{name: tf.constant(request[name]) for name in USER_STATE_INPUTS})
-    broadcast = model["serving_default"](**{n: tf.constant(v) for n, v in request.items()},
-                                         **states)["click_prob"].numpy()
-    repeated = {name: (value if name == features.ITEM_ID else np.repeat(value, 8, axis=0))
-                for name, value in {**request, **{k: v.numpy() for k, v in states.items()}}.items()}
+    states = {name: value.numpy() for name, value in model["user_states"](
+        **{name: tf.constant(request.user[name]) for name in USER_STATE_INPUTS}).items()}
+    broadcast = model["serving_default"](
+        **{name: tf.constant(value) for name, value in {**request.user, **states}.items()},
+        item_id=tf.constant(request.item_ids))["click_prob"].numpy()
+    repeated = candidate_rows({**request.user, **states}, {features.ITEM_ID: request.item_ids})
     per_row = model["serving_default"](**{n: tf.constant(v) for n, v in repeated.items()})
     np.testing.assert_allclose(per_row["click_prob"].numpy(), broadcast, rtol=1e-6)
 

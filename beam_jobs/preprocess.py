@@ -26,11 +26,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="recent-window length in days (default: world.json's split, else 7)")
     parser.add_argument("--eval_days", type=int,
                         help="evaluation days after the window (default: world.json, else 7)")
-    parser.add_argument("--valid_days", type=int, default=1,
+    parser.add_argument("--valid_days", type=int,
                         help="last days of the recent window held out as the valid split "
-                             "(early stopping, model selection)")
+                             "(early stopping, model selection; default: world.json's valid "
+                             "split, else 1)")
     parser.add_argument("--max_seq_len", type=int, default=20,
                         help="behaviour sequence length L")
+    parser.add_argument("--count_lookback_days", type=int, default=7,
+                        help="the recent window of the as-of count features, in days")
     parser.add_argument("--min_count", type=int, default=2,
                         help="occurrences for a token to enter its vocabulary")
     parser.add_argument("--oov_buckets", type=int, default=64,
@@ -59,7 +62,8 @@ def run(argv: list[str] | None = None) -> dict:
     settings = PreprocessSettings(
         data=args.data, work=args.work, train_days=args.train_days, eval_days=args.eval_days,
         valid_days=args.valid_days,
-        max_seq_len=args.max_seq_len, min_count=args.min_count, oov_buckets=args.oov_buckets,
+        max_seq_len=args.max_seq_len, count_lookback_days=args.count_lookback_days,
+        min_count=args.min_count, oov_buckets=args.oov_buckets,
         max_events_per_user=args.max_events_per_user, as_of=args.as_of,
         image_roots=tuple(args.image_roots), max_record_bytes=args.max_record_bytes,
         max_image_bytes=args.max_image_bytes, max_image_pixels=args.max_image_pixels)

@@ -115,10 +115,13 @@ def uncached_call(work: str, preset_name: str, request: CandidateRequest):
     """The un-cached URM on the same request (attributes looked up as serving does)."""
     model = UncachedURM(work, preset(preset_name))
     empty = np.full_like(request.user[features.HIST_ITEM_IDS], b"")
-    rows = candidate_rows({**request.user, features.HIST_CATEGORIES: empty},
-                          {features.ITEM_ID: request.item_ids,
-                           features.CATEGORY: np.full(request.item_ids.size, b"", object),
-                           features.BRAND: np.full(request.item_ids.size, b"", object)})
+    blank = np.full(request.item_ids.size, b"", object)
+    no_counts = np.zeros((request.item_ids.size, features.COUNT_SIZE), np.float32)
+    rows = candidate_rows({**request.user, features.HIST_CATEGORIES: empty,
+                           features.HIST_CONTENT: empty},
+                          {features.ITEM_ID: request.item_ids, features.CATEGORY: blank,
+                           features.BRAND: blank, features.ITEM_CONTENT: blank,
+                           features.ITEM_COUNTS: no_counts, features.CATEGORY_COUNTS: no_counts})
     score = tf.function(lambda tensors: model.predict_probabilities(tensors))
     tensors = {name: tf.constant(value) for name, value in rows.items()}
     return lambda: score(tensors)

@@ -45,7 +45,8 @@ class UncachedURM(RankingModel):
 
     def __init__(self, work: str, config):
         super().__init__(config.order_loss_weight)
-        max_seq_len = load_preprocess_metadata(work)["max_seq_len"]
+        metadata = load_preprocess_metadata(work)
+        max_seq_len = metadata["max_seq_len"]
         layout = WorkLayout(work)
         self.items = RawItemTable(work)
         self.text_encoder = tf.saved_model.load(layout.encoders_dir + "/text")
@@ -53,8 +54,8 @@ class UncachedURM(RankingModel):
         self.user_tower = PPMUserTower(config, max_seq_len, name="user_tower")
         self.head = PlugInHead(config, name="plug_in_head")
         vocabularies = {name: layout.vocab(name) for name in ID_VOCABULARIES}
-        self.backbone = IDRecBackbone(vocabularies, load_preprocess_metadata(work)["oov_buckets"],
-                                      config, name="idrec")
+        self.backbone = IDRecBackbone(vocabularies, metadata["oov_buckets"], config,
+                                      metadata["count_priors"], name="idrec")
 
     def _item_vectors(self, item_ids):
         shape = tf.shape(item_ids)

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from typing import Any, Iterable, Mapping
 
 import tensorflow as tf
 
-SCALAR, SEQUENCE, VARIABLE, VECTOR = "scalar", "sequence", "variable", "vector"
+SCALAR, SEQUENCE, VARIABLE, VECTOR, COUNTS = "scalar", "sequence", "variable", "vector", "counts"
 STRING, INT64, FLOAT32 = "string", "int64", "float32"
 SPLITS = ("pretrain", "train", "valid", "eval")  # in time order; see preprocessing.splits
 PADDING_ID = ""  # pads id sequences; vocab lookups treat it as the mask token
@@ -30,8 +31,9 @@ PADDING_ID = ""  # pads id sequences; vocab lookups treat it as the mask token
 @dataclasses.dataclass(frozen=True)
 class Feature:
     """A named feature: its dtype and whether it is a scalar, a behaviour sequence
-    (``max_seq_len`` values), a variable-length list, or a fixed-size vector whose size is
-    known at parse time (embedding dimensions depend on the model preset)."""
+    (``max_seq_len`` values), a variable-length list, a fixed-size vector whose size is
+    known at parse time (embedding dimensions depend on the model preset), or as-of counts
+    (``COUNT_SIZE`` values)."""
 
     name: str
     dtype: str
@@ -45,11 +47,25 @@ class Feature:
 # Example feature names, used across the code base.
 REQUEST_ID, USER_ID, ITEM_ID = "request_id", "user_id", "item_id"
 CATEGORY, BRAND, TS = "category", "brand", "ts"
-HIST_ITEM_IDS, HIST_CATEGORIES, HIST_TS, HIST_LEN = (
-    "hist_item_ids", "hist_categories", "hist_ts", "hist_len")
+ITEM_CONTENT = "item_content"  # the candidate's content tokens, joined (see content_tokens)
+HIST_ITEM_IDS, HIST_CATEGORIES, HIST_CONTENT, HIST_TS, HIST_LEN = (
+    "hist_item_ids", "hist_categories", "hist_content", "hist_ts", "hist_len")
+# Each history field copies one field of the clicked item's example.
+HIST_FIELD_SOURCES = {HIST_ITEM_IDS: ITEM_ID, HIST_CATEGORIES: CATEGORY,
+                      HIST_CONTENT: ITEM_CONTENT}
 CLICK, ORDER = "click", "order"
 IS_COLD_ITEM, ITEM_AGE_DAYS, SPLIT = "is_cold_item", "item_age_days", "split"
 LABELS = (CLICK, ORDER)
+
+# As-of count features (preprocessing.counts): for an entity, each of COUNT_KINDS before the
+# request over each of COUNT_WINDOWS, window-major: [all impressions, all clicks, all orders,
+# recent impressions, recent clicks, recent orders]. "recent" is the last
+# `count_lookback_days` (preprocess.json); models smooth them with `count_encoding`.
+COUNT_KINDS = ("impressions", "clicks", "orders")
+COUNT_WINDOWS = ("all", "recent")
+COUNT_SIZE = len(COUNT_KINDS) * len(COUNT_WINDOWS)
+USER_COUNTS, ITEM_COUNTS, CATEGORY_COUNTS = "user_counts", "item_counts", "category_counts"
+COUNT_FEATURES = (USER_COUNTS, ITEM_COUNTS, CATEGORY_COUNTS)
 
 EXAMPLE_FEATURES: tuple[Feature, ...] = (
     Feature(REQUEST_ID, STRING),
@@ -57,9 +73,11 @@ EXAMPLE_FEATURES: tuple[Feature, ...] = (
     Feature(ITEM_ID, STRING),
     Feature(CATEGORY, STRING),
     Feature(BRAND, STRING),  # "" when the item has no brand
+    Feature(ITEM_CONTENT, STRING),
     Feature(TS, INT64),  # request time, seconds since the epoch
     Feature(HIST_ITEM_IDS, STRING, SEQUENCE),
     Feature(HIST_CATEGORIES, STRING, SEQUENCE),
+    Feature(HIST_CONTENT, STRING, SEQUENCE),
     Feature(HIST_TS, INT64, SEQUENCE),
     Feature(HIST_LEN, INT64),  # number of real (unpadded) sequence entries
     Feature(CLICK, INT64),
@@ -67,6 +85,9 @@ EXAMPLE_FEATURES: tuple[Feature, ...] = (
     Feature(IS_COLD_ITEM, INT64),
     Feature(ITEM_AGE_DAYS, FLOAT32),  # days since the item's launch_ts at request time
     Feature(SPLIT, STRING),
+    Feature(USER_COUNTS, FLOAT32, COUNTS),  # the user's events before the request
+    Feature(ITEM_COUNTS, FLOAT32, COUNTS),  # the item's, as of the request's UTC day
+    Feature(CATEGORY_COUNTS, FLOAT32, COUNTS),  # its category's, as of that day
 )
 
 # Catalogue feature names.
@@ -115,6 +136,30 @@ QUERY_FEATURES: tuple[Feature, ...] = (
 )
 
 
+CONTENT_SEPARATOR = "\x1f"  # joins content tokens; the raw contract keeps it out of tokens
+CONTENT_VOCABULARY = "content"  # WORK/vocab/content.txt: the content tokens of the catalogue
+_CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def content_tokens(entities: Iterable[str], attrs: Mapping[str, Any] | None) -> list[str]:
+    """What IDRec knows of an item's content beyond its category: its entities and its
+    declared attributes as ``name=value`` tokens (strings and integers: categorical, e.g. a
+    colour or a year; floats are continuous and left out), sorted, without repeats. An
+    attribute with a control character is left out: tokens become lines of a vocabulary."""
+    tokens = set(entities)
+    for name, value in (attrs or {}).items():
+        if isinstance(value, (str, int)) and not isinstance(value, bool):
+            token = f"{name}={value}"
+            if not _CONTROL_CHARACTERS.search(token):
+                tokens.add(token)
+    return sorted(tokens)
+
+
+def join_content(tokens: Iterable[str]) -> str:
+    """The one-string form examples and serving tables carry (``ITEM_CONTENT``)."""
+    return CONTENT_SEPARATOR.join(tokens)
+
+
 def is_cold_item(first_impression_ts: int, train_start_ts: int) -> bool:
     """An item is cold when it had no impression before the recent (train) window starts.
 
@@ -136,6 +181,8 @@ def parse_spec(features: Iterable[Feature], max_seq_len: int = 0,
             spec[feature.name] = tf.io.RaggedFeature(dtype)
         elif feature.shape == SEQUENCE:
             spec[feature.name] = tf.io.FixedLenFeature([max_seq_len], dtype)
+        elif feature.shape == COUNTS:
+            spec[feature.name] = tf.io.FixedLenFeature([COUNT_SIZE], dtype)
         elif feature.shape == VECTOR:
             if not vector_dims or feature.name not in vector_dims:
                 raise ValueError(f"vector feature {feature.name!r} needs its size in vector_dims")
@@ -173,6 +220,9 @@ def encode_example(values: Mapping[str, Any], features: Iterable[Feature],
             value = pad_sequence(feature, value, max_seq_len)
         else:
             value = list(value)
+            if feature.shape == COUNTS and len(value) != COUNT_SIZE:
+                raise ValueError(f"feature {feature.name!r} has {len(value)} values; "
+                                 f"counts have {COUNT_SIZE}")
         encoded[feature.name] = _to_tf_feature(feature, value)
     return tf.train.Example(features=tf.train.Features(feature=encoded)).SerializeToString()
 

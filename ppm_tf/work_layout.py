@@ -7,6 +7,8 @@ joined with "/" so the same layout works on ``gs://`` through Beam's and TF's fi
     WORK/items/part-*.tfrecord.gz              valid catalogue (features.ITEM_FEATURES)
     WORK/queries/part-*.tfrecord.gz            valid search log (features.QUERY_FEATURES)
     WORK/vocab/<name>.txt                      vocabularies, most frequent first
+    WORK/count_tables/<name>-*.tsv             as-of counts per item_id / category at the
+                                               log's end: the tables an export serves
     WORK/dead_letter/<table>-*.jsonl           rejected records with their problems
     WORK/oracle/eval-*.jsonl                   synthetic only: true probabilities, eval split
     WORK/encoders/{text,image}/                frozen modal encoders (SavedModels)
@@ -138,6 +140,12 @@ class WorkLayout:
 
     def vocab(self, name: str) -> str:
         return self.path("vocab", f"{name}.txt")
+
+    def count_table_prefix(self, name: str) -> str:
+        return self.path("count_tables", name)
+
+    def count_table_pattern(self, name: str) -> str:
+        return self.count_table_prefix(name) + "-*.tsv"
 
     def dead_letter_prefix(self, table: str) -> str:
         return self.path("dead_letter", table)

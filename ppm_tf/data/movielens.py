@@ -29,8 +29,9 @@ posters are normal: the image encoder handles items without an image). links.csv
 
 ``world.json`` suggests time splits by event quantiles, snapped to UTC day boundaries so that a
 request (user-day) never straddles two splits: ``eval`` = the days holding the last
-``1 - TRAIN_END_QUANTILE`` of the events, ``train`` = the ``TRAIN_END_QUANTILE -
-PRETRAIN_END_QUANTILE`` before them, ``pretrain`` = everything earlier. Spans are half-open
+``1 - TRAIN_END_QUANTILE`` of the events, the recent window = the ``TRAIN_END_QUANTILE -
+PRETRAIN_END_QUANTILE`` before them (its events from ``VALID_START_QUANTILE`` on are
+``valid``), ``pretrain`` = everything earlier. Spans are half-open
 ``[start, end)``, in timestamps and in day numbers relative to the horizon's first UTC day.
 
 The import holds the data in memory (latest-small: 100k ratings, a few seconds) and is
@@ -64,6 +65,7 @@ NO_GENRES = "(no genres listed)"
 UNKNOWN_CATEGORY = "unknown"
 EVENTS_PER_SHARD = 20_000
 PRETRAIN_END_QUANTILE = 0.8
+VALID_START_QUANTILE = 0.88  # the window's last fifth of events: valid (early stopping)
 TRAIN_END_QUANTILE = 0.9
 
 # "Heat (1995)", "Death Note: Desu nôto (2006–2007)"; trailing blanks occur in the csv.
@@ -300,11 +302,13 @@ def _write_events(layout: RawLayout, events: list[dict[str, Any]]) -> int:
 
 
 def _suggested_splits(event_ts: list[int], first_day: int) -> dict[str, Any]:
-    """pretrain/train/eval: quantiles of the sorted ``event_ts``, snapped to whole UTC days."""
+    """pretrain/train/valid/eval: quantiles of the sorted ``event_ts``, snapped to whole UTC
+    days (a day count would leave ``valid`` empty: many of MovieLens' days hold no rating)."""
     def day_of_quantile(quantile: float) -> int:
         return event_ts[int(quantile * len(event_ts))] // SECONDS_PER_DAY - first_day
 
-    bounds = [0, day_of_quantile(PRETRAIN_END_QUANTILE), day_of_quantile(TRAIN_END_QUANTILE),
+    bounds = [0, day_of_quantile(PRETRAIN_END_QUANTILE), day_of_quantile(VALID_START_QUANTILE),
+              day_of_quantile(TRAIN_END_QUANTILE),
               event_ts[-1] // SECONDS_PER_DAY + 1 - first_day]
     spans = split_spans(first_day * SECONDS_PER_DAY, bounds)
     for span in spans.values():

@@ -32,6 +32,7 @@ from typing import Any, Iterable, Iterator
 WORLD_JSON = "world.json"
 IMAGES_DIR = "images"
 SPLITS = ("pretrain", "train", "eval")
+SPLITS_WITH_VALID = ("pretrain", "train", "valid", "eval")
 SECONDS_PER_DAY = 86_400
 URL_SEPARATOR = "://"
 
@@ -236,10 +237,15 @@ def replace_directory(source: str, target: str) -> None:
 def split_spans(first_day_ts: int, day_bounds: list[int]) -> dict[str, dict[str, Any]]:
     """world.json's ``suggested_splits``: per split, half-open days and timestamps.
 
-    ``day_bounds`` are the four day numbers [pretrain start, train start, eval start, end),
-    counted from ``first_day_ts``, the midnight (UTC) that starts the horizon.
+    ``day_bounds`` are the day numbers [pretrain start, train start, eval start, end), counted
+    from ``first_day_ts``, the midnight (UTC) that starts the horizon; five bounds [pretrain,
+    train, valid, eval, end) also suggest the ``valid`` split (the recent window's end).
     """
+    names = SPLITS if len(day_bounds) == len(SPLITS) + 1 else SPLITS_WITH_VALID
+    if len(day_bounds) != len(names) + 1:
+        raise ValueError(f"split_spans takes {len(SPLITS) + 1} or {len(SPLITS_WITH_VALID) + 1} "
+                         f"day bounds, got {len(day_bounds)}")
     return {name: {"days": [day_bounds[index], day_bounds[index + 1]],
                    "start_ts": first_day_ts + day_bounds[index] * SECONDS_PER_DAY,
                    "end_ts": first_day_ts + day_bounds[index + 1] * SECONDS_PER_DAY}
-            for index, name in enumerate(SPLITS)}
+            for index, name in enumerate(names)}

@@ -3,7 +3,9 @@
 The version is written into a hidden sibling folder, validated, and only then renamed into
 place, so a server polling the base path never sees a half-written or unvalidated version:
 
-1. build the serving module (``serving_module.py``) from the trained weights and the tables;
+1. build the serving module (``serving_module.py``) from the trained weights and the tables
+   (the catalogue's attributes, the count tables of the last ``ppm preprocess``, the item
+   vectors);
 2. save it with its signatures and a warm-up file (``assets.extra/tf_serving_warmup_requests``,
    one request per signature: ``warmup.py``);
 3. validate it in a fresh Python process that imports only TensorFlow: every op in the graph
@@ -14,6 +16,7 @@ place, so a server polling the base path never sees a half-written or unvalidate
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -24,9 +27,10 @@ import tensorflow as tf
 
 from ppm_tf import features
 from ppm_tf.atomic import atomic_directory
+from ppm_tf.data.count_tables import read_count_table
 from ppm_tf.data.tfrecords import load_cached_metadata, load_preprocess_metadata, read_items
 from ppm_tf.errors import StageError
-from ppm_tf.export.serving_module import ItemAttributeTable, ServingModule
+from ppm_tf.export.serving_module import CountTable, ItemAttributeTable, ServingModule
 from ppm_tf.export.warmup import warmup_requests, write_warmup_requests
 from ppm_tf.metrics import roc_auc
 from ppm_tf.models.item_table import ItemVectorTable, load_item_vectors
@@ -52,25 +56,39 @@ def load_trained_model(work: str, name: str):
     return model
 
 
+def _catalogue_attributes(work: str) -> tuple[list[str], list[str], list[str], list[str]]:
+    """(item ids, categories, brands, joined content tokens) of the catalogue."""
+    ids, categories, brands, contents = [], [], [], []
+    names = (features.ITEM_ID, features.CATEGORY, features.BRAND, features.ENTITIES,
+             features.ATTRS_JSON)
+    for batch in read_items(work, 4096, deterministic=True, features=names):
+        for item_id, category, brand, entities, attrs in zip(
+                *(batch[name].numpy() for name in names[:3]), batch[features.ENTITIES].to_list(),
+                batch[features.ATTRS_JSON].numpy()):
+            ids.append(item_id.decode("utf-8"))
+            categories.append(category.decode("utf-8"))
+            brands.append(brand.decode("utf-8"))
+            contents.append(features.join_content(features.content_tokens(
+                [entity.decode("utf-8") for entity in entities], json.loads(attrs))))
+    return ids, categories, brands, contents
+
+
 def build_serving_module(work: str, name: str) -> ServingModule:
     if not ablation_row(name).exportable:
         raise ValueError(f"cannot export {name!r}; exportable models: {EXPORTABLE}")
     layout = WorkLayout(work)
     model = load_trained_model(work, name)
-    catalogue = {features.ITEM_ID: [], features.CATEGORY: [], features.BRAND: []}
-    for batch in read_items(work, 4096, deterministic=True, features=tuple(catalogue)):
-        for key, values in catalogue.items():
-            values.extend(value.decode("utf-8") for value in batch[key].numpy())
-    attributes = ItemAttributeTable(catalogue[features.ITEM_ID], catalogue[features.CATEGORY],
-                                    catalogue[features.BRAND])
+    attributes = ItemAttributeTable(*_catalogue_attributes(work))
+    count_tables = {table: CountTable(*read_count_table(work, table))
+                    for table in (features.ITEM_ID, features.CATEGORY)}
     max_seq_len = load_preprocess_metadata(work)["max_seq_len"]
     if not ablation_row(name).cached_inputs:
-        return ServingModule(model, attributes, None, max_seq_len=max_seq_len)
+        return ServingModule(model, attributes, count_tables, None, max_seq_len=max_seq_len)
     item_ids, vectors = load_item_vectors(work)
     tower_dim = load_cached_metadata(work)["tower_dim"]
     user_tower = tf.saved_model.load(layout.user_tower_dir)
-    return ServingModule(model, attributes, ItemVectorTable(item_ids, vectors), user_tower,
-                         max_seq_len=max_seq_len, tower_dim=tower_dim)
+    return ServingModule(model, attributes, count_tables, ItemVectorTable(item_ids, vectors),
+                         user_tower, max_seq_len=max_seq_len, tower_dim=tower_dim)
 
 
 def _next_version(base_path: str) -> int:
@@ -124,7 +142,8 @@ def _check_in_fresh_process(saved_model_dir: str, serialized: list[bytes],
                 writer.write(record)
         np.save(expected_path, expected)
         result = subprocess.run(
-            [sys.executable, _FRESH_PROCESS_CHECK, saved_model_dir, examples_path,
+            # -P: the script's folder (ppm_tf/export, with a requests.py) stays off sys.path.
+            [sys.executable, "-P", _FRESH_PROCESS_CHECK, saved_model_dir, examples_path,
              expected_path], capture_output=True, text=True, timeout=600)
     if result.returncode != 0:
         raise ExportRefused(f"fresh-process validation failed:\n{result.stderr[-3000:]}")

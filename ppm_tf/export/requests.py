@@ -2,14 +2,15 @@
 
 **One form, the one TF Serving accepts with ``--enable_batching``** (the shipped production
 config): every input of a request carries the candidate dimension. The user-level inputs
-(user id, behaviour sequence, request time and, for URM, the cached user states) are built once
+(user id, behaviour sequence, request time, the user's as-of counts and, for URM, the cached
+user states) are built once
 per request with a leading size of 1, and the client repeats them per candidate
 (``predict_candidates`` of ``ppm_tf.serving.client``), never by hand.
 
 **No train/serve skew**: ``user_inputs`` turns a user's raw events (the raw contract's
 ``events`` rows, what a feature store holds) into the user-level inputs with preprocessing's
-own behaviour-sequence function and padding (``attach_behaviour_sequences``,
-``features.pad_sequence``), so a request built from the log scores what the evaluation scored
+own behaviour-sequence and count functions and padding (``attach_behaviour_sequences``,
+``counts.user_counts``, ``features.pad_sequence``), so a request built from the log scores what the evaluation scored
 for the same impression. Per-user fields computed from raw events belong in that one function.
 
 A request for URM is two calls: ``user_states`` once per request (what a feature store would
@@ -26,12 +27,13 @@ import numpy as np
 from ppm_tf import features
 from ppm_tf.data import raw_files
 from ppm_tf.data.tfrecords import load_preprocess_metadata, read_items, read_split
+from ppm_tf.export.serving_module import ITEM_COUNTS_SIGNATURE, ITEM_VECTORS_SIGNATURE
+from ppm_tf.preprocessing.counts import AsOfCounts, daily_rows, day_start, user_counts
 from ppm_tf.preprocessing.sequences import attach_behaviour_sequences
 
 CANDIDATES = 100  # a typical request: the benchmarks, the demo and the warm-up records use it
 USER_STATE_INPUTS = (features.HIST_ITEM_IDS, features.HIST_TS, features.TS)
 USER_STATES_SIGNATURE = "user_states"
-ITEM_VECTORS_SIGNATURE = "serving_with_item_vectors"
 _SEQUENCES = {feature.name: feature for feature in features.EXAMPLE_FEATURES
               if feature.shape == features.SEQUENCE}
 
@@ -51,34 +53,39 @@ def _strings(values: Iterable) -> np.ndarray:
 
 
 def user_inputs(user_id: str, events: Iterable[Mapping], request_id: str, request_ts: int,
-                max_seq_len: int) -> dict[str, np.ndarray]:
+                max_seq_len: int, count_lookback_days: int) -> dict[str, np.ndarray]:
     """The user-level inputs of one request, each [1, ...], from the user's raw events.
 
     The request goes through the preprocessing job's behaviour-sequence function as one more
     impression of the user, so its history is the preprocessed example's: clicks strictly
-    before ``request_ts``, none from ``request_id``, most recent first, padded alike. Events of
-    other users are ignored. Item categories are looked up inside the model, so the sequence's
-    category field is left empty here.
+    before ``request_ts``, none from ``request_id``, most recent first, padded alike; its
+    counts are the user's events before ``request_ts`` (preprocess.json's
+    ``count_lookback_days``). Events of other users are ignored. Item categories and content
+    are looked up inside the model, so the sequence's copies of them are left empty here.
     """
+    looked_up = {name: features.PADDING_ID for name in features.HIST_FIELD_SOURCES.values()
+                 if name != features.ITEM_ID}
     impression = {features.REQUEST_ID: request_id, features.USER_ID: user_id,
                   features.ITEM_ID: features.PADDING_ID, features.TS: int(request_ts),
-                  features.CLICK: 0, features.CATEGORY: features.PADDING_ID}
-    history = [{**event, features.CATEGORY: features.PADDING_ID}
-               for event in events if event[features.USER_ID] == user_id]
+                  features.CLICK: 0, **looked_up}
+    history = [{**event, **looked_up} for event in events if event[features.USER_ID] == user_id]
     example = next(attach_behaviour_sequences([impression, *history], max_seq_len))
+    counts = user_counts(history, count_lookback_days, {request_id: int(request_ts)})
     padded = {name: features.pad_sequence(_SEQUENCES[name], example[name], max_seq_len)
               for name in (features.HIST_ITEM_IDS, features.HIST_TS)}
     return {features.USER_ID: _strings([user_id]),
             features.HIST_ITEM_IDS: _strings(padded[features.HIST_ITEM_IDS])[np.newaxis],
             features.HIST_TS: np.array([padded[features.HIST_TS]], dtype=np.int64),
-            features.TS: np.array([request_ts], dtype=np.int64)}
+            features.TS: np.array([request_ts], dtype=np.int64),
+            features.USER_COUNTS: np.array([counts[request_id]], dtype=np.float32)}
 
 
 def build_request(user_id: str, events: Iterable[Mapping], request_id: str, request_ts: int,
-                  item_ids: Iterable, max_seq_len: int) -> CandidateRequest:
+                  item_ids: Iterable, max_seq_len: int,
+                  count_lookback_days: int) -> CandidateRequest:
     """One user's request for ``item_ids`` at ``request_ts``, built from raw events."""
-    return CandidateRequest(user_inputs(user_id, events, request_id, request_ts, max_seq_len),
-                            _strings(item_ids))
+    return CandidateRequest(user_inputs(user_id, events, request_id, request_ts, max_seq_len,
+                                        count_lookback_days), _strings(item_ids))
 
 
 def user_states(client, model: str, request: CandidateRequest) -> dict[str, np.ndarray]:
@@ -90,17 +97,46 @@ def user_states(client, model: str, request: CandidateRequest) -> dict[str, np.n
 
 def score_candidates(client, model: str, request: CandidateRequest,
                      states: Mapping[str, np.ndarray] | None = None,
-                     item_vectors: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """One call for every candidate, in the batch-safe form: ``serving_default``, or with
+                     item_vectors: np.ndarray | None = None,
+                     item_counts: Mapping[str, np.ndarray] | None = None
+                     ) -> dict[str, np.ndarray]:
+    """One call for every candidate, in the batch-safe form: ``serving_default``; with
     ``item_vectors`` (the candidates' ME vectors [n, item_dim], for items newer than the
-    export) ``serving_with_item_vectors``. ``states``: URM's cached user states (none for
-    ``base``)."""
-    per_candidate = {features.ITEM_ID: request.item_ids}
+    export) ``serving_with_item_vectors``; with ``item_counts`` (``{item_counts,
+    category_counts}`` [n, COUNT_SIZE], e.g. ``logged_item_counts``) ``serving_with_item_counts``.
+    ``states``: URM's cached user states (none for ``base``)."""
+    if item_vectors is not None and item_counts is not None:
+        raise ValueError("no signature takes both item_vectors and item_counts; send one")
+    per_candidate = {features.ITEM_ID: request.item_ids, **(item_counts or {})}
+    signature = ITEM_COUNTS_SIGNATURE if item_counts is not None else ""
     if item_vectors is not None:
         per_candidate[features.PPM_ITEM_VEC] = item_vectors
-    return client.predict_candidates(
-        model, {**request.user, **(states or {})}, per_candidate,
-        signature_name="" if item_vectors is None else ITEM_VECTORS_SIGNATURE)
+        signature = ITEM_VECTORS_SIGNATURE
+    return client.predict_candidates(model, {**request.user, **(states or {})}, per_candidate,
+                                     signature_name=signature)
+
+
+def logged_item_counts(data_dir: str, item_ids: Iterable[str], request_ts: int,
+                       count_lookback_days: int) -> dict[str, np.ndarray]:
+    """The candidates' and their categories' counts as of ``request_ts``'s day, from a raw
+    data directory with preprocessing's own functions: what the evaluation scored a logged
+    request with (a served table holds the counts as of its export instead)."""
+    layout = raw_files.RawLayout(data_dir)
+    categories = {item["item_id"]: item["category"] for item in raw_files.read_jsonl(layout.items)}
+    events = list(raw_files.read_jsonl(layout.events_pattern))
+    day = day_start(int(request_ts))
+
+    def counts_of(field, value) -> list[float]:
+        rows = daily_rows(event for event in events if field(event) == value)
+        return AsOfCounts(rows).as_of(day, count_lookback_days)
+
+    item_ids = [item.decode("utf-8") if isinstance(item, bytes) else item for item in item_ids]
+    item_of = lambda event: event[features.ITEM_ID]
+    category_of = lambda event: categories.get(event[features.ITEM_ID])
+    as_array = lambda rows: np.array(rows, np.float32).reshape(-1, features.COUNT_SIZE)
+    return {features.ITEM_COUNTS: as_array([counts_of(item_of, item) for item in item_ids]),
+            features.CATEGORY_COUNTS: as_array([counts_of(category_of, categories.get(item))
+                                                for item in item_ids])}
 
 
 def score_user(client, model: str, request: CandidateRequest) -> dict[str, np.ndarray]:
@@ -134,5 +170,7 @@ def logged_request(data_dir: str, work: str, candidates: int = CANDIDATES) -> Ca
     catalogue = next(iter(read_items(work, candidates, deterministic=True,
                                      features=(features.ITEM_ID,))))[features.ITEM_ID].numpy()
     item_ids = list(dict.fromkeys([*shown, *(item.decode("utf-8") for item in catalogue)]))
+    metadata = load_preprocess_metadata(work)
     return build_request(user_id, events, request_id, int(batch[features.TS].numpy()[row]),
-                         item_ids[:candidates], load_preprocess_metadata(work)["max_seq_len"])
+                         item_ids[:candidates], metadata["max_seq_len"],
+                         metadata["count_lookback_days"])

@@ -17,11 +17,12 @@ from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
 from ppm_tf import features
 from ppm_tf.export.requests import CANDIDATES, USER_STATE_INPUTS
+from ppm_tf.export.serving_module import ITEM_COUNTS_SIGNATURE, ITEM_VECTORS_SIGNATURE
 
 WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
 MAX_WARMUP_RECORDS = 1000  # TF Serving's WarmupConsts::kMaxNumRecords
 _ID_INPUTS = (features.USER_ID, features.ITEM_ID, features.HIST_ITEM_IDS, features.HIST_TS,
-              features.TS)
+              features.TS, features.USER_COUNTS)
 _CACHED_INPUTS = (features.PPM_USER_STATES, features.PPM_USER_MASK)
 
 
@@ -37,9 +38,11 @@ def warmup_requests(module, serialized_examples: list[bytes]
     if module.uses_ppm:
         scoring.update({name: rows[name] for name in _CACHED_INPUTS})
     requests = {"serving_default": scoring,
+                ITEM_COUNTS_SIGNATURE: {**scoring, **{name: rows[name] for name in (
+                    features.ITEM_COUNTS, features.CATEGORY_COUNTS)}},
                 "predict_examples": {"examples": np.array(serialized, dtype=object)}}
     if module.uses_ppm:
-        requests["serving_with_item_vectors"] = {
+        requests[ITEM_VECTORS_SIGNATURE] = {
             **scoring, features.PPM_ITEM_VEC: rows[features.PPM_ITEM_VEC]}
         requests["user_states"] = {name: rows[name][:1] for name in USER_STATE_INPUTS}
     missing = sorted(set(module.signatures()) - set(requests))
@@ -50,8 +53,8 @@ def warmup_requests(module, serialized_examples: list[bytes]
 
 def _parse(module, serialized: list[bytes]) -> dict[str, np.ndarray]:
     table = features.CACHED_EXAMPLE_FEATURES if module.uses_ppm else features.EXAMPLE_FEATURES
-    wanted = set(_ID_INPUTS) | ({*_CACHED_INPUTS, features.PPM_ITEM_VEC} if module.uses_ppm
-                                else set())
+    wanted = {*_ID_INPUTS, *features.COUNT_FEATURES} | (
+        {*_CACHED_INPUTS, features.PPM_ITEM_VEC} if module.uses_ppm else set())
     dims = ({features.PPM_USER_STATES: module.max_seq_len * module.tower_dim,
              features.PPM_ITEM_VEC: module.item_vectors.dim} if module.uses_ppm else None)
     spec = features.parse_spec([feature for feature in table if feature.name in wanted],

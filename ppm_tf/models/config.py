@@ -29,6 +29,7 @@ class ModelConfig:
     pretrain_epochs: int  # epoch budgets: early stopping on `valid` may end a run sooner
     train_epochs: int
     order_loss_weight: float = 1.0
+    embedding_l2: float = 0.0  # L2 penalty on id embedding rows (IDRec), per row used
     min_pretrain_steps: int = 0  # budgets raised to at least this many optimizer steps, so
     min_train_steps: int = 0  # a small window still gets enough updates
     patience: int = 2  # epochs without a better validation click AUC before stopping

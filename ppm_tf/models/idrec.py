@@ -1,8 +1,11 @@
 """IDRec: the ID-based CTR model the paper starts from ("Base").
 
-Id embeddings (user, item, category, brand; vocabulary + hashed out-of-vocabulary buckets),
-DIN attention of the candidate over the id behaviour sequence, ``tfrs.layers.dcn.Cross``
-layers and an MLP, click and order heads. ``IDRecBackbone`` takes extra dense inputs so the
+Id embeddings (user, item, category, brand; vocabulary + hashed out-of-vocabulary buckets), a
+bag of the item's content tokens (all its entities and declared attributes),
+DIN attention of the candidate over the id behaviour sequence, the as-of counts of the user,
+the item and its category (smoothed towards ``count_priors``: what the logs plainly say about
+how often each clicks or is clicked, known for users and items no id embedding has seen),
+``tfrs.layers.dcn.Cross`` layers and an MLP, click and order heads. ``IDRecBackbone`` takes extra dense inputs so the
 ablations can add content: ``qm_ep`` adds the frozen ME item vector, URM adds PPM's
 representation (``unified.py``).
 """
@@ -13,7 +16,7 @@ import tensorflow_recommenders as tfrs
 
 from ppm_tf import features
 from ppm_tf.models.config import ModelConfig
-from ppm_tf.models.layers import MLP, TargetAttention
+from ppm_tf.models.layers import MLP, CountEncoding, TargetAttention
 from ppm_tf.models.tasks import RankingModel
 
 
@@ -25,11 +28,13 @@ class IdEmbedding(tf.keras.layers.Layer):
     every token: ``StringLookup`` cannot be built on an empty vocabulary.
     """
 
-    def __init__(self, vocabulary_file: str, oov_buckets: int, dim: int, **kwargs):
+    def __init__(self, vocabulary_file: str, oov_buckets: int, dim: int, l2: float = 0.0,
+                 **kwargs):
         super().__init__(**kwargs)
         self.vocabulary_file = vocabulary_file
         self.oov_buckets = oov_buckets
         self.dim = dim
+        self.l2 = l2
         if tf.io.gfile.stat(vocabulary_file).length == 0:
             self.lookup = tf.keras.layers.Hashing(num_bins=oov_buckets + 1,
                                                   mask_value=features.PADDING_ID)
@@ -42,25 +47,62 @@ class IdEmbedding(tf.keras.layers.Layer):
         self.embedding = tf.keras.layers.Embedding(rows, dim)
 
     def call(self, ids):
-        return self.embedding(self.lookup(ids))
+        embedded = self.embedding(self.lookup(ids))
+        if self.l2:
+            # On the rows a batch uses, not the whole table: ids seen rarely stay near zero
+            # while frequent ids are penalised in proportion to how often they appear.
+            self.add_loss(self.l2 * tf.reduce_sum(tf.reduce_mean(tf.square(embedded), 0)))
+        return embedded
 
     def get_config(self):
         return {**super().get_config(), "vocabulary_file": self.vocabulary_file,
-                "oov_buckets": self.oov_buckets, "dim": self.dim}
+                "oov_buckets": self.oov_buckets, "dim": self.dim, "l2": self.l2}
+
+
+class ContentBag(tf.keras.layers.Layer):
+    """Joined content tokens (``features.ITEM_CONTENT``, ``HIST_CONTENT``) -> the mean of
+    their embeddings: an embedding bag, so an item with five genres is not reduced to its
+    first. Input ``[batch]`` or ``[batch, L]`` strings; output ``[..., dim]``; an item with no
+    token (or a padded position) gives zeros."""
+
+    def __init__(self, vocabulary_file: str, oov_buckets: int, dim: int, l2: float = 0.0,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.tokens = IdEmbedding(vocabulary_file, oov_buckets, dim, l2, name="tokens")
+
+    def call(self, joined):
+        tokens = tf.strings.split(tf.reshape(joined, [-1]), features.CONTENT_SEPARATOR)
+        tokens = tf.ragged.boolean_mask(tokens, tf.not_equal(tokens, ""))  # [items, None]
+        summed = tf.math.unsorted_segment_sum(
+            self.tokens(tokens.flat_values), tokens.value_rowids(), tokens.nrows())
+        counts = tf.cast(tokens.row_lengths(), tf.float32)[:, tf.newaxis]
+        mean = summed / tf.maximum(counts, 1.0)
+        return tf.reshape(mean, tf.concat([tf.shape(joined), [self.tokens.dim]], 0))
+
+    def get_config(self):
+        config = self.tokens.get_config()
+        return {**super().get_config(), "vocabulary_file": config["vocabulary_file"],
+                "oov_buckets": config["oov_buckets"], "dim": config["dim"], "l2": config["l2"]}
 
 
 class IDRecBackbone(tf.keras.layers.Layer):
     """``(features, extra [batch, n] or None)`` -> ``(click_logit, order_logit)`` [batch]."""
 
     def __init__(self, vocabularies: dict[str, str], oov_buckets: int, config: ModelConfig,
-                 **kwargs):
+                 count_priors: dict[str, float], **kwargs):
         super().__init__(**kwargs)
         dim = config.id_embedding_dim
-        self.user = IdEmbedding(vocabularies[features.USER_ID], oov_buckets, dim, name="user")
-        self.item = IdEmbedding(vocabularies[features.ITEM_ID], oov_buckets, dim, name="item")
-        self.category = IdEmbedding(vocabularies[features.CATEGORY], oov_buckets, dim,
+        self.counts = CountEncoding(count_priors["click_rate"], count_priors["order_rate"],
+                                    name="count_encoding")
+        l2 = config.embedding_l2
+        self.user = IdEmbedding(vocabularies[features.USER_ID], oov_buckets, dim, l2, name="user")
+        self.item = IdEmbedding(vocabularies[features.ITEM_ID], oov_buckets, dim, l2, name="item")
+        self.category = IdEmbedding(vocabularies[features.CATEGORY], oov_buckets, dim, l2,
                                     name="category")
-        self.brand = IdEmbedding(vocabularies[features.BRAND], oov_buckets, dim, name="brand")
+        self.brand = IdEmbedding(vocabularies[features.BRAND], oov_buckets, dim, l2,
+                                 name="brand")
+        self.content = ContentBag(vocabularies[features.CONTENT_VOCABULARY], oov_buckets, dim, l2,
+                                  name="content")
         self.interest = TargetAttention(list(config.attention_units), name="din_attention")
         self.cross = [tfrs.layers.dcn.Cross(name=f"cross_{index}")
                       for index in range(config.cross_layers)]
@@ -72,13 +114,17 @@ class IDRecBackbone(tf.keras.layers.Layer):
     def call(self, inputs, training=None):
         batch_features, extra = inputs
         candidate = tf.concat([self.item(batch_features[features.ITEM_ID]),
-                               self.category(batch_features[features.CATEGORY])], -1)
+                               self.category(batch_features[features.CATEGORY]),
+                               self.content(batch_features[features.ITEM_CONTENT])], -1)
         history = tf.concat([self.item(batch_features[features.HIST_ITEM_IDS]),
-                             self.category(batch_features[features.HIST_CATEGORIES])], -1)
+                             self.category(batch_features[features.HIST_CATEGORIES]),
+                             self.content(batch_features[features.HIST_CONTENT])], -1)
         mask = tf.not_equal(batch_features[features.HIST_ITEM_IDS], features.PADDING_ID)
         interest = self.interest((candidate, history, mask))
+        counts = tf.concat([self.counts(batch_features[name])
+                            for name in features.COUNT_FEATURES], -1)
         parts = [self.user(batch_features[features.USER_ID]), candidate,
-                 self.brand(batch_features[features.BRAND]), interest]
+                 self.brand(batch_features[features.BRAND]), interest, counts]
         if extra is not None:
             parts.append(extra)
         crossed = x0 = tf.concat(parts, -1)
@@ -94,10 +140,11 @@ class IDRec(RankingModel):
     ME vector, ``ppm_item_vec``)."""
 
     def __init__(self, vocabularies: dict[str, str], oov_buckets: int, config: ModelConfig,
-                 extra_feature: str | None = None, **kwargs):
+                 count_priors: dict[str, float], extra_feature: str | None = None, **kwargs):
         super().__init__(config.order_loss_weight, **kwargs)
         self.extra_feature = extra_feature
-        self.backbone = IDRecBackbone(vocabularies, oov_buckets, config, name="idrec")
+        self.backbone = IDRecBackbone(vocabularies, oov_buckets, config, count_priors,
+                                      name="idrec")
 
     def call(self, batch_features, training=None):
         extra = batch_features[self.extra_feature] if self.extra_feature else None

@@ -1,4 +1,4 @@
-"""Building blocks of PPM and IDRec: sequence encodings, attention, MLP.
+"""Building blocks of PPM and IDRec: sequence encodings, attention, MLP, count encoding.
 
 Every layer is serialisable (``get_config``) and mask-aware: padded behaviour positions
 (mask 0) never change a real position's output or the attention result.
@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 
 import tensorflow as tf
+
+from ppm_tf import features
 
 SECONDS_PER_MINUTE = 60.0
 MASKED_LOGIT = -1e9
@@ -197,3 +199,47 @@ def _weighted_by_masked_softmax(scores, keys, mask):
     scores = scores + (1.0 - mask) * MASKED_LOGIT
     weights = tf.nn.softmax(scores, axis=-1) * mask
     return tf.einsum("bl,bld->bd", weights, keys)
+
+
+class CountEncoding(tf.keras.layers.Layer):
+    """As-of counts (``features.COUNT_FEATURES``) -> what a model can use of them.
+
+    Input ``[batch, COUNT_SIZE]`` raw counts; output ``[batch, 3 * len(COUNT_WINDOWS)]``: per
+    window, ``log1p(impressions)`` and the click and order rates smoothed towards the data
+    set's prior rates (``prior_strength`` pseudo-impressions), as logits relative to the
+    prior's. An entity never seen has rate logits 0: exactly the prior. Negative counts (a
+    malformed request) are read as 0.
+    """
+
+    def __init__(self, click_prior: float, order_prior: float, prior_strength: float = 10.0,
+                 **kwargs):
+        super().__init__(**kwargs)
+        for name, prior in (("click_prior", click_prior), ("order_prior", order_prior)):
+            if not 0.0 < prior < 1.0:
+                raise ValueError(f"{name} must be a rate in (0, 1), got {prior}")
+        self.click_prior = click_prior
+        self.order_prior = order_prior
+        self.prior_strength = prior_strength
+
+    def _rate_logit(self, events, impressions, prior):
+        rate = (events + self.prior_strength * prior) / (impressions + self.prior_strength)
+        return tf.math.log(rate / (1.0 - rate)) - math.log(prior / (1.0 - prior))
+
+    def call(self, counts):
+        counts = tf.maximum(tf.cast(counts, tf.float32), 0.0)
+        kinds = len(features.COUNT_KINDS)
+        encoded = []
+        for window in range(len(features.COUNT_WINDOWS)):
+            impressions, clicks, orders = (counts[:, window * kinds + kind]
+                                           for kind in range(kinds))
+            # Clicks and orders never exceed impressions in a log; a request may claim so.
+            clicks = tf.minimum(clicks, impressions)
+            orders = tf.minimum(orders, impressions)
+            encoded += [tf.math.log1p(impressions),
+                        self._rate_logit(clicks, impressions, self.click_prior),
+                        self._rate_logit(orders, impressions, self.order_prior)]
+        return tf.stack(encoded, axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "click_prior": self.click_prior,
+                "order_prior": self.order_prior, "prior_strength": self.prior_strength}

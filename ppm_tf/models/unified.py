@@ -17,10 +17,11 @@ from ppm_tf.models.tasks import RankingModel
 
 class UnifiedModel(RankingModel):
     def __init__(self, vocabularies: dict[str, str], oov_buckets: int, config: ModelConfig,
-                 **kwargs):
+                 count_priors: dict[str, float], **kwargs):
         super().__init__(config.order_loss_weight, **kwargs)
         self.head = PlugInHead(config, name="plug_in_head")
-        self.backbone = IDRecBackbone(vocabularies, oov_buckets, config, name="idrec")
+        self.backbone = IDRecBackbone(vocabularies, oov_buckets, config, count_priors,
+                                      name="idrec")
 
     def call(self, batch_features, training=None):
         representation, ppm_click, ppm_order = self.head(

@@ -14,7 +14,8 @@ What a join rejects goes to the dead-letter output in ``validate``'s format:
 - queries: an unknown item or a time before its launch.
 
 The item join also adds what examples need from the catalogue and the logs: the candidate's
-category and brand, its age, the split, and the cold-start flag (``features.is_cold_item``).
+category, brand and content tokens, its age, the split, the cold-start flag (``features.is_cold_item``) and
+the item's as-of counts (``counts``).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ import apache_beam as beam
 from ppm_tf import features
 from ppm_tf.data import schema
 from ppm_tf.data.raw_files import SECONDS_PER_DAY
+from ppm_tf.preprocessing.counts import item_counts
 from ppm_tf.preprocessing.splits import SplitBounds
 from ppm_tf.preprocessing.validate import DEAD_LETTER, VALID, dead_letter, dead_letter_key
 
@@ -151,6 +153,9 @@ class _CheckItemReferences(beam.DoFn):
                 "copies; one is kept)", "duplicate_id"), _printable(extra))
         return copies[0] if copies else None
 
+    def __init__(self, count_lookback_days: int):
+        self.count_lookback_days = count_lookback_days
+
     def process(self, element, bounds: dict[str, int]):
         bounds = SplitBounds(**bounds)
         item_id, group = element
@@ -180,11 +185,16 @@ class _CheckItemReferences(beam.DoFn):
             return
         first_impression_ts = min(event["ts"] for event in valid_events)
         cold = int(features.is_cold_item(first_impression_ts, bounds.train_start_ts))
-        for event in valid_events:
+        content = features.join_content(features.content_tokens(item["entities"],
+                                                                item.get("attrs")))
+        for event, counts in zip(valid_events,
+                                 item_counts(valid_events, self.count_lookback_days)):
             yield {
                 **event,
+                features.ITEM_COUNTS: counts,
                 features.CATEGORY: item["category"],
                 features.BRAND: item.get("brand") or "",
+                features.ITEM_CONTENT: content,
                 features.IS_COLD_ITEM: cold,
                 features.ITEM_AGE_DAYS: (event["ts"] - item["launch_ts"]) / SECONDS_PER_DAY,
                 features.SPLIT: bounds.split_of(event["ts"]),
@@ -194,11 +204,12 @@ class _CheckItemReferences(beam.DoFn):
 class JoinItems(beam.PTransform):
     """{"items", "events", "queries"} -> enriched events (main), catalogue ``items``, valid
     ``queries`` and dead letters. ``bounds`` is a singleton PCollection of
-    ``SplitBounds.as_dict()``."""
+    ``SplitBounds.as_dict()``; each event gets its item's as-of counts (``counts``)."""
 
-    def __init__(self, bounds):
+    def __init__(self, bounds, count_lookback_days: int):
         super().__init__()
         self.bounds = bounds
+        self.count_lookback_days = count_lookback_days
 
     def expand(self, tables):
         keyed = {name: tables[name] | f"Key{name.title()}" >> beam.Map(
@@ -206,6 +217,6 @@ class JoinItems(beam.PTransform):
                  for name in ("items", "events", "queries")}
         return (keyed
                 | "ByItem" >> beam.CoGroupByKey()
-                | "Check" >> beam.ParDo(_CheckItemReferences(),
+                | "Check" >> beam.ParDo(_CheckItemReferences(self.count_lookback_days),
                                         bounds=beam.pvalue.AsSingleton(self.bounds))
                 .with_outputs(ITEMS_OUT, QUERIES_OUT, DEAD_LETTER, main=VALID))

@@ -1,7 +1,9 @@
 """The preprocessing pipeline: raw data directory -> WORK (see ``work_layout``).
 
-    ReadAndValidate (x4 tables) -> JoinUsers -> JoinItems -> BehaviourSequences
-        -> WriteExamples, catalogue, search log, Vocabularies, dead letters, oracle, stats
+    ReadAndValidate (x4 tables) -> JoinUsers -> JoinItems (+ item counts)
+        -> AttachCategoryCounts -> BehaviourSequences (+ user counts)
+        -> WriteExamples, count tables, catalogue, search log, Vocabularies, dead letters,
+           oracle, stats
 
 ``run_preprocess`` checks the inputs, clears earlier outputs, runs the pipeline on whatever
 runner the options name, then checks that every split has examples and writes
@@ -24,6 +26,7 @@ from ppm_tf import features
 from ppm_tf.data import raw_files, schema
 from ppm_tf.errors import StageError
 from ppm_tf.filesystem import delete_tree
+from ppm_tf.preprocessing.counts import AttachCategoryCounts, WriteCountTables
 from ppm_tf.preprocessing.joins import ITEMS_OUT, QUERIES_OUT, JoinItems, JoinUsers
 from ppm_tf.preprocessing.outputs import (CopyEvalOracle, WriteDeadLetters, WriteExamples,
                                           WriteRecords, WriteStats)
@@ -37,8 +40,8 @@ from ppm_tf.work_layout import WorkLayout
 
 DEFAULT_TRAIN_DAYS = DEFAULT_EVAL_DAYS = 7
 REQUIRED_TABLES = (schema.ITEMS, schema.USERS, schema.EVENTS)
-OUTPUTS = ("examples/", "items/", "queries/", "vocab/", "dead_letter/", "oracle/", "stats.json",
-           "preprocess.json")
+OUTPUTS = ("examples/", "items/", "queries/", "vocab/", "count_tables/", "dead_letter/", "oracle/",
+           "stats.json", "preprocess.json")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,8 +52,10 @@ class PreprocessSettings:
     work: str
     train_days: int | None = None  # the recent window; None: world.json's, else DEFAULT_TRAIN_DAYS
     eval_days: int | None = None
-    valid_days: int = 1  # the window's last days, held out for early stopping
+    valid_days: int | None = None  # the window's last days, held out for early stopping;
+    # None: the valid span world.json suggests, else splits.DEFAULT_VALID_DAYS
     max_seq_len: int = 20
+    count_lookback_days: int = 7  # the "recent" window of the as-of count features
     min_count: int = 2
     oov_buckets: int = 64
     max_events_per_user: int = 50_000
@@ -61,11 +66,11 @@ class PreprocessSettings:
     max_image_pixels: int = schema.DEFAULT_MAX_IMAGE_PIXELS
 
     def __post_init__(self):
-        for name in ("max_seq_len", "min_count", "max_events_per_user", "valid_days",
+        for name in ("max_seq_len", "count_lookback_days", "min_count", "max_events_per_user",
                      "max_record_bytes", "max_image_bytes", "max_image_pixels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("train_days", "eval_days"):
+        for name in ("train_days", "eval_days", "valid_days"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1 day, got {value}")
@@ -92,16 +97,16 @@ def window_days(settings: PreprocessSettings, world: dict | None) -> tuple[int, 
     the length world.json suggests for that split, else the default."""
     splits = (world or {}).get("suggested_splits", {})
 
-    def days(flag: int | None, split: str, default: int) -> int:
+    def days(flag: int | None, names: tuple[str, ...], default: int) -> int:
         if flag is not None:
             return flag
-        if split in splits:
-            start, end = splits[split]["days"]
-            return end - start
+        if names[0] in splits:  # the recent window is train plus a suggested valid
+            return sum(splits[name]["days"][1] - splits[name]["days"][0]
+                       for name in names if name in splits)
         return default
 
-    return (days(settings.train_days, "train", DEFAULT_TRAIN_DAYS),
-            days(settings.eval_days, "eval", DEFAULT_EVAL_DAYS))
+    return (days(settings.train_days, ("train", "valid"), DEFAULT_TRAIN_DAYS),
+            days(settings.eval_days, ("eval",), DEFAULT_EVAL_DAYS))
 
 
 def _max_ts(settings: PreprocessSettings, world: dict | None) -> int:
@@ -145,10 +150,15 @@ def build_pipeline(pipeline: beam.Pipeline, settings: PreprocessSettings,
 
     by_item = ({"items": tables[schema.ITEMS][VALID], "events": by_user[VALID],
                 "queries": tables[schema.QUERIES][VALID]}
-               | "JoinItems" >> JoinItems(bounds_pc))
-    examples = by_item[VALID] | "BehaviourSequences" >> BehaviourSequences(settings.max_seq_len)
+               | "JoinItems" >> JoinItems(bounds_pc, settings.count_lookback_days))
+    examples = (by_item[VALID]
+                | "CategoryCounts" >> AttachCategoryCounts(settings.count_lookback_days)
+                | "BehaviourSequences" >> BehaviourSequences(settings.max_seq_len,
+                                                             settings.count_lookback_days))
 
     _ = examples | "WriteExamples" >> WriteExamples(layout, settings.max_seq_len)
+    _ = examples | "WriteCountTables" >> WriteCountTables(layout, bounds_pc,
+                                                          settings.count_lookback_days)
     _ = by_item[ITEMS_OUT] | "WriteItems" >> WriteRecords(features.ITEM_FEATURES,
                                                           layout.items_prefix)
     _ = by_item[QUERIES_OUT] | "WriteQueries" >> WriteRecords(features.QUERY_FEATURES,
@@ -220,6 +230,15 @@ def check_nothing_lost(stats: dict[str, Any], read: int | None) -> None:
             "the outputs in WORK are incomplete and preprocess.json was not written")
 
 
+def count_priors(stats: dict[str, Any]) -> dict[str, float]:
+    """The click and order rates of the training splits (pretrain + train): what the models'
+    count encodings smooth towards. Kept inside (0, 1) so a log without clicks still works."""
+    splits = [stats["splits"][split] for split in ("pretrain", "train")]
+    examples = max(sum(split["examples"] for split in splits), 1)
+    rate = lambda key: min(max(sum(split[key] for split in splits) / examples, 1e-4), 1 - 1e-4)
+    return {"click_rate": rate("clicks"), "order_rate": rate("orders")}
+
+
 def run_preprocess(settings: PreprocessSettings, options: PipelineOptions) -> dict[str, Any]:
     """Runs the whole job and returns stats.json's content."""
     check_inputs(settings)
@@ -238,7 +257,9 @@ def run_preprocess(settings: PreprocessSettings, options: PipelineOptions) -> di
             f"check the input's time span and {layout.path('dead_letter')}/")
     check_nothing_lost(stats, events_read(result))
     metadata = {"settings": dataclasses.asdict(settings), "split_bounds": stats["split_bounds"],
-                "max_seq_len": settings.max_seq_len, "oov_buckets": settings.oov_buckets}
+                "max_seq_len": settings.max_seq_len, "oov_buckets": settings.oov_buckets,
+                "count_lookback_days": settings.count_lookback_days,
+                "count_priors": count_priors(stats)}
     with FileSystems.create(layout.preprocess_json) as handle:
         handle.write((json.dumps(metadata, indent=2, sort_keys=True) + "\n").encode("utf-8"))
     return stats

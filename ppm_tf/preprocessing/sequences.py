@@ -1,4 +1,5 @@
-"""Behaviour sequences: for each impression, the user's last clicked items before it.
+"""Behaviour sequences: for each impression, the user's last clicked items before it (and,
+from the same per-user grouping, the user's as-of counts: ``counts``).
 
 Leakage is the failure that makes every later figure a lie, so the rule is strict: an entry
 is a click whose time is strictly before the impression's request time and that comes from
@@ -13,6 +14,7 @@ from typing import Any, Iterable, Iterator
 import apache_beam as beam
 
 from ppm_tf import features
+from ppm_tf.preprocessing.counts import counts_per_request
 
 
 def attach_behaviour_sequences(events: Iterable[dict[str, Any]],
@@ -22,7 +24,8 @@ def attach_behaviour_sequences(events: Iterable[dict[str, Any]],
     ``events`` must be re-iterable (a list, or a Beam grouped iterable): one pass collects
     the clicks, the second emits the impressions.
     """
-    clicks = sorted((event["ts"], event["request_id"], event["item_id"], event["category"])
+    sources = tuple(features.HIST_FIELD_SOURCES.values())
+    clicks = sorted((event["ts"], event["request_id"], *(event[name] for name in sources))
                     for event in events if event["click"])
     click_times = [click[0] for click in clicks]
     for event in events:
@@ -35,24 +38,32 @@ def attach_behaviour_sequences(events: Iterable[dict[str, Any]],
             position -= 1
         yield {
             **event,
-            features.HIST_ITEM_IDS: [click[2] for click in history],
-            features.HIST_CATEGORIES: [click[3] for click in history],
+            **{field: [click[2 + index] for click in history]
+               for index, field in enumerate(features.HIST_FIELD_SOURCES)},
             features.HIST_TS: [click[0] for click in history],
             features.HIST_LEN: len(history),
         }
 
 
-class BehaviourSequences(beam.PTransform):
-    """Events of all users -> examples with ``hist_*`` fields, grouped per user."""
+def _user_examples(element, max_seq_len: int, count_lookback_days: int):
+    _, events = element
+    counts = counts_per_request(events, count_lookback_days)
+    for example in attach_behaviour_sequences(events, max_seq_len):
+        yield {**example, features.USER_COUNTS: counts[example["request_id"]]}
 
-    def __init__(self, max_seq_len: int):
+
+class BehaviourSequences(beam.PTransform):
+    """Events of all users -> examples with ``hist_*`` fields and the user's counts,
+    grouped per user."""
+
+    def __init__(self, max_seq_len: int, count_lookback_days: int):
         super().__init__()
         self.max_seq_len = max_seq_len
+        self.count_lookback_days = count_lookback_days
 
     def expand(self, events):
         return (events
                 | "ByUser" >> beam.Map(lambda event: (event["user_id"], event))
                 | "Group" >> beam.GroupByKey()
-                | "Attach" >> beam.FlatMap(
-                    lambda user_events, length: attach_behaviour_sequences(user_events[1], length),
-                    self.max_seq_len))
+                | "Attach" >> beam.FlatMap(_user_examples, self.max_seq_len,
+                                           self.count_lookback_days))

@@ -1,10 +1,12 @@
 """Time splits: ``pretrain`` (the long span), ``train`` and ``valid`` (the recent window:
-``valid`` is its last ``--valid_days``, held out for early stopping and model selection),
-``eval`` (the days after).
+``valid`` is its end, held out for early stopping and model selection), ``eval`` (the days
+after).
 
 Bounds are whole UTC days. The window and eval come from the data set's ``world.json`` when it
 suggests splits, or are counted back from the last event's day with ``--train_days`` /
-``--eval_days``; ``valid`` is always carved from the window's end.
+``--eval_days``. ``valid`` is carved from the window's end: its last ``--valid_days``, else
+the ``valid`` span world.json suggests (MovieLens suggests one by event counts, since its last
+day may hold no event at all), else the last day.
 """
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ import dataclasses
 from typing import Any
 
 from ppm_tf.data.raw_files import SECONDS_PER_DAY
+
+DEFAULT_VALID_DAYS = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,19 +35,22 @@ class SplitBounds:
                              f"day before valid): {self}")
 
     @classmethod
-    def from_world(cls, world: dict[str, Any], valid_days: int) -> "SplitBounds":
+    def from_world(cls, world: dict[str, Any], valid_days: int | None) -> "SplitBounds":
         splits = world["suggested_splits"]
+        if valid_days is None and "valid" in splits:
+            return cls(splits["train"]["start_ts"], splits["valid"]["start_ts"],
+                       splits["eval"]["start_ts"], splits["eval"]["end_ts"])
         return cls.with_valid(splits["train"]["start_ts"], splits["eval"]["start_ts"],
-                              splits["eval"]["end_ts"], valid_days)
+                              splits["eval"]["end_ts"], valid_days or DEFAULT_VALID_DAYS)
 
     @classmethod
     def from_last_event(cls, last_event_ts: int, train_days: int, eval_days: int,
-                        valid_days: int) -> "SplitBounds":
+                        valid_days: int | None) -> "SplitBounds":
         """``train_days`` is the whole recent window, ``valid`` included."""
         end = (last_event_ts // SECONDS_PER_DAY + 1) * SECONDS_PER_DAY
         eval_start = end - eval_days * SECONDS_PER_DAY
         return cls.with_valid(eval_start - train_days * SECONDS_PER_DAY, eval_start, end,
-                              valid_days)
+                              valid_days or DEFAULT_VALID_DAYS)
 
     @classmethod
     def with_valid(cls, window_start_ts: int, eval_start_ts: int, end_ts: int,

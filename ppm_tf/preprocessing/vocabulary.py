@@ -2,12 +2,16 @@
 
 Policy for the long tail: a token enters its vocabulary when it occurs at least
 ``min_count`` times (user and item ids: impressions in the pretrain and train splits, never
-eval; category, brand, entity: items in the catalogue). Everything else, including ids first
+eval; category, brand, entity, content: items in the catalogue). ``entity`` holds the image
+entities (what entity prediction predicts); ``content`` the content tokens IDRec embeds
+(``features.content_tokens``: entities and attributes). Everything else, including ids first
 seen later, is hashed by the models into ``oov_buckets`` shared buckets
 (``tf.keras.layers.StringLookup(num_oov_indices=oov_buckets)``), so the embedding tables
 stay bounded however long the tail grows.
 """
 from __future__ import annotations
+
+import json
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -16,7 +20,8 @@ from ppm_tf import features
 from ppm_tf.work_layout import WorkLayout
 
 EXAMPLE_VOCABULARIES = (features.USER_ID, features.ITEM_ID)
-CATALOGUE_VOCABULARIES = (features.CATEGORY, features.BRAND, "entity")
+CATALOGUE_VOCABULARIES = (features.CATEGORY, features.BRAND, "entity",
+                          features.CONTENT_VOCABULARY)
 VOCABULARIES = EXAMPLE_VOCABULARIES + CATALOGUE_VOCABULARIES
 TRAINING_SPLITS = ("pretrain", "train")
 
@@ -27,6 +32,9 @@ def _catalogue_tokens(item):
         yield features.BRAND, item[features.BRAND]
     for entity in set(item[features.ENTITIES]):
         yield "entity", entity
+    for token in features.content_tokens(item[features.ENTITIES],
+                                         json.loads(item[features.ATTRS_JSON])):
+        yield features.CONTENT_VOCABULARY, token
 
 
 def _write_vocabulary(element, layout: WorkLayout):

@@ -26,20 +26,21 @@ from ppm_tf.training import registry
 from ppm_tf.training.registry import ablation_row
 from ppm_tf.work_layout import WorkLayout, read_json, write_json
 
-ID_VOCABULARIES = (features.USER_ID, features.ITEM_ID, features.CATEGORY, features.BRAND)
+ID_VOCABULARIES = (features.USER_ID, features.ITEM_ID, features.CATEGORY, features.BRAND,
+                   features.CONTENT_VOCABULARY)
 PREDICTION_KEYS = (features.REQUEST_ID, features.USER_ID, features.ITEM_ID, features.CLICK,
                    features.ORDER, features.IS_COLD_ITEM, features.ITEM_AGE_DAYS,
                    features.HIST_LEN)
 
 _BUILDERS: dict[str, Callable[..., RankingModel]] = {
-    registry.IDREC: lambda vocabularies, oov, config, name: IDRec(vocabularies, oov, config,
-                                                                  name=name),
-    registry.IDREC_WITH_ITEM_VECTOR: lambda vocabularies, oov, config, name: IDRec(
-        vocabularies, oov, config, extra_feature=features.PPM_ITEM_VEC, name=name),
-    registry.PLUG_IN_HEAD: lambda vocabularies, oov, config, name: PPMOnCachedStates(
+    registry.IDREC: lambda vocabularies, oov, priors, config, name: IDRec(
+        vocabularies, oov, config, priors, name=name),
+    registry.IDREC_WITH_ITEM_VECTOR: lambda vocabularies, oov, priors, config, name: IDRec(
+        vocabularies, oov, config, priors, extra_feature=features.PPM_ITEM_VEC, name=name),
+    registry.PLUG_IN_HEAD: lambda vocabularies, oov, priors, config, name: PPMOnCachedStates(
         config, name=name),
-    registry.UNIFIED: lambda vocabularies, oov, config, name: UnifiedModel(
-        vocabularies, oov, config, name=name),
+    registry.UNIFIED: lambda vocabularies, oov, priors, config, name: UnifiedModel(
+        vocabularies, oov, config, priors, name=name),
 }
 
 
@@ -47,8 +48,9 @@ def build_model(name: str, work: str, config: ModelConfig) -> RankingModel:
     kind = ablation_row(name).model
     layout = WorkLayout(work)
     vocabularies = {vocabulary: layout.vocab(vocabulary) for vocabulary in ID_VOCABULARIES}
-    oov_buckets = load_preprocess_metadata(work)["oov_buckets"]
-    return _BUILDERS[kind](vocabularies, oov_buckets, config, name)
+    metadata = load_preprocess_metadata(work)
+    return _BUILDERS[kind](vocabularies, metadata["oov_buckets"], metadata["count_priors"],
+                           config, name)
 
 
 def read_examples(name: str, work: str, splits, batch_size: int, **options) -> tf.data.Dataset:

@@ -121,7 +121,8 @@ def test_real_suggested_splits_partition_the_events_by_day(ml_small):
     world = read_world(str(out))
     splits = world["suggested_splits"]
     assert splits["pretrain"]["end_ts"] == splits["train"]["start_ts"]
-    assert splits["train"]["end_ts"] == splits["eval"]["start_ts"]
+    assert splits["train"]["end_ts"] == splits["valid"]["start_ts"]
+    assert splits["valid"]["end_ts"] == splits["eval"]["start_ts"]
     assert splits["pretrain"]["start_ts"] <= world["horizon"]["start_ts"] < splits["pretrain"]["end_ts"]
     assert splits["eval"]["end_ts"] > world["horizon"]["end_ts"]
     assert splits["pretrain"]["days"][0] == 0
@@ -132,9 +133,12 @@ def test_real_suggested_splits_partition_the_events_by_day(ml_small):
               for name, span in splits.items()}
     assert counts == {name: span["events"] for name, span in splits.items()}
     assert sum(counts.values()) == len(tables["events"])
-    # Quantiles snapped to days: eval and train each hold about a tenth of the events.
+    # Quantiles snapped to days: eval and the recent window (train + valid) each hold about a
+    # tenth of the events, valid about a fifth of the window.
+    window = counts["train"] + counts["valid"]
     assert 0.08 < counts["eval"] / len(tables["events"]) < 0.12
-    assert 0.08 < counts["train"] / len(tables["events"]) < 0.12
+    assert 0.08 < window / len(tables["events"]) < 0.12
+    assert 0.1 < counts["valid"] / window < 0.3
 
 
 @needs_ml_small

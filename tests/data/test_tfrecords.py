@@ -21,10 +21,13 @@ def example_record(index: int, history: int) -> dict:
         "request_id": f"r{index}", "user_id": f"u{index % 3}", "item_id": f"i{index}",
         "category": "lamp", "brand": "" if index % 2 else "kelta", "ts": 1_742_600_000 + index,
         "hist_item_ids": [f"h{index}-{k}" for k in range(history)],
-        "hist_categories": ["sofa"] * history,
+        "hist_categories": ["sofa"] * history, "item_content": "brass\x1fcolour=red",
+        "hist_content": ["brass"] * history,
         "hist_ts": [1_742_500_000 - k for k in range(history)], "hist_len": history,
         "click": index % 2, "order": int(index % 4 == 0), "is_cold_item": int(index > 3),
         "item_age_days": index + 0.25, "split": "train",
+        "user_counts": [index, 1, 0, index, 1, 0], "item_counts": [2 * index, index, 0, 1, 1, 0],
+        "category_counts": [7, 3, 1, 0, 0, 0],
     }
 
 
@@ -216,7 +219,8 @@ def test_shapes_dtypes_and_padding_follow_the_feature_table(tiny_work):
     dtypes = {features.STRING: tf.string, features.INT64: tf.int64,
               features.FLOAT32: tf.float32}
     for feature in features.EXAMPLE_FEATURES:
-        expected = [64, max_seq_len] if feature.shape == features.SEQUENCE else [64]
+        expected = {features.SEQUENCE: [64, max_seq_len],
+                    features.COUNTS: [64, features.COUNT_SIZE]}.get(feature.shape, [64])
         assert batch[feature.name].shape == expected, feature.name
         assert batch[feature.name].dtype == dtypes[feature.dtype], feature.name
     hist_len = batch["hist_len"].numpy()

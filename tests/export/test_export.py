@@ -42,7 +42,8 @@ def test_urm_has_the_serving_signatures_and_a_warmup_file(exported_urm):
     result, base_path = exported_urm
     assert result["version"] == 1 and Path(result["path"]) == base_path / "1"
     signatures = tf.saved_model.load(result["path"]).signatures
-    assert set(signatures) == {"serving_default", "serving_with_item_vectors", "user_states",
+    assert set(signatures) == {"serving_default", "serving_with_item_counts",
+                               "serving_with_item_vectors", "user_states",
                                "predict_examples"}
     assert (base_path / "1" / "assets.extra" / "tf_serving_warmup_requests").stat().st_size > 0
 
@@ -99,13 +100,16 @@ def test_one_user_level_row_scores_like_one_row_per_candidate(exported_urm, work
 
 
 def _unregistered_ops(saved_model_dir: str) -> list[str]:
-    script = ("import json, sys\nsys.path.insert(0, sys.argv[2])\n"
-              "from fresh_process_check import op_types\n"
+    # Loaded by path: putting ppm_tf/export on sys.path would shadow `requests`.
+    script = ("import importlib.util, json, sys\n"
+              "spec = importlib.util.spec_from_file_location('check', sys.argv[2])\n"
+              "check = importlib.util.module_from_spec(spec)\nspec.loader.exec_module(check)\n"
+              "op_types = check.op_types\n"
               "from tensorflow.python.framework import op_def_registry\n"
               "print(json.dumps(sorted(op for op in op_types(sys.argv[1]) "
               "if op_def_registry.get(op) is None)))\n")
     output = subprocess.run([sys.executable, "-c", script, saved_model_dir,
-                             str(EXPORT_CHECK.parent)], check=True, capture_output=True,
+                             str(EXPORT_CHECK)], check=True, capture_output=True,
                             text=True, timeout=600).stdout
     return json.loads(output.strip().splitlines()[-1])
 

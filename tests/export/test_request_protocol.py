@@ -17,7 +17,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 from ppm_tf import features
 from ppm_tf.data.tfrecords import load_cached_metadata, load_preprocess_metadata
-from ppm_tf.export.requests import (build_request, logged_request,
+from ppm_tf.export.requests import (build_request, logged_item_counts, logged_request,
                                     score_candidates, score_user, user_events, user_states)
 from ppm_tf.export.warmup import WARMUP_FILE
 from ppm_tf.serving.client import GrpcClient, RestClient, ServingClientError, candidate_rows
@@ -26,9 +26,9 @@ from ppm_tf.serving.server import ModelServer
 
 pytestmark = pytest.mark.slow
 UNEQUAL = "Batching Run() input tensors must have equal 0th-dimension size"
-SIGNATURES = {"urm": {"serving_default", "serving_with_item_vectors", "user_states",
-                      "predict_examples"},
-              "base": {"serving_default", "predict_examples"}}
+SIGNATURES = {"urm": {"serving_default", "serving_with_item_counts",
+                      "serving_with_item_vectors", "user_states", "predict_examples"},
+              "base": {"serving_default", "serving_with_item_counts", "predict_examples"}}
 
 
 @pytest.fixture(scope="module")
@@ -72,13 +72,18 @@ def test_warmup_prepares_every_signature_before_its_first_request(run, request_f
     with ModelServer(production_options({"/models": str(run / "saved_models")})) as fresh, \
             GrpcClient(f"127.0.0.1:{fresh.grpc_port}") as client:
         prepared = {model: _prepared_runs(fresh, model) for model in SIGNATURES}
-        assert len(prepared["urm"]) == 4 and len(prepared["base"]) == 2
+        assert len(prepared["urm"]) == 5 and len(prepared["base"]) == 3
         states = user_states(client, "urm", request_from_log)
         score_candidates(client, "urm", request_from_log, states)
         item_dim = load_cached_metadata(str(run / "work"))["item_dim"]
         score_candidates(client, "urm", request_from_log, states, item_vectors=np.ones(
             (request_from_log.item_ids.size, item_dim), np.float32))
         score_candidates(client, "base", request_from_log)
+        counts = np.zeros((request_from_log.item_ids.size, features.COUNT_SIZE), np.float32)
+        for model in SIGNATURES:
+            score_candidates(client, model, request_from_log,
+                             states if model == "urm" else None, item_counts={
+                                 features.ITEM_COUNTS: counts, features.CATEGORY_COUNTS: counts})
         examples = next(iter(tf.data.TFRecordDataset(
             sorted(tf.io.gfile.glob(str(run / "work" / "cached" / "eval" / "*"))),
             compression_type="GZIP").batch(5))).numpy()
@@ -88,7 +93,7 @@ def test_warmup_prepares_every_signature_before_its_first_request(run, request_f
         # The observation can fail: a run fetching fewer outputs is a new run to prepare.
         client.predict_request("base", candidate_rows(request_from_log.user, {
             features.ITEM_ID: request_from_log.item_ids}), output_filter=["click_prob"])
-        assert len(_prepared_runs(fresh, "base")) == 3
+        assert len(_prepared_runs(fresh, "base")) == 4
 
 
 @pytest.mark.parametrize("protocol", ["rest", "grpc"])
@@ -124,13 +129,19 @@ def test_a_request_built_from_the_raw_log_scores_what_the_evaluation_scored(
         user_id = str(predictions[features.USER_ID][rows[0]])
         events = user_events(data, user_id)
         request_ts = next(event["ts"] for event in events if event["request_id"] == request_id)
+        metadata = load_preprocess_metadata(work)
         request = build_request(user_id, events, str(request_id), request_ts,
-                                predictions[features.ITEM_ID][rows],
-                                load_preprocess_metadata(work)["max_seq_len"])
+                                predictions[features.ITEM_ID][rows], metadata["max_seq_len"],
+                                metadata["count_lookback_days"])
+        # The evaluation scored the item counts as of the request's day; the served table
+        # holds them as of the log's end, so the logged day's counts are sent with the request.
+        item_counts = logged_item_counts(data, predictions[features.ITEM_ID][rows], request_ts,
+                                         metadata["count_lookback_days"])
         assert int((request.user[features.HIST_ITEM_IDS] != b"").sum()) == \
             predictions[features.HIST_LEN][rows[0]]
-        scores = (score_user if model == "urm" else score_candidates)(
-            clients["grpc"], model, request)
+        states = user_states(clients["grpc"], model, request) if model == "urm" else None
+        scores = score_candidates(clients["grpc"], model, request, states,
+                                  item_counts=item_counts)
         for output in ("click_prob", "order_prob"):
             np.testing.assert_allclose(scores[output], predictions[output][rows],
                                        rtol=1e-5, atol=1e-7)

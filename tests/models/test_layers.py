@@ -44,6 +44,10 @@ def position_inputs():
     return tf.constant(random_states())
 
 
+def count_inputs():
+    return tf.constant(np.random.default_rng(0).integers(0, 50, size=(BATCH, 6)), tf.float32)
+
+
 def interval_inputs():
     return (tf.constant([REQUEST_TS] * BATCH, tf.int64),
             tf.constant(REQUEST_TS - np.arange(BATCH * SEQ_LEN).reshape(BATCH, SEQ_LEN) * 600,
@@ -68,8 +72,9 @@ def attention_inputs():
     (lambda: layers.DotProductTargetAttention(name="dot_attention"), attention_inputs),
     (lambda: layers.MLP([16, 4], activation="gelu", output_activation="relu", dropout=0.25,
                         name="mlp"), position_inputs),
+    (lambda: layers.CountEncoding(0.1, 0.02, name="counts"), count_inputs),
 ], ids=["position", "time_interval", "transformer_block", "target_attention",
-        "dot_product_target_attention", "mlp"])
+        "dot_product_target_attention", "mlp", "count_encoding"])
 def test_every_layer_round_trips_through_its_config(make_layer, make_inputs):
     layer = make_layer()
     inputs = make_inputs()
@@ -78,6 +83,30 @@ def test_every_layer_round_trips_through_its_config(make_layer, make_inputs):
     assert clone.get_config() == layer.get_config()
     assert clone.name == layer.name
     np.testing.assert_allclose(clone(inputs).numpy(), expected.numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_count_encoding_smooths_towards_the_prior_and_ignores_impossible_counts():
+    encoding = layers.CountEncoding(click_prior=0.2, order_prior=0.05, prior_strength=10.0)
+    counts = tf.constant([
+        [0, 0, 0, 0, 0, 0],  # never seen: exactly the prior
+        [10, 2, 0, 10, 2, 0],  # 10 shown, 2 clicked: (2 + 2) / 20 = the prior again
+        [90, 90, 0, 0, 0, 0],  # always clicked: far above the prior
+        [-5, 7, 9, 0, 0, 0],  # a malformed request: negatives read as 0, clicks capped
+    ], tf.float32)
+    encoded = encoding(counts).numpy()
+    assert encoded.shape == (4, 6)
+    np.testing.assert_allclose(encoded[0], 0.0, atol=1e-6)
+    np.testing.assert_allclose(encoded[1, [1, 4]], 0.0, atol=1e-6)
+    np.testing.assert_allclose(encoded[1, [0, 3]], np.log1p(10.0), rtol=1e-6)
+    rate = (90 + 10 * 0.2) / 100
+    np.testing.assert_allclose(encoded[2, 1], np.log(rate / (1 - rate)) - np.log(0.2 / 0.8),
+                               rtol=1e-5)
+    np.testing.assert_allclose(encoded[3], 0.0, atol=1e-6)
+
+
+def test_count_encoding_refuses_a_prior_outside_zero_one():
+    with pytest.raises(ValueError, match="click_prior must be a rate in \\(0, 1\\), got 0.0"):
+        layers.CountEncoding(0.0, 0.1)
 
 
 def test_layer_configs_hold_their_settings():

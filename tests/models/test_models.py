@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from ppm_tf import features
 from ppm_tf.models.config import preset
-from ppm_tf.models.idrec import IDRec, IdEmbedding
+from ppm_tf.models.idrec import ContentBag, IDRec, IdEmbedding
 from ppm_tf.models.item_table import ItemVectorTable
 from ppm_tf.models.layers import BidirectionalTransformerBlock
 from ppm_tf.models.ppm import PPM, PlugInHead, PPMOnCachedStates, PPMUserTower
@@ -26,8 +26,10 @@ CONFIG = preset("tiny")
 MAX_SEQ_LEN, ITEM_DIM, BATCH = 4, 6, 3
 ITEMS = ("i0", "i1", "i2", "i3")
 VOCABULARIES = {features.USER_ID: ["u0", "u1"], features.ITEM_ID: list(ITEMS),
-                features.CATEGORY: ["lamp", "sofa"], features.BRAND: ["kelta"]}
+                features.CATEGORY: ["lamp", "sofa"], features.BRAND: ["kelta"],
+                features.CONTENT_VOCABULARY: ["red", "oak", "year=1995"]}
 TS = 1_742_600_000
+PRIORS = {"click_rate": 0.05, "order_rate": 0.01}
 # What PPM may read: the behaviour items (through the item table), their times, the request
 # time and the candidate (through the item table).
 PPM_INPUTS = (features.HIST_ITEM_IDS, features.HIST_TS, features.TS, features.ITEM_ID)
@@ -69,16 +71,21 @@ def make_batch(seed: int = 0) -> dict[str, tf.Tensor]:
         features.ITEM_ID: tf.constant(["i0", "i3", "new-item"]),
         features.CATEGORY: tf.constant(["lamp", "sofa", "lamp"]),
         features.BRAND: tf.constant(["kelta", "", "other"]),
+        features.ITEM_CONTENT: tf.constant(["red\x1foak", "", "year=1995\x1funseen"]),
         features.TS: tf.constant([TS] * BATCH, tf.int64),
         features.HIST_ITEM_IDS: tf.constant([["i1", "i2", "", ""], ["", "", "", ""],
                                              ["i2", "i0", "i3", "i1"]]),
         features.HIST_CATEGORIES: tf.constant([["sofa", "lamp", "", ""], ["", "", "", ""],
                                                ["lamp", "lamp", "sofa", "sofa"]]),
+        features.HIST_CONTENT: tf.constant([["oak", "red\x1foak", "", ""], ["", "", "", ""],
+                                            ["red", "", "oak", "year=1995"]]),
         features.HIST_TS: tf.constant([[TS - 60, TS - 86_400, 0, 0], [0, 0, 0, 0],
                                        [TS - 5, TS - 3600, TS - 7200, TS - 10 ** 6]], tf.int64),
         features.HIST_LEN: tf.constant([2, 0, 4], tf.int64),
         features.CLICK: tf.constant([1, 0, 1], tf.int64),
         features.ORDER: tf.constant([0, 0, 1], tf.int64),
+        **{name: tf.constant(rng.integers(0, 5, size=(BATCH, features.COUNT_SIZE)), tf.float32)
+           for name in features.COUNT_FEATURES},
         features.PPM_USER_STATES: tf.constant(
             rng.normal(size=(BATCH, MAX_SEQ_LEN, CONFIG.tower_dim)).astype(np.float32)),
         features.PPM_USER_MASK: tf.constant([[1, 1, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1]], tf.int64),
@@ -252,7 +259,7 @@ def test_item_table_needs_one_vector_per_id():
 # URM: IDRec + the plug-in head on cached tensors; no tower, no encoder, no item table.
 
 def test_urm_trains_only_idrec_and_the_plug_in_head(vocabularies):
-    urm = UnifiedModel(vocabularies, 2, CONFIG, name="urm")
+    urm = UnifiedModel(vocabularies, 2, CONFIG, PRIORS, name="urm")
     logits = urm(make_batch())
     assert logits["click"].shape == logits["order"].shape == (BATCH,)
     names = variable_names(urm)
@@ -268,7 +275,7 @@ def test_urm_trains_only_idrec_and_the_plug_in_head(vocabularies):
 def test_urm_head_is_the_same_size_as_ppms_head_and_far_smaller_than_ppm(vocabularies, ppm):
     batch = make_batch()
     ppm(batch)
-    urm = UnifiedModel(vocabularies, 2, CONFIG, name="urm")
+    urm = UnifiedModel(vocabularies, 2, CONFIG, PRIORS, name="urm")
     urm(batch)
     assert trainable_parameters(urm.head) == trainable_parameters(ppm.head)
     assert trainable_parameters(ppm.user_tower) > 0
@@ -277,7 +284,7 @@ def test_urm_head_is_the_same_size_as_ppms_head_and_far_smaller_than_ppm(vocabul
 
 def test_urm_works_without_the_raw_behaviour_times(vocabularies):
     """Only the cached states carry the tower's view of the history."""
-    urm = UnifiedModel(vocabularies, 2, CONFIG)
+    urm = UnifiedModel(vocabularies, 2, CONFIG, PRIORS)
     batch = make_batch()
     expected = urm(batch)
     without = {name: value for name, value in batch.items()
@@ -286,7 +293,7 @@ def test_urm_works_without_the_raw_behaviour_times(vocabularies):
 
 
 def test_urm_adds_the_ppm_logits_and_representation_to_idrec(vocabularies):
-    urm = UnifiedModel(vocabularies, 2, CONFIG)
+    urm = UnifiedModel(vocabularies, 2, CONFIG, PRIORS)
     batch = make_batch()
     logits = urm(batch)
     representation, ppm_click, ppm_order = urm.head(
@@ -303,7 +310,7 @@ def test_plug_in_head_starts_from_the_pretrained_weights(tmp_path, vocabularies,
     ppm(batch)
     work = str(tmp_path)
     tf.train.Checkpoint(head=ppm.head).write(WorkLayout(work).head_checkpoint)
-    model = (UnifiedModel(vocabularies, 2, CONFIG, name="urm") if model_name == "urm"
+    model = (UnifiedModel(vocabularies, 2, CONFIG, PRIORS, name="urm") if model_name == "urm"
              else PPMOnCachedStates(CONFIG, name="ppm_on_cache"))
     model(batch)
     assert not np.allclose(model.head.get_weights()[0], ppm.head.get_weights()[0])
@@ -321,16 +328,38 @@ def test_a_head_checkpoint_of_another_shape_is_refused(tmp_path, vocabularies):
     other(make_batch())
     tf.train.Checkpoint(head=other.head).write(WorkLayout(str(tmp_path)).head_checkpoint)
     with pytest.raises((ValueError, tf.errors.InvalidArgumentError), match="shape"):
-        initialise_head_from_pretraining(UnifiedModel(vocabularies, 2, CONFIG), str(tmp_path),
-                                         make_batch())
+        initialise_head_from_pretraining(UnifiedModel(vocabularies, 2, CONFIG, PRIORS),
+                                         str(tmp_path), make_batch())
 
 
 # IDRec.
 
+def test_content_bag_averages_the_tokens_and_masks_empty_items(vocabularies):
+    bag = ContentBag(vocabularies[features.CONTENT_VOCABULARY], 2, 5)
+    joined = tf.constant([["red\x1foak", "oak", ""], ["red", "", "year=1995\x1fred"]])
+    bagged = bag(joined).numpy()
+    assert bagged.shape == (2, 3, 5)
+    token = lambda name: bag.tokens(tf.constant([name])).numpy()[0]
+    np.testing.assert_allclose(bagged[0, 0], (token("red") + token("oak")) / 2, rtol=1e-6)
+    np.testing.assert_allclose(bagged[0, 1], token("oak"), rtol=1e-6)
+    np.testing.assert_array_equal(bagged[0, 2], np.zeros(5))  # no token, or a padded position
+    np.testing.assert_array_equal(bagged[1, 1], np.zeros(5))
+    np.testing.assert_allclose(bagged[1, 2], (token("year=1995") + token("red")) / 2, rtol=1e-6)
+    # A scalar per candidate gives one vector per candidate.
+    assert bag(tf.constant(["red", ""])).shape == (2, 5)
+
+
+def test_idrec_sees_every_content_token_of_the_candidate(vocabularies):
+    base = IDRec(vocabularies, 2, CONFIG, PRIORS, name="base")
+    batch = make_batch()
+    first_token_only = {**batch, features.ITEM_CONTENT: tf.constant(["red", "", "year=1995"])}
+    assert not np.allclose(base(batch)["click"].numpy(), base(first_token_only)["click"].numpy())
+
 def test_idrec_base_and_qm_ep(vocabularies):
     batch = make_batch()
-    base = IDRec(vocabularies, 2, CONFIG, name="base")
-    qm_ep = IDRec(vocabularies, 2, CONFIG, extra_feature=features.PPM_ITEM_VEC, name="qm_ep")
+    base = IDRec(vocabularies, 2, CONFIG, PRIORS, name="base")
+    qm_ep = IDRec(vocabularies, 2, CONFIG, PRIORS, extra_feature=features.PPM_ITEM_VEC,
+                  name="qm_ep")
     for model in (base, qm_ep):
         logits = model(batch)
         assert logits["click"].shape == logits["order"].shape == (BATCH,)

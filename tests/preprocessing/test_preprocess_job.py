@@ -16,6 +16,7 @@ import shutil
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
@@ -23,6 +24,7 @@ from PIL import Image
 from beam_jobs.preprocess import run
 from ppm_tf import features
 from ppm_tf.data import raw_files
+from ppm_tf.data.count_tables import read_count_table
 from ppm_tf.data.synthetic import generate_world, preset
 from ppm_tf.preprocessing.pipeline import PreprocessSettings, window_days
 from ppm_tf.preprocessing.splits import SplitBounds
@@ -171,6 +173,59 @@ def test_clean_run_keeps_every_event_in_its_time_split(clean_run, world):
     examples = _check_examples(work, events, stats)
     assert sum(map(len, examples.values())) == len(events) == world_json["sizes"]["impressions"]
     _check_oracle(work, examples["eval"])
+
+
+def _brute_force_counts(rows: list[dict], log: list[dict], as_of, lookback_days: int):
+    """For each example in ``rows``: [impressions, clicks, orders] of the ``log`` events before
+    ``as_of(example)``, over the whole log and the last ``lookback_days`` (numpy, no shortcut:
+    every pair is compared)."""
+    ts = np.array([event["ts"] for event in log])
+    requests = np.array([event["request_id"] for event in log])
+    outcomes = np.array([[1, event["click"], event["order"]] for event in log]).reshape(-1, 3)
+    ends = np.array([as_of(row) for row in rows])
+    own = np.array([row["request_id"] for row in rows])[:, None] == requests[None, :]
+    before = (ts[None, :] < ends[:, None]) & ~own
+    recent = before & (ts[None, :] >= ends[:, None] - lookback_days * DAY)
+    return np.concatenate([before @ outcomes, recent @ outcomes], axis=1).astype(float)
+
+
+def test_clean_run_counts_match_brute_force_over_the_raw_log(clean_run, world):
+    work, stats, _, _ = clean_run
+    events = _raw_events(world)
+    categories = {item["item_id"]: item["category"]
+                  for item in raw_files.read_jsonl(raw_files.RawLayout(str(world)).items)}
+    for event in events:
+        event["category"] = categories[event["item_id"]]
+    lookback = stats["settings"]["count_lookback_days"]
+    examples = [row for split in features.SPLITS for row in _read_examples(work, split)]
+    request_start = {}
+    for event in events:
+        request_start[event["request_id"]] = min(request_start.get(event["request_id"],
+                                                                   event["ts"]), event["ts"])
+    day_start = lambda row: row["ts"] - row["ts"] % DAY
+    for feature, key, as_of in (
+            (features.USER_COUNTS, "user_id", lambda row: request_start[row["request_id"]]),
+            (features.ITEM_COUNTS, "item_id", day_start),
+            (features.CATEGORY_COUNTS, "category", day_start)):
+        grouped = collections.defaultdict(list)
+        for event in events:
+            grouped[event[key]].append(event)
+        for value in {row[key] for row in examples}:
+            rows = [row for row in examples if row[key] == value]
+            np.testing.assert_array_equal(
+                np.array([row[feature] for row in rows]),
+                _brute_force_counts(rows, grouped[value], as_of, lookback), err_msg=feature)
+    # The tables an export serves: every event before the log's end.
+    end = stats["split_bounds"]["end_ts"]
+    for key in ("item_id", "category"):
+        table = dict(zip(*read_count_table(str(work), key)))
+        grouped = collections.defaultdict(list)
+        for event in events:
+            grouped[event[key]].append(event)
+        assert set(table) == set(grouped)
+        for value, log in grouped.items():
+            expected = _brute_force_counts([{"request_id": None}], log, lambda _: end, lookback)
+            np.testing.assert_array_equal(table[value], expected[0], err_msg=f"{key} {value}")
 
 
 def test_clean_run_examples_parse_with_the_shared_spec(clean_run):

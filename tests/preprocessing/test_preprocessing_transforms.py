@@ -308,21 +308,25 @@ def test_join_items_rejects_bad_references_and_enriches_events():
     bad_queries = [query("ghost", "ghost", T0 + DAY), query("early", "cold", T0),
                    query("late", "warm", T0 + 31 * DAY)]
 
-    def enriched(event, item, cold_flag, age_days, split):
+    def enriched(event, item, cold_flag, age_days, split, item_counts=(0,) * 6):
         return {**event, "category": item["category"], "brand": item["brand"] or "",
-                "is_cold_item": cold_flag, "item_age_days": age_days, "split": split}
+                "item_content": "mug\x1fred\x1fsize=2",
+                "is_cold_item": cold_flag, "item_age_days": age_days, "split": split,
+                "item_counts": list(map(float, item_counts))}
 
     with _pipeline() as pipeline:
         bounds = pipeline | "Bounds" >> beam.Create([BOUNDS.as_dict()])
         result = ({"items": pipeline | "Items" >> beam.Create(items),
                    "events": pipeline | "Events" >> beam.Create(events),
                    "queries": pipeline | "Queries" >> beam.Create(good_queries + bad_queries)}
-                  | JoinItems(bounds))
+                  | JoinItems(bounds, count_lookback_days=7))
+        # Item counts are as of the start of the event's day; the recent window is the 7 days
+        # before it (warm's and cold's earlier impressions are older than that).
         assert_that(result[VALID], equal_to([
             enriched(warm_pretrain, warm, 0, 0.5, "pretrain"),
-            enriched(warm_eval, warm, 0, 25.0, "eval"),
+            enriched(warm_eval, warm, 0, 25.0, "eval", (1, 0, 0, 0, 0, 0)),
             enriched(cold_train, cold, 1, 1.0, "train"),
-            enriched(cold_eval, cold, 1, 9.0, "eval"),
+            enriched(cold_eval, cold, 1, 9.0, "eval", (1, 0, 0, 0, 0, 0)),
             enriched(dup_event, dup, 0, 3.0, "pretrain"),
         ]), label="Examples")
         assert_that(result[ITEMS_OUT], equal_to(
@@ -347,7 +351,7 @@ def test_join_items_rejects_bad_references_and_enriches_events():
 
 def _check_item_group(items, events=()):
     group = {"items": items, "events": list(events), "queries": []}
-    return list(_CheckItemReferences().process(("dup", group), bounds=BOUNDS.as_dict()))
+    return list(_CheckItemReferences(count_lookback_days=7).process(("dup", group), bounds=BOUNDS.as_dict()))
 
 
 @pytest.mark.parametrize("arrival", ["ab", "ba", "aab", "bab"])
@@ -378,7 +382,8 @@ def test_identical_duplicate_items_collapse_to_one():
 # --- BehaviourSequences ----------------------------------------------------------------------
 
 def _impression(request_id, user_id, item_id, ts, click=0):
-    return _event(request_id, user_id, item_id, ts, click=click, category=f"cat-{item_id}")
+    return _event(request_id, user_id, item_id, ts, click=click, category=f"cat-{item_id}",
+                  item_content=f"tokens-of-{item_id}")
 
 
 # One user's log, in no particular order. Clicks: A (r1, T0), X (r4, T0+15), C (r2, T0+10),
@@ -403,6 +408,7 @@ def _with_history(event, *clicked):
     times = {"A": T0, "C": T0 + 10, "D": T0 + 10, "X": T0 + 15, "F": T0 + 20, "Z": T0 + 5}
     return {**event, "hist_item_ids": list(clicked),
             "hist_categories": [f"cat-{item}" for item in clicked],
+            "hist_content": [f"tokens-of-{item}" for item in clicked],
             "hist_ts": [times[item] for item in clicked], "hist_len": len(clicked)}
 
 
@@ -419,11 +425,21 @@ def _expected_histories(max_seq_len):
             for event in U1_EVENTS + U2_EVENTS]
 
 
+# Each request's user counts (impressions, clicks, orders; the whole log and the last 7 days
+# alike here): the user's events before the request's first event. r4 starts at T0 + 15 and
+# does not see r4's own X; r2 and r3 start at the same second and do not see each other.
+USER_COUNTS_BY_REQUEST = {"r1": (0, 0, 0), "r2": (2, 1, 0), "r3": (2, 1, 0), "r4": (5, 3, 0),
+                          "r5": (8, 5, 0), "s1": (0, 0, 0), "s2": (1, 1, 0)}
+
+
 def test_behaviour_sequences_are_leak_free_most_recent_first_and_cut():
     with _pipeline() as pipeline:
         examples = (pipeline | beam.Create(U1_EVENTS + U2_EVENTS)
-                    | BehaviourSequences(max_seq_len=2))
-        assert_that(examples, equal_to(_expected_histories(2)))
+                    | BehaviourSequences(max_seq_len=2, count_lookback_days=7))
+        assert_that(examples, equal_to([
+            {**example, "user_counts": [float(value) for value in
+                                        2 * USER_COUNTS_BY_REQUEST[example["request_id"]]]}
+            for example in _expected_histories(2)]))
 
 
 @pytest.mark.parametrize("max_seq_len", [1, 3, 10])
@@ -449,14 +465,18 @@ def test_vocabularies_apply_min_count_and_order_by_count_then_token(tmp_path):
         *(example("u5", "i5", "eval") for _ in range(5)),  # eval never enters a vocabulary
     ]
 
-    def item(item_id, category, entities):
-        return {"item_id": item_id, "category": category, "brand": "", "entities": entities}
+    def item(item_id, category, entities, attrs_json="{}"):
+        return {"item_id": item_id, "category": category, "brand": "", "entities": entities,
+                "attrs_json": attrs_json}
 
-    items = [item("i1", "kitchen", ["mug", "red", "mug"]), item("i2", "kitchen", ["mug"]),
-             item("i3", "garden", ["red", "hose"]), item("i4", "garden", ["hose", "mug"]),
-             item("i5", "toys", ["ball"])]
+    # Content tokens: the entities and the attributes (integers and strings; not floats).
+    items = [item("i1", "kitchen", ["mug", "red", "mug"], '{"size":2}'),
+             item("i2", "kitchen", ["mug"]),
+             item("i3", "garden", ["red", "hose"], '{"size":2,"weight":0.5}'),
+             item("i4", "garden", ["hose", "mug"]), item("i5", "toys", ["ball"])]
     expected = {"user_id": ["u2", "u1", "u3"], "item_id": ["i1", "i2"],
-                "category": ["garden", "kitchen"], "brand": [], "entity": ["mug", "hose", "red"]}
+                "category": ["garden", "kitchen"], "brand": [], "entity": ["mug", "hose", "red"],
+                "content": ["mug", "hose", "red", "size=2"]}
 
     with _pipeline() as pipeline:
         sizes = ({"examples": pipeline | "Examples" >> beam.Create(examples),

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from ppm_tf.preprocessing.sequences import attach_behaviour_sequences
 
 T0 = 1_700_000_000
-HIST_FIELDS = ("hist_item_ids", "hist_categories", "hist_ts", "hist_len")
+HIST_FIELDS = ("hist_item_ids", "hist_categories", "hist_content", "hist_ts", "hist_len")
 
 # A request: one timestamp (a small range, so requests often share a second) and the
 # impressions it showed, each clicked or not; items repeat across requests. An impression is
@@ -20,7 +20,8 @@ _request = st.tuples(
 
 def _flatten(requests):
     return [{"request_id": f"r{number}", "user_id": "u1", "item_id": item,
-             "category": f"cat-{item}", "ts": T0 + second + delay, "click": int(clicked),
+             "category": f"cat-{item}", "item_content": f"tokens-of-{item}",
+             "ts": T0 + second + delay, "click": int(clicked),
              "order": 0}
             for number, (second, impressions) in enumerate(requests)
             for item, clicked, delay in impressions]

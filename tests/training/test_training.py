@@ -26,8 +26,9 @@ MAX_SEQ_LEN, ITEM_DIM, OOV_BUCKETS = 4, 6, 2
 ITEMS = [f"i{index}" for index in range(8)]
 VOCABULARIES = {features.USER_ID: [f"u{index}" for index in range(5)],
                 features.ITEM_ID: ITEMS, features.CATEGORY: ["lamp", "sofa"],
-                features.BRAND: ["kelta", "norra"]}
+                features.BRAND: ["kelta", "norra"], features.CONTENT_VOCABULARY: ["red", "oak"]}
 TS = 1_742_600_000
+PRIORS = {"click_rate": 0.3, "order_rate": 0.15}
 SPLIT_SIZES = {"train": 48, "valid": 16, "eval": 20}
 
 
@@ -41,10 +42,14 @@ def cached_record(index: int, split: str, rng: np.random.Generator) -> dict:
         features.BRAND: ["kelta", "", "norra"][index % 3], features.TS: TS + index,
         features.HIST_ITEM_IDS: [ITEMS[(index + k) % len(ITEMS)] for k in range(history)],
         features.HIST_CATEGORIES: ["sofa"] * history,
+        features.ITEM_CONTENT: ["red\x1foak", "oak", ""][index % 3],
+        features.HIST_CONTENT: ["red"] * history,
         features.HIST_TS: [TS - 600 * (k + 1) for k in range(history)],
         features.HIST_LEN: history, features.CLICK: int(index % 3 == 0),
         features.ORDER: int(index % 6 == 0), features.IS_COLD_ITEM: int(index % 4 == 0),
         features.ITEM_AGE_DAYS: float(index % 40), features.SPLIT: split,
+        **{name: [float(index % (offset + 3)), float(index % 2), 0.0, 1.0, 0.0, 0.0]
+           for offset, name in enumerate(features.COUNT_FEATURES)},
         features.PPM_USER_STATES: rng.normal(size=MAX_SEQ_LEN * CONFIG.tower_dim).tolist(),
         features.PPM_USER_MASK: [1] * history + [0] * (MAX_SEQ_LEN - history),
         features.PPM_ITEM_VEC: rng.normal(size=ITEM_DIM).tolist(),
@@ -72,7 +77,8 @@ def write_cached_work(root, *, drop: str | None = None, nan_item_vec: bool = Fal
         with tf.io.gfile.GFile(layout.vocab(name), "w") as handle:
             handle.write("\n".join(tokens) + "\n")
     (root / "preprocess.json").write_text(json.dumps({"max_seq_len": MAX_SEQ_LEN,
-                                                      "oov_buckets": OOV_BUCKETS}))
+                                                      "oov_buckets": OOV_BUCKETS,
+                                                      "count_priors": PRIORS}))
     (root / "stats.json").write_text(json.dumps(
         {"splits": {split: {"examples": size} for split, size in SPLIT_SIZES.items()}}))
     (root / "cached" / "metadata.json").write_text(json.dumps(
@@ -153,7 +159,7 @@ def deterministic_batches() -> list[dict[str, np.ndarray]]:
         batch = {}
         for name in names:
             values = [record[name] for record in chunk]
-            if name in (features.HIST_ITEM_IDS, features.HIST_CATEGORIES):
+            if name in (features.HIST_ITEM_IDS, features.HIST_CATEGORIES, features.HIST_CONTENT):
                 values = [value + [""] * (MAX_SEQ_LEN - len(value)) for value in values]
             elif name == features.HIST_TS:
                 values = [value + [0] * (MAX_SEQ_LEN - len(value)) for value in values]
@@ -206,7 +212,7 @@ def compiled_urm(tmp_path, config=RESUME_CONFIG) -> UnifiedModel:
     for name, tokens in VOCABULARIES.items():
         (vocab_dir / f"{name}.txt").write_text("\n".join(tokens) + "\n")
         vocabularies[name] = str(vocab_dir / f"{name}.txt")
-    model = UnifiedModel(vocabularies, OOV_BUCKETS, config, name="urm")
+    model = UnifiedModel(vocabularies, OOV_BUCKETS, config, PRIORS, name="urm")
     model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
     return model
 

@@ -1,0 +1,64 @@
+"""Logistic regression: the floor every CTR model here must clear (the ``lr`` row).
+
+One linear layer per task over what the example holds: each id (user, item, category, brand)
+one-hot, i.e. one learned weight per id (vocabulary + hashed out-of-vocabulary buckets, as
+IDRec looks them up), the behaviour sequence's items and categories as a normalised bag of ids,
+and every numeric feature of the example (log-scaled). A weight per user and per item is a
+smoothed click rate learned by gradient descent, so a model that loses to this row has not
+learned what the logs plainly contain.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+from ppm_tf import features
+from ppm_tf.models.config import ModelConfig
+from ppm_tf.models.idrec import IdEmbedding
+from ppm_tf.models.tasks import RankingModel
+
+TASKS = 2  # click and order: one weight per input and task
+# Numeric example features that are not inputs: labels, the request time, evaluation flags.
+NOT_INPUTS = (features.CLICK, features.ORDER, features.TS, features.IS_COLD_ITEM)
+
+
+def numeric_inputs() -> tuple[str, ...]:
+    """Every numeric scalar feature of the examples that a model may read."""
+    return tuple(feature.name for feature in features.EXAMPLE_FEATURES
+                 if feature.shape == features.SCALAR and feature.dtype != features.STRING
+                 and feature.name not in NOT_INPUTS)
+
+
+def symmetric_log(values: tf.Tensor) -> tf.Tensor:
+    """``sign(x) * log(1 + |x|)``: counts and ages over orders of magnitude on one scale."""
+    values = tf.cast(values, tf.float32)
+    return tf.sign(values) * tf.math.log1p(tf.abs(values))
+
+
+class LogisticRegression(RankingModel):
+    """``features -> {"click": [batch], "order": [batch]}`` logits, linear in the inputs."""
+
+    def __init__(self, vocabularies: dict[str, str], oov_buckets: int, config: ModelConfig,
+                 **kwargs):
+        super().__init__(config.order_loss_weight, **kwargs)
+        self.ids = {name: IdEmbedding(vocabularies[name], oov_buckets, TASKS, name=name)
+                    for name in (features.USER_ID, features.ITEM_ID, features.CATEGORY,
+                                 features.BRAND)}
+        self.history = {
+            features.HIST_ITEM_IDS: IdEmbedding(vocabularies[features.ITEM_ID], oov_buckets,
+                                                TASKS, name="history_items"),
+            features.HIST_CATEGORIES: IdEmbedding(vocabularies[features.CATEGORY], oov_buckets,
+                                                  TASKS, name="history_categories")}
+        self.numeric = numeric_inputs()
+        self.linear = tf.keras.layers.Dense(TASKS, name="numeric")
+
+    def call(self, batch_features, training=None):
+        logits = self.linear(tf.stack([symmetric_log(batch_features[name])
+                                       for name in self.numeric], -1))
+        for name, embedding in self.ids.items():
+            logits += embedding(batch_features[name])
+        mask = tf.cast(tf.not_equal(batch_features[features.HIST_ITEM_IDS],
+                                    features.PADDING_ID), tf.float32)[..., tf.newaxis]
+        length = tf.maximum(tf.reduce_sum(mask, 1), 1.0)
+        for name, embedding in self.history.items():
+            logits += tf.reduce_sum(embedding(batch_features[name]) * mask, 1) / length
+        return {"click": logits[:, 0], "order": logits[:, 1]}

@@ -17,15 +17,20 @@ def run_benchmark(script: str, *args: str) -> str:
 
 
 @pytest.mark.slow
-def test_ablation_seeds_trains_aside_and_prints_spread_and_gain_ratio(tiny_demo_run):
+def test_ablation_seeds_trains_aside_and_pools_seeds_with_intervals(tiny_demo_run):
     out, _ = tiny_demo_run
     predictions = out / "work" / "predictions"
     before = {path.name: path.stat().st_mtime_ns for path in predictions.iterdir()}
     stdout = run_benchmark("ablation_seeds.py", "--work", str(out / "work"), "--preset", "tiny",
                            "--models", "urm", "--seeds", "0", "1")
     assert stdout.count("seed 1 ") == 2  # base and urm
-    assert "click AUC over seeds [0, 1]: mean (sd)" in stdout
-    assert re.search(r"urm - base: overall [+-]\d\.\d{4}.*cold/overall", stdout), stdout
+    assert "pooled over seeds [0, 1]: mean over seeds (sd between seeds) [95% interval" in stdout
+    for name in ("base", "urm"):
+        for piece in ("overall", "cold, new in window", "cold, unseen before eval"):
+            assert re.search(rf"^{name} +{piece} +\d\.\d{{4}} \(\d\.\d{{4}}\) "
+                             r"\[\d\.\d{4}, \d\.\d{4}\]", stdout, re.MULTILINE), (name, piece)
+    assert re.search(r"urm - base: overall [+-]\d\.\d{4} \[[+-]\d\.\d{4}, [+-]\d\.\d{4}\]"
+                     r".*cold/overall", stdout), stdout
     # The run's own models and predictions are left as they were.
     assert {path.name: path.stat().st_mtime_ns for path in predictions.iterdir()} == before
 

@@ -31,7 +31,7 @@ def results_lines(summary: dict) -> list[str]:
     lines = ["", "Click AUC on the eval days ± half the 95% interval's width (bootstrap over "
              "users; cold = no impression before the recent window)",
              f"{'model':<14}" + "".join(f"{SLICE_LABELS[name]:>16}" for name in SLICES)
-             + f"{'base + (overall)':>18}{'GAUC/request':>14}{'params':>10}{'train s':>9}"]
+             + f"{'vs base overall':>18}{'GAUC/request':>14}{'params':>10}{'train s':>9}"]
     for name, model in table_rows(summary):
         intervals = model.get(INTERVALS, {})
         cells = [half_width_cell(model[piece]["click_auc"],
@@ -77,15 +77,20 @@ def _inline(text: str) -> str:
     return re.sub(r"\*([^*]+)\*", r"<em>\1</em>", text)
 
 
+def _cell(text: str) -> str:
+    """A table cell; an interval after its value in a quieter type."""
+    value, bracket, interval = _inline(text.strip()).partition(" [")
+    return value + (f" <span class='interval'>[{interval}</span>" if bracket else "")
+
+
 def _table_to_html(lines: list[str]) -> str:
     rows = [line.strip().strip("|").split("|") for line in lines]
     header, body = rows[0], rows[2:]
     cells = "".join(f"<th>{_inline(cell.strip())}</th>" for cell in header)
-    out = [f"<table><thead><tr>{cells}</tr></thead><tbody>"]
+    out = [f"<div class='scroll'><table><thead><tr>{cells}</tr></thead><tbody>"]
     for row in body:
-        out.append("<tr>" + "".join(f"<td>{_inline(cell.strip())}</td>" for cell in row)
-                   + "</tr>")
-    return "".join(out) + "</tbody></table>"
+        out.append("<tr>" + "".join(f"<td>{_cell(cell)}</td>" for cell in row) + "</tr>")
+    return "".join(out) + "</tbody></table></div>"
 
 
 def markdown_to_html(markdown: str, image_dir: str) -> str:
@@ -116,9 +121,11 @@ def write_html_report(summary: dict, eval_dir: str, path: str) -> str:
     serving = (summary.get("serving") or {}).get("latency_ms") or {}
     page = [
         "<!doctype html><html><head><meta charset='utf-8'><title>PPM-TF demo</title>",
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
-        "table{border-collapse:collapse;margin:0.5em 0}td,th{border:1px solid #ccc;"
-        "padding:4px 8px;text-align:right}th{background:#f3f3f3}td:first-child{text-align:left}"
+        "<style>body{font-family:sans-serif;max-width:1300px;margin:2em auto}"
+        "table{border-collapse:collapse;margin:0.5em 0;font-size:0.9em}td,th{border:1px solid "
+        "#ccc;padding:4px 8px;text-align:right;white-space:nowrap}th{background:#f3f3f3}"
+        "td:first-child,th:first-child{text-align:left}.scroll{overflow-x:auto}"
+        ".interval{color:#777;font-size:0.85em}"
         "pre{background:#f7f7f7;padding:1em}img{max-width:100%}</style>",
         "</head><body><h1>PPM-TF demo</h1>",
         f"<p>preset <b>{html.escape(str(summary.get('preset')))}</b>, seed "

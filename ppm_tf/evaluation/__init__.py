@@ -11,9 +11,9 @@ SLICES = ("overall", "cold", "warm")
 # Cold items split by when they were first shown: already in the recent window (so ID
 # models trained on it have seen them), or never before the eval days.
 COLD_IN_WINDOW, COLD_UNSEEN = "cold_in_window", "cold_unseen"
-EVAL_SLICES = (*SLICES, COLD_IN_WINDOW, COLD_UNSEEN)
+EVAL_SLICES = ("overall", "warm", "cold", COLD_IN_WINDOW, COLD_UNSEEN)  # in table order
 SLICE_LABELS = {"overall": "overall", "cold": "cold", "warm": "warm",
-                COLD_IN_WINDOW: "new in window", COLD_UNSEEN: "unseen before eval"}
+                COLD_IN_WINDOW: "cold, new in window", COLD_UNSEEN: "cold, unseen before eval"}
 
 # Every metric of a slice (besides its "examples"), with its label in tables. Per-user GAUC
 # over the eval days also credits a scorer for the growth of each user's own history; a

@@ -67,7 +67,7 @@ def results_table(metrics: dict[str, Any]) -> str:
     """Click AUC of every model (and the oracle) per slice, with its 95% interval."""
     slices = reported_slices(metrics)
     return _markdown_table(
-        ["model", *(f"click AUC {SLICE_LABELS[name]}" for name in slices)],
+        ["model", *(SLICE_LABELS[name] for name in slices)],
         [[name, *(with_interval(model[piece]["click_auc"], _interval(model, piece, "click_auc"))
                   for piece in slices)] for name, model in table_rows(metrics)])
 
@@ -86,9 +86,8 @@ def difference_table(metrics: dict[str, Any]) -> str:
                              for piece in slices),
                      with_interval(differences["overall"]["click_request_gauc"][DIFFERENCE],
                                    differences["overall"]["click_request_gauc"][INTERVAL], True)])
-    return _markdown_table(["model − base", *(f"click AUC {SLICE_LABELS[name]}"
-                                               for name in slices),
-                            "click GAUC per request"], rows)
+    return _markdown_table(["model − base", *(SLICE_LABELS[name] for name in slices),
+                            "GAUC per request, overall"], rows)
 
 
 def ranking_table(metrics: dict[str, Any]) -> str:
@@ -143,10 +142,11 @@ def intervals_note(metrics: dict[str, Any]) -> str:
 
 def summary_tables(metrics: dict[str, Any]) -> str:
     """The tables ``ppm evaluate`` prints: AUC per slice, differences to base, ranking."""
-    parts = [intervals_note(metrics), "", results_table(metrics)]
+    parts = [intervals_note(metrics), "", "Click AUC by slice:", results_table(metrics)]
     if has_differences(metrics):
-        parts += ["", difference_table(metrics)]
-    return "\n".join(parts + ["", ranking_table(metrics)])
+        parts += ["", f"Click AUC (and per-request GAUC) minus {BASE}'s:",
+                  difference_table(metrics)]
+    return "\n".join(parts + ["", "Overall:", ranking_table(metrics)])
 
 
 SLICES_NOTE = ("Eval split. *cold*: items with no impression before the recent window "
@@ -161,7 +161,9 @@ def markdown_report(metrics: dict[str, Any]) -> str:
     parts = ["# PPM-TF evaluation", "", SLICES_NOTE, "", intervals_note(metrics), "",
              "## Click AUC by slice", "", results_table(metrics)]
     if has_differences(metrics):
-        parts += ["", f"## Difference to {BASE}", "", difference_table(metrics)]
+        parts += ["", f"## Difference to {BASE}", "",
+                  f"Click AUC (and per-request GAUC) minus {BASE}'s, paired.", "",
+                  difference_table(metrics)]
     parts += ["", "## Ranking, order AUC, log loss and calibration (overall)", "",
               ranking_table(metrics), "", "## Cost", "", cost_table(metrics)]
     if "iteration_efficiency" in metrics:
@@ -202,27 +204,28 @@ def _or_nan(value) -> float:
 
 
 def age_figure(metrics: dict[str, Any]) -> Figure:
-    figure = Figure(figsize=(7, 4))
+    figure = Figure(figsize=(9, 4.5), layout="constrained")
     axes = figure.subplots()
-    for name, model in table_rows(metrics):
+    for index, (name, model) in enumerate(table_rows(metrics)):
         buckets = _in_bucket_order(model["click_auc_by_item_age"])
         axes.plot(list(buckets), [_or_nan(auc) for auc in buckets.values()], marker="o",
-                  label=name, linestyle="--" if name == ORACLE else "-")
+                  label=name, linestyle="--" if name == ORACLE else "-", color=_colour(index))
     axes.set_xlabel("item age at impression (days since launch)")
     axes.set_ylabel("click AUC")
     axes.set_title("Click AUC by item age")
     axes.grid(alpha=0.3)
-    axes.legend(ncol=2, fontsize=8)
+    _legend_outside(axes)
     return figure
 
 
-def _points_with_intervals(axes, series: list[tuple[str, list[float], list]], slices,
+def _points_with_intervals(axes, series: list[tuple[str, list[float], list, str]], slices,
                            reference: float | None) -> None:
-    """One marker with its interval per (series, slice), series side by side in each slice
-    slot; the value axis fitted to the intervals (and ``reference``, drawn as a line)."""
+    """One marker with its interval per (series, slice), series (name, values, intervals,
+    colour) side by side in each slice slot; the value axis fitted to the intervals (and
+    ``reference``, drawn as a line)."""
     width = 0.8 / max(len(series), 1)
     low_all, high_all = [], []
-    for index, (name, values, intervals) in enumerate(series):
+    for index, (name, values, intervals, color) in enumerate(series):
         positions = [slot - 0.4 + width * (index + 0.5) for slot in range(len(slices))]
         lows = [_or_nan(value) - interval[0] if interval else 0.0
                 for value, interval in zip(values, intervals)]
@@ -230,7 +233,7 @@ def _points_with_intervals(axes, series: list[tuple[str, list[float], list]], sl
                  for value, interval in zip(values, intervals)]
         axes.errorbar(positions, [_or_nan(value) for value in values], yerr=[lows, highs],
                       fmt="o", capsize=3, markersize=4, label=name,
-                      linestyle="none", color=f"C{index % 10}")
+                      linestyle="none", color=color)
         for value, interval in zip(values, intervals):
             bounds = interval or [value, value]
             low_all += [_or_nan(bounds[0])]
@@ -245,19 +248,30 @@ def _points_with_intervals(axes, series: list[tuple[str, list[float], list]], sl
         low, high = min(finite_low), max(finite_high)
         margin = max((high - low) * 0.08, 1e-3)
         axes.set_ylim(low - margin, high + margin)
-    axes.set_xticks(range(len(slices)), [SLICE_LABELS[name] for name in slices])
+    axes.set_xticks(range(len(slices)),
+                    [SLICE_LABELS[name].replace(", ", "\n") for name in slices])
     axes.set_xlim(-0.5, len(slices) - 0.5)
     axes.grid(axis="y", alpha=0.3)
-    axes.legend(ncol=4, fontsize=8)
+    _legend_outside(axes)
+
+
+def _colour(row: int) -> str:
+    """A model's colour, the same in every plot: by its row in the tables."""
+    return f"C{row % 10}"
+
+
+def _legend_outside(axes) -> None:
+    """The legend right of the plot, where it hides no marker."""
+    axes.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
 
 
 def slice_figure(metrics: dict[str, Any]) -> Figure:
     """Click AUC per slice with its interval, every model and the oracle."""
     slices = reported_slices(metrics)
     series = [(name, [model[piece]["click_auc"] for piece in slices],
-               [_interval(model, piece, "click_auc") for piece in slices])
-              for name, model in table_rows(metrics)]
-    figure = Figure(figsize=(9, 4.5))
+               [_interval(model, piece, "click_auc") for piece in slices], _colour(index))
+              for index, (name, model) in enumerate(table_rows(metrics))]
+    figure = Figure(figsize=(9, 4.5), layout="constrained")
     axes = figure.subplots()
     _points_with_intervals(axes, series, slices, reference=None)
     axes.set_ylabel("click AUC")
@@ -269,9 +283,10 @@ def difference_figure(metrics: dict[str, Any]) -> Figure:
     """Each model's click AUC minus base's per slice, with the paired interval; 0 drawn."""
     slices = reported_slices(metrics)
     series = [(name, [model[VS_BASE][piece]["click_auc"][DIFFERENCE] for piece in slices],
-               [model[VS_BASE][piece]["click_auc"][INTERVAL] for piece in slices])
-              for name, model in table_rows(metrics) if VS_BASE in model]
-    figure = Figure(figsize=(9, 4.5))
+               [model[VS_BASE][piece]["click_auc"][INTERVAL] for piece in slices],
+               _colour(index))
+              for index, (name, model) in enumerate(table_rows(metrics)) if VS_BASE in model]
+    figure = Figure(figsize=(9, 4.5), layout="constrained")
     axes = figure.subplots()
     _points_with_intervals(axes, series, slices, reference=0.0)
     axes.set_ylabel(f"click AUC − {BASE}'s")
@@ -283,7 +298,6 @@ def _save(figure, path: str) -> None:
     """PNG through tf.io.gfile, so reports can live on gs:// too."""
     import tensorflow as tf
 
-    figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
     with tf.io.gfile.GFile(path, "wb") as handle:

@@ -4,6 +4,7 @@ import itertools
 import json
 import math
 import os
+import re
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ import ppm_tf  # noqa: F401  (selects tf-keras before TensorFlow loads)
 
 from ppm_tf import features
 from ppm_tf import metrics
+from ppm_tf.demo import report as demo_report
 from ppm_tf.evaluation import (COLD_IN_WINDOW, COLD_UNSEEN, EVAL_SLICES, SLICE_METRICS,
                                report)
 from ppm_tf.evaluation.evaluate import (AGE_BUCKETS, HISTORY_BUCKETS, evaluate, slice_masks,
@@ -340,7 +342,7 @@ def test_report_and_its_plots_are_written(work):
         text = handle.read()
     for name in (*MODELS, "oracle"):
         assert f"| {name} |" in text
-    assert "| model − base | click AUC overall | click AUC cold |" in text
+    assert "| model − base | overall | warm | cold | cold, new in window |" in text
     assert "| urm | 0.7" in text and "[0.7" in text  # values with their intervals
     assert "## Iteration efficiency" in text
     assert "## Click AUC by history length" in text and "| share of eval | 6.7% |" in text
@@ -357,6 +359,63 @@ def test_report_and_its_plots_are_written(work):
     with open(eval_dir + "/metrics.json") as handle:
         rebuilt = report.markdown_report(json.load(handle))
     assert sorted(rebuilt.splitlines()) == sorted(text.splitlines())
+
+
+def test_the_slice_plot_draws_every_interval_on_an_axis_fitted_to_them(work):
+    work, _ = work
+    results = json.loads(json.dumps(evaluate(work, resamples=100)))
+    # A row far below 0.5 (a model worse than chance on cold items) stays in view.
+    results["models"]["lr"]["cold"]["click_auc"] = 0.31
+    results["models"]["lr"]["intervals"]["cold"]["click_auc"] = [0.27, 0.35]
+    axes = report.slice_figure(results).axes[0]
+    bars = [container for container in axes.containers
+            if type(container).__name__ == "ErrorbarContainer"]
+    assert len(bars) == len(MODELS) + 1  # every model and the oracle
+    lowest, highest = axes.get_ylim()
+    every_interval = [model["intervals"][piece]["click_auc"] for model in
+                      [*results["models"].values(), results["oracle"]]
+                      for piece in SLICES if model["intervals"][piece]["click_auc"]]
+    assert lowest < 0.27 < 0.31 and highest > max(high for _, high in every_interval)
+    assert lowest > 0.27 - 0.1  # fitted, not from 0
+    # Each marker's error bar spans its interval.
+    lr_bar = bars[list(results["models"]).index("lr")]
+    segments = lr_bar.lines[2][0].get_segments()
+    assert [0.27, 0.35] in [[round(segment[0][1], 6), round(segment[1][1], 6)]
+                            for segment in segments]
+
+
+def test_the_difference_plot_draws_zero_and_each_paired_interval(work):
+    work, _ = work
+    results = evaluate(work, resamples=100)
+    axes = report.difference_figure(results).axes[0]
+    bars = [container for container in axes.containers
+            if type(container).__name__ == "ErrorbarContainer"]
+    assert len(bars) == len(MODELS)  # every model but base, and the oracle
+    assert any(list(line.get_ydata()) == [0.0, 0.0] for line in axes.lines)
+    lowest, highest = axes.get_ylim()
+    assert lowest < 0.0 < highest
+
+
+def test_the_demo_html_report_shows_each_table_once_with_intervals_and_every_plot(work):
+    work, _ = work
+    results = evaluate(work, resamples=100)
+    eval_dir = WorkLayout(work).eval_dir
+    report.write_report(results, eval_dir)
+    summary = {**results, "preset": "tiny", "seed": 0, "wall_clock_seconds": 90.0,
+               "stage_seconds": {"evaluate": 2.5},
+               "serving": {"latency_ms": {"urm rest": {"p50": 1.5, "p99": 3.0}}}}
+    page = open(demo_report.write_html_report(summary, eval_dir,
+                                              os.path.join(work, "report.html"))).read()
+    assert page.count("<h3>Click AUC by slice</h3>") == 1
+    assert page.count("<th>model</th><th>overall</th>") == 1  # the results table, once
+    assert "Click AUC on the eval days" not in page  # the printed table stays in the terminal
+    assert page.count("data:image/png;base64,") == 3
+    assert "<h3>Difference to base</h3>" in page and "<td>urm</td>" in page
+    assert re.search(r"<td>0\.\d{4} <span class='interval'>\[0\.\d{4}, 0\.\d{4}\]</span></td>",
+                     page)
+    assert "urm rest" in page and "evaluate" in page
+    printed = "\n".join(demo_report.results_lines(summary))
+    assert re.search(r"urm +0\.\d{4} ±0\.\d{4}", printed)
 
 
 def test_evaluate_scores_whichever_models_were_trained(work, tmp_path):

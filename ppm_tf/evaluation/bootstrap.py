@@ -19,6 +19,7 @@ impression weighs its user's count, and
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -46,10 +47,11 @@ class UserResamples:
         users, user_index = np.unique(np.asarray(user_ids).ravel(), return_inverse=True)
         if users.size == 0:
             raise ValueError("no eval rows to resample")
-        rng = np.random.default_rng(seed)
-        counts = rng.multinomial(users.size, np.full(users.size, 1.0 / users.size),
-                                 size=resamples).astype(np.int32)
-        return cls(counts, user_index.astype(np.int64))
+        drawn = np.random.default_rng(seed).integers(0, users.size, (resamples, users.size))
+        offsets = np.arange(resamples)[:, np.newaxis] * users.size
+        counts = np.bincount((drawn + offsets).ravel(), minlength=resamples * users.size)
+        return cls(counts.reshape(resamples, users.size).astype(np.int32),
+                   user_index.astype(np.int64))
 
     @classmethod
     def identity(cls, user_ids: np.ndarray) -> "UserResamples":
@@ -60,6 +62,21 @@ class UserResamples:
     @property
     def resamples(self) -> int:
         return self.counts.shape[0]
+
+    @functools.cached_property
+    def weights(self) -> np.ndarray:
+        """``counts`` as floats (exact: small integers), for sums over the drawn users."""
+        return self.counts.astype(np.float32)
+
+    def ratio(self, numerator_per_user: np.ndarray,
+              denominator_per_user: np.ndarray) -> np.ndarray:
+        """Per-user sums summed over each resample's drawn users, one over the other:
+        [resamples] (NaN where the denominator is 0). One pass over ``weights``."""
+        totals = self.weights @ np.stack([numerator_per_user, denominator_per_user],
+                                         1).astype(np.float32)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(totals[:, 1] > 0, totals[:, 0].astype(np.float64) / totals[:, 1],
+                            np.nan)
 
     def chunks(self, cells_per_resample: int):
         """Blocks of resamples small enough that ``block x cells`` stays bounded."""
@@ -94,10 +111,11 @@ def auc_replicates(resamples: UserResamples, labels: np.ndarray, scores: np.ndar
     values = []
     for counts in resamples.chunks(negative_users.size + 1):
         cumulative = np.zeros((counts.shape[0], negative_users.size + 1), accumulator)
-        np.cumsum(counts[:, negative_users], axis=1, out=cumulative[:, 1:])
-        positive_weights = counts[:, positive_users].astype(np.int64)
-        twice_wins = np.sum(positive_weights * (cumulative[:, below] + cumulative[:, up_to]),
-                            axis=1)
+        # np.take: several times faster than fancy indexing for these gathers.
+        np.cumsum(np.take(counts, negative_users, axis=1), axis=1, out=cumulative[:, 1:])
+        positive_weights = np.take(counts, positive_users, axis=1).astype(np.int64)
+        twice_wins = np.sum(positive_weights * (np.take(cumulative, below, axis=1)
+                                                + np.take(cumulative, up_to, axis=1)), axis=1)
         pairs = positive_weights.sum(axis=1) * cumulative[:, -1]
         with np.errstate(invalid="ignore", divide="ignore"):
             values.append(np.where(pairs > 0, twice_wins / (2.0 * pairs), np.nan))
@@ -123,7 +141,7 @@ def grouped_auc_replicates(resamples: UserResamples, groups: np.ndarray, labels:
     users = resamples.counts.shape[1]
     weighted_auc = np.bincount(users_of_groups, weights=aucs * sizes, minlength=users)
     weight = np.bincount(users_of_groups, weights=sizes, minlength=users)
-    return _ratio(resamples.counts @ weighted_auc, resamples.counts @ weight)
+    return resamples.ratio(weighted_auc, weight)
 
 
 def mean_replicates(resamples: UserResamples, values: np.ndarray,
@@ -137,14 +155,8 @@ def ratio_replicates(resamples: UserResamples, numerator: np.ndarray, denominato
                      where: np.ndarray) -> np.ndarray:
     """``sum(numerator) / sum(denominator)`` over the rows ``where`` selects: [resamples]."""
     where = np.asarray(where, bool)
-    return _ratio(resamples.counts @ resamples.per_user(np.asarray(numerator, np.float64), where),
-                  resamples.counts @ resamples.per_user(np.asarray(denominator, np.float64),
-                                                        where))
-
-
-def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denominator > 0, numerator / denominator, np.nan)
+    return resamples.ratio(resamples.per_user(np.asarray(numerator, np.float64), where),
+                           resamples.per_user(np.asarray(denominator, np.float64), where))
 
 
 def percentile_interval(replicates: np.ndarray,

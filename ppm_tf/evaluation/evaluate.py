@@ -37,6 +37,7 @@ AGE_BUCKETS = ((0, 1), (1, 3), (3, 7), (7, 14), (14, 30), (30, 90), (90, float("
 # Clicks in the user's behaviour sequence at the impression: [lower, upper).
 HISTORY_BUCKETS = ((0, 1), (1, 3), (3, 6), (6, 11), (11, float("inf")))
 RECENT_WINDOW = ("train", "valid")  # the splits of the recent window, in time order
+REQUEST_GROUP = "request_group"  # a column the loader adds: see ``with_request_groups``
 Replicates = dict[str, dict[str, np.ndarray]]  # {slice: {metric: [resamples]}}
 
 
@@ -52,7 +53,7 @@ def load_predictions(work: str, name: str) -> dict[str, np.ndarray] | None:
                          f"version; retrain with `ppm train --model {name}`")
     # One row order for every model: by (request_id, item_id).
     order = np.lexsort((arrays[features.ITEM_ID], arrays[features.REQUEST_ID]))
-    return {key: values[order] for key, values in arrays.items()}
+    return with_request_groups({key: values[order] for key, values in arrays.items()})
 
 
 def load_oracle(work: str, reference: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
@@ -107,11 +108,13 @@ def slice_masks(rows: dict[str, np.ndarray], window_items: np.ndarray) -> dict[s
             COLD_IN_WINDOW: cold & in_window, COLD_UNSEEN: cold & ~in_window}
 
 
-def request_groups(rows: dict[str, np.ndarray]) -> np.ndarray:
-    """One key per (user, request): a request id reused by another user is another group."""
+def with_request_groups(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``rows`` plus ``REQUEST_GROUP``: one integer key per (user, request), so a request id
+    reused by another user is another group (the per-request GAUC's groups)."""
     _, users = np.unique(rows[features.USER_ID], return_inverse=True)
     _, requests = np.unique(rows[features.REQUEST_ID], return_inverse=True)
-    return users.astype(np.int64) * (requests.max(initial=0) + 1) + requests
+    keys = users.astype(np.int64) * (requests.max(initial=0) + 1) + requests
+    return {**rows, REQUEST_GROUP: keys}
 
 
 def slice_metrics(rows: dict[str, np.ndarray]) -> dict[str, float]:
@@ -125,7 +128,7 @@ def slice_metrics(rows: dict[str, np.ndarray]) -> dict[str, float]:
         "click_auc": roc_auc(click, rows["click_prob"]),
         "order_auc": roc_auc(order, rows["order_prob"]),
         "click_gauc": grouped_auc(rows[features.USER_ID], click, rows["click_prob"]),
-        "click_request_gauc": grouped_auc(request_groups(rows), click, rows["click_prob"]),
+        "click_request_gauc": grouped_auc(rows[REQUEST_GROUP], click, rows["click_prob"]),
         "logloss": log_loss(click, rows["click_prob"]),
         "order_logloss": log_loss(order, rows["order_prob"]),
         "calibration": calibration(click, rows["click_prob"]),
@@ -140,9 +143,9 @@ def slice_replicates(rows: dict[str, np.ndarray], where: np.ndarray,
     return {
         "click_auc": auc_replicates(resamples, click, click_prob, where),
         "order_auc": auc_replicates(resamples, order, order_prob, where),
-        "click_gauc": grouped_auc_replicates(resamples, rows[features.USER_ID], click,
+        "click_gauc": grouped_auc_replicates(resamples, resamples.user_index, click,
                                              click_prob, where),
-        "click_request_gauc": grouped_auc_replicates(resamples, request_groups(rows), click,
+        "click_request_gauc": grouped_auc_replicates(resamples, rows[REQUEST_GROUP], click,
                                                      click_prob, where),
         "logloss": mean_replicates(resamples, row_log_losses(click, click_prob), where),
         "order_logloss": mean_replicates(resamples, row_log_losses(order, order_prob), where),

@@ -25,11 +25,13 @@ class IdEmbedding(tf.keras.layers.Layer):
     every token: ``StringLookup`` cannot be built on an empty vocabulary.
     """
 
-    def __init__(self, vocabulary_file: str, oov_buckets: int, dim: int, **kwargs):
+    def __init__(self, vocabulary_file: str, oov_buckets: int, dim: int,
+                 initializer: str = "uniform", **kwargs):
         super().__init__(**kwargs)
         self.vocabulary_file = vocabulary_file
         self.oov_buckets = oov_buckets
         self.dim = dim
+        self.initializer = initializer
         if tf.io.gfile.stat(vocabulary_file).length == 0:
             self.lookup = tf.keras.layers.Hashing(num_bins=oov_buckets + 1,
                                                   mask_value=features.PADDING_ID)
@@ -39,14 +41,15 @@ class IdEmbedding(tf.keras.layers.Layer):
                 vocabulary=vocabulary_file, num_oov_indices=oov_buckets,
                 mask_token=features.PADDING_ID)
             rows = self.lookup.vocabulary_size()
-        self.embedding = tf.keras.layers.Embedding(rows, dim)
+        self.embedding = tf.keras.layers.Embedding(rows, dim, embeddings_initializer=initializer)
 
     def call(self, ids):
         return self.embedding(self.lookup(ids))
 
     def get_config(self):
         return {**super().get_config(), "vocabulary_file": self.vocabulary_file,
-                "oov_buckets": self.oov_buckets, "dim": self.dim}
+                "oov_buckets": self.oov_buckets, "dim": self.dim,
+                "initializer": self.initializer}
 
 
 class IDRecBackbone(tf.keras.layers.Layer):

@@ -40,16 +40,18 @@ class LogisticRegression(RankingModel):
     def __init__(self, vocabularies: dict[str, str], oov_buckets: int, config: ModelConfig,
                  **kwargs):
         super().__init__(config.order_loss_weight, **kwargs)
-        self.ids = {name: IdEmbedding(vocabularies[name], oov_buckets, TASKS, name=name)
-                    for name in (features.USER_ID, features.ITEM_ID, features.CATEGORY,
-                                 features.BRAND)}
-        self.history = {
-            features.HIST_ITEM_IDS: IdEmbedding(vocabularies[features.ITEM_ID], oov_buckets,
-                                                TASKS, name="history_items"),
-            features.HIST_CATEGORIES: IdEmbedding(vocabularies[features.CATEGORY], oov_buckets,
-                                                  TASKS, name="history_categories")}
+        # Weights start at 0, as logistic regression's do: an id nothing was learned about
+        # adds nothing.
+        def weights(vocabulary: str, name: str) -> IdEmbedding:
+            return IdEmbedding(vocabularies[vocabulary], oov_buckets, TASKS, "zeros", name=name)
+
+        self.ids = {name: weights(name, name) for name in (
+            features.USER_ID, features.ITEM_ID, features.CATEGORY, features.BRAND)}
+        self.behaviour = {
+            features.HIST_ITEM_IDS: weights(features.ITEM_ID, "history_items"),
+            features.HIST_CATEGORIES: weights(features.CATEGORY, "history_categories")}
         self.numeric = numeric_inputs()
-        self.linear = tf.keras.layers.Dense(TASKS, name="numeric")
+        self.linear = tf.keras.layers.Dense(TASKS, kernel_initializer="zeros", name="numeric")
 
     def call(self, batch_features, training=None):
         logits = self.linear(tf.stack([symmetric_log(batch_features[name])
@@ -59,6 +61,6 @@ class LogisticRegression(RankingModel):
         mask = tf.cast(tf.not_equal(batch_features[features.HIST_ITEM_IDS],
                                     features.PADDING_ID), tf.float32)[..., tf.newaxis]
         length = tf.maximum(tf.reduce_sum(mask, 1), 1.0)
-        for name, embedding in self.history.items():
+        for name, embedding in self.behaviour.items():
             logits += tf.reduce_sum(embedding(batch_features[name]) * mask, 1) / length
         return {"click": logits[:, 0], "order": logits[:, 1]}

@@ -19,7 +19,8 @@ from ppm_tf.demo import report as demo_report
 from ppm_tf.evaluation import (COLD_IN_WINDOW, COLD_UNSEEN, EVAL_SLICES, SLICE_METRICS,
                                report)
 from ppm_tf.evaluation.evaluate import (AGE_BUCKETS, HISTORY_BUCKETS, evaluate, slice_masks,
-                                        slice_metrics, write_metrics_json)
+                                        slice_metrics, with_request_groups,
+                                        write_metrics_json)
 from ppm_tf.training.ablations import PREDICTION_KEYS
 from ppm_tf.training.registry import MODELS
 from ppm_tf.work_layout import WorkLayout
@@ -82,11 +83,12 @@ def test_calibration_is_predicted_over_observed_click_rate():
 def ranked_requests(scores) -> dict[str, np.ndarray]:
     """User a's two requests (the first ranks its click last, the second first) and user b's
     one, whose request id repeats one of a's."""
-    return {features.USER_ID: np.array(["a"] * 6 + ["b"] * 2),
+    return with_request_groups({
+            features.USER_ID: np.array(["a"] * 6 + ["b"] * 2),
             features.REQUEST_ID: np.array(["r1"] * 3 + ["r2"] * 3 + ["r1"] * 2),
             features.CLICK: np.array([1, 0, 0, 1, 1, 0, 0, 1]),
             features.ORDER: np.array([1, 0, 0, 0, 1, 0, 0, 1]),
-            "click_prob": np.asarray(scores, float), "order_prob": np.asarray(scores, float)}
+            "click_prob": np.asarray(scores, float), "order_prob": np.asarray(scores, float)})
 
 
 def test_per_request_gauc_ranks_each_requests_candidates():

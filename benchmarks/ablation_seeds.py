@@ -28,8 +28,8 @@ from ppm_tf import features  # noqa: E402
 from ppm_tf.evaluation import BASE, EVAL_SLICES, SLICE_LABELS, SLICES  # noqa: E402
 from ppm_tf.evaluation.bootstrap import (DEFAULT_RESAMPLES, UserResamples,  # noqa: E402
                                          percentile_interval)
-from ppm_tf.evaluation.evaluate import (load_predictions, slice_masks,  # noqa: E402
-                                        slice_metrics, slice_replicates, window_item_ids)
+from ppm_tf.evaluation.evaluate import (load_predictions, model_metrics,  # noqa: E402
+                                        slice_masks, window_item_ids)
 from ppm_tf.training.ablations import train_ablation  # noqa: E402
 from ppm_tf.work_layout import PRETRAINED  # noqa: E402
 
@@ -56,7 +56,7 @@ class SeedPool:
         self.work, self.resamples, self.bootstrap_seed = work, resamples, bootstrap_seed
         self.window_items = window_item_ids(work)
         self.draws: UserResamples | None = None
-        self.points: dict[str, list[dict[str, dict[str, float]]]] = {}
+        self.points: dict[str, list[dict[str, dict]]] = {}
         self.replicates: dict[str, list[dict[str, dict[str, np.ndarray]]]] = {}
 
     def add(self, name: str) -> dict[str, dict[str, float]]:
@@ -65,11 +65,8 @@ class SeedPool:
         if self.draws is None:  # the eval rows are the same in every run
             self.draws = UserResamples.draw(rows[features.USER_ID], self.resamples,
                                             self.bootstrap_seed)
-        masks = slice_masks(rows, self.window_items)
-        points = {piece: slice_metrics({key: values[where] for key, values in rows.items()})
-                  for piece, where in masks.items()}
-        replicates = {piece: slice_replicates(rows, where, self.draws)
-                      for piece, where in masks.items()}
+        points, replicates = model_metrics(rows, slice_masks(rows, self.window_items),
+                                           self.draws)
         self.points.setdefault(name, []).append(points)
         self.replicates.setdefault(name, []).append(replicates)
         return points

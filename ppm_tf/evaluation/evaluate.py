@@ -72,11 +72,10 @@ def load_oracle(work: str, reference: dict[str, np.ndarray]) -> dict[str, np.nda
     return {**reference, "click_prob": probabilities[:, 0], "order_prob": probabilities[:, 1]}
 
 
-def load_all_predictions(work: str,
-                         names: tuple[str, ...] = MODELS) -> dict[str, dict[str, np.ndarray]]:
-    """The predictions of every model of ``names`` trained in ``work``, on the same rows."""
+def load_all_predictions(work: str) -> dict[str, dict[str, np.ndarray]]:
+    """The predictions of every registry row trained in ``work``, on the same rows."""
     predictions: dict[str, dict[str, np.ndarray]] = {}
-    for name in names:
+    for name in MODELS:
         rows = load_predictions(work, name)
         if rows is None:
             continue
@@ -158,18 +157,16 @@ def _select(rows: dict[str, np.ndarray], where: np.ndarray) -> dict[str, np.ndar
 
 
 def model_metrics(rows: dict[str, np.ndarray], masks: dict[str, np.ndarray],
-                  resamples: UserResamples | None = None) -> tuple[dict[str, Any], Replicates]:
-    """One model's metrics per slice (with their intervals when ``resamples`` are given) and
-    by bucket, and its replicates per slice (empty without ``resamples``)."""
+                  resamples: UserResamples) -> tuple[dict[str, Any], Replicates]:
+    """One model's metrics per slice with their intervals, and by bucket; and its values on
+    every resample per slice (for paired differences)."""
     metrics: dict[str, Any] = {name: slice_metrics(_select(rows, where))
                                for name, where in masks.items()}
-    replicates: Replicates = {}
-    if resamples is not None:
-        replicates = {name: slice_replicates(rows, where, resamples)
-                      for name, where in masks.items()}
-        metrics[INTERVALS] = {
-            name: {metric: percentile_interval(values) for metric, values in by_metric.items()}
-            for name, by_metric in replicates.items()}
+    replicates = {name: slice_replicates(rows, where, resamples)
+                  for name, where in masks.items()}
+    metrics[INTERVALS] = {
+        name: {metric: percentile_interval(values) for metric, values in by_metric.items()}
+        for name, by_metric in replicates.items()}
     metrics["click_auc_by_item_age"] = {
         f"{low:g}-{high:g}d": roc_auc(rows[features.CLICK][where], rows["click_prob"][where])
         for (low, high), where in _buckets(rows[features.ITEM_AGE_DAYS], AGE_BUCKETS)}

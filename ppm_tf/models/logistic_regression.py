@@ -9,6 +9,7 @@ learned what the logs plainly contain.
 """
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from ppm_tf import features
@@ -38,7 +39,11 @@ class LogisticRegression(RankingModel):
     """``features -> {"click": [batch], "order": [batch]}`` logits, linear in the inputs."""
 
     def __init__(self, vocabularies: dict[str, str], oov_buckets: int, config: ModelConfig,
-                 **kwargs):
+                 base_rates: tuple[float, float] = (0.5, 0.5), **kwargs):
+        """``base_rates``: the click and order rates of the training data, where the
+        intercepts start (a logistic regression's intercept alone fits them); from zero, a
+        short budget spends its steps moving the intercept and pushes every frequent id's
+        weight down with it."""
         super().__init__(config.order_loss_weight, **kwargs)
         # Weights start at 0, as logistic regression's do: an id nothing was learned about
         # adds nothing.
@@ -51,7 +56,10 @@ class LogisticRegression(RankingModel):
             features.HIST_ITEM_IDS: weights(features.ITEM_ID, "history_items"),
             features.HIST_CATEGORIES: weights(features.CATEGORY, "history_categories")}
         self.numeric = numeric_inputs()
-        self.linear = tf.keras.layers.Dense(TASKS, kernel_initializer="zeros", name="numeric")
+        rates = np.clip(np.asarray(base_rates, np.float64), 1e-6, 1 - 1e-6)
+        self.linear = tf.keras.layers.Dense(
+            TASKS, kernel_initializer="zeros", name="numeric",
+            bias_initializer=tf.keras.initializers.Constant(np.log(rates / (1 - rates))))
 
     def call(self, batch_features, training=None):
         logits = self.linear(tf.stack([symmetric_log(batch_features[name])

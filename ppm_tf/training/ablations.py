@@ -7,6 +7,7 @@ to WORK/models/<name>/training.json.
 """
 from __future__ import annotations
 
+import functools
 import io
 import math
 from typing import Callable
@@ -41,17 +42,28 @@ _BUILDERS: dict[str, Callable[..., RankingModel]] = {
         config, name=name),
     registry.UNIFIED: lambda vocabularies, oov, config, name: UnifiedModel(
         vocabularies, oov, config, name=name),
-    registry.LOGISTIC_REGRESSION: lambda vocabularies, oov, config, name: LogisticRegression(
-        vocabularies, oov, config, name=name),
+    registry.LOGISTIC_REGRESSION: lambda vocabularies, oov, config, name, base_rates:
+        LogisticRegression(vocabularies, oov, config, base_rates, name=name),
 }
 
 
 def build_model(name: str, work: str, config: ModelConfig) -> RankingModel:
-    kind = ablation_row(name).model
+    row = ablation_row(name)
     layout = WorkLayout(work)
     vocabularies = {vocabulary: layout.vocab(vocabulary) for vocabulary in ID_VOCABULARIES}
     oov_buckets = load_preprocess_metadata(work)["oov_buckets"]
-    return _BUILDERS[kind](vocabularies, oov_buckets, config, name)
+    builder = _BUILDERS[row.model]
+    if row.model == registry.LOGISTIC_REGRESSION:  # its intercepts start at the label rates
+        builder = functools.partial(builder, base_rates=label_rates(work, row.splits))
+    return builder(vocabularies, oov_buckets, config, name)
+
+
+def label_rates(work: str, splits) -> tuple[float, float]:
+    """The click and order rates of ``splits`` (preprocessing's stats.json)."""
+    per_split = read_json(WorkLayout(work).stats_json, "ppm preprocess")["splits"]
+    examples = sum(per_split[split]["examples"] for split in splits)
+    return tuple(sum(per_split[split][count] for split in splits) / examples
+                 for count in ("clicks", "orders"))
 
 
 def read_examples(name: str, work: str, splits, batch_size: int, **options) -> tf.data.Dataset:

@@ -14,6 +14,7 @@ from ppm_tf.models.logistic_regression import LogisticRegression, numeric_inputs
 VOCABULARIES = {features.USER_ID: ["u0", "u1"], features.ITEM_ID: ["i0", "i1", "i2"],
                 features.CATEGORY: ["lamp", "sofa"], features.BRAND: ["kelta"]}
 OOV_BUCKETS = 2
+BASE_RATES = (0.04, 0.01)  # click and order rates of the training data
 
 
 @pytest.fixture
@@ -23,7 +24,7 @@ def model(tmp_path) -> LogisticRegression:
     for name, tokens in VOCABULARIES.items():
         paths[name] = str(tmp_path / f"{name}.txt")
         (tmp_path / f"{name}.txt").write_text("\n".join(tokens) + "\n")
-    return LogisticRegression(paths, OOV_BUCKETS, preset("tiny"), name="lr")
+    return LogisticRegression(paths, OOV_BUCKETS, preset("tiny"), BASE_RATES, name="lr")
 
 
 def batch(history: list[str], **values) -> dict[str, tf.Tensor]:
@@ -62,13 +63,13 @@ def randomised(model: LogisticRegression) -> LogisticRegression:
     return model
 
 
-def test_it_starts_as_logistic_regression_does_every_weight_zero(model):
-    first = model(batch(["i0"]))
-    other = model(batch(["i2", "i1"], user_id="u1", item_id="new", hist_len=9,
-                        item_age_days=400.0))
-    assert_same = np.testing.assert_array_equal
-    assert_same(first["click"].numpy(), other["click"].numpy())
-    assert_same(first["order"].numpy(), [0.0])
+def test_it_starts_at_the_base_rates_with_every_weight_zero(model):
+    first = model.predict_probabilities(batch(["i0"]))
+    other = model.predict_probabilities(batch(["i2", "i1"], user_id="u1", item_id="new",
+                                              hist_len=9, item_age_days=400.0))
+    for task, rate in zip(("click_prob", "order_prob"), BASE_RATES):
+        np.testing.assert_allclose(first[task].numpy(), [rate], rtol=1e-5)
+        np.testing.assert_allclose(other[task].numpy(), [rate], rtol=1e-5)
 
 
 def test_the_behaviour_ids_are_a_normalised_bag(model):

@@ -51,3 +51,12 @@ def test_oracle_decomposition_agrees_with_the_evaluation(tiny_demo_run):
                                           abs=1e-4)
     assert {"oracle without id-only effects", "id-only effects alone"} <= set(rows)
     assert "of the oracle logit's variance" in stdout
+
+
+def test_bootstrap_speed_compares_both_ways_and_checks_they_agree():
+    stdout = run_benchmark("bootstrap_speed.py", "--rows", "3000", "--users", "200",
+                           "--resamples", "4", "--repeats", "2")
+    assert "(median ms; all equal)" in stdout
+    assert re.search(r"vectorised +\d+\.\d{2} ms", stdout)
+    assert re.search(r"plain +\d+\.\d{2} ms", stdout)
+    assert re.search(r"vectorised is \d+\.\dx faster", stdout)

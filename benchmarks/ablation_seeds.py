@@ -1,12 +1,17 @@
-"""Seed spread of the ablation: how much of a gap between two rows is training noise.
+"""Seeds pooled into one table with intervals: how much of a gap between two rows is
+training noise, and how much is the eval sample.
 
     python benchmarks/ablation_seeds.py --work WORK [--models base urm] [--seeds 0 1 2]
+        [--resamples 500] [--bootstrap-seed 0]
 
 WORK is a finished local pipeline run up to ``ppm precompute`` (e.g. runs/demo/work). Each
 model trains once per seed in a scratch directory that links WORK's inputs, so WORK's own
-models, predictions and metrics stay as they are. Prints click AUC overall / cold / warm per
-run, the mean and standard deviation per model, and each model's gains over ``base`` with
-the cold-to-overall gain ratio (issue 5's bar: >= 2).
+models, predictions and metrics stay as they are. Prints click AUC per slice per run, then
+per model and slice the mean over seeds, the spread between seeds (sd) and the 95% interval
+of the seed mean (bootstrap over users: every run is scored on the same resampled users);
+then each model's difference to ``base``, paired over users and seeds (resample b's
+difference is the mean over seeds of model minus base on that resample), with the
+cold-to-overall gain ratio (issue 5's bar: >= 2).
 """
 from __future__ import annotations
 
@@ -19,12 +24,17 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from ppm_tf.evaluation import SLICES  # noqa: E402
-from ppm_tf.evaluation.evaluate import load_predictions, model_metrics  # noqa: E402
+from ppm_tf import features  # noqa: E402
+from ppm_tf.evaluation import BASE, EVAL_SLICES, SLICE_LABELS, SLICES  # noqa: E402
+from ppm_tf.evaluation.bootstrap import (DEFAULT_RESAMPLES, UserResamples,  # noqa: E402
+                                         percentile_interval)
+from ppm_tf.evaluation.evaluate import (load_predictions, model_metrics,  # noqa: E402
+                                        slice_masks, window_item_ids)
 from ppm_tf.training.ablations import train_ablation  # noqa: E402
 from ppm_tf.work_layout import PRETRAINED  # noqa: E402
 
 WRITTEN_BY_TRAINING = ("models", "predictions", "eval")
+POOLED_METRICS = {"click_auc": "click AUC", "click_request_gauc": "click GAUC per request"}
 
 
 def scratch_work(work: str, scratch: str) -> str:
@@ -39,10 +49,34 @@ def scratch_work(work: str, scratch: str) -> str:
     return scratch
 
 
-def click_aucs(work: str, name: str, preset: str, seed: int) -> dict[str, float]:
-    train_ablation(work, name, preset, seed, verbose=0)
-    metrics = model_metrics(load_predictions(work, name))
-    return {piece: metrics[piece]["click_auc"] for piece in SLICES}
+class SeedPool:
+    """Every run's metrics per slice, and their values on the shared user resamples."""
+
+    def __init__(self, work: str, resamples: int, bootstrap_seed: int):
+        self.work, self.resamples, self.bootstrap_seed = work, resamples, bootstrap_seed
+        self.window_items = window_item_ids(work)
+        self.draws: UserResamples | None = None
+        self.points: dict[str, list[dict[str, dict]]] = {}
+        self.replicates: dict[str, list[dict[str, dict[str, np.ndarray]]]] = {}
+
+    def add(self, name: str) -> dict[str, dict[str, float]]:
+        """Scores the predictions just written for ``name``; returns its metrics per slice."""
+        rows = load_predictions(self.work, name)
+        if self.draws is None:  # the eval rows are the same in every run
+            self.draws = UserResamples.draw(rows[features.USER_ID], self.resamples,
+                                            self.bootstrap_seed)
+        points, replicates = model_metrics(rows, slice_masks(rows, self.window_items),
+                                           self.draws)
+        self.points.setdefault(name, []).append(points)
+        self.replicates.setdefault(name, []).append(replicates)
+        return points
+
+    def values(self, name: str, piece: str, metric: str) -> np.ndarray:
+        """The metric in each run (seed) of ``name``."""
+        return np.array([run[piece][metric] for run in self.points[name]], np.float64)
+
+    def seed_mean_replicates(self, name: str, piece: str, metric: str) -> np.ndarray:
+        return np.mean([run[piece][metric] for run in self.replicates[name]], axis=0)
 
 
 def spread(values: np.ndarray) -> float:
@@ -54,36 +88,77 @@ def ratio(cold_gain: float, overall_gain: float) -> str:
     return f"{cold_gain / overall_gain:.2f}" if overall_gain > 0 else "n/a"
 
 
+def interval_text(interval, signed: bool = False) -> str:
+    if interval is None:
+        return "[–]"
+    sign = "+" if signed else ""
+    return f"[{interval[0]:{sign}.4f}, {interval[1]:{sign}.4f}]"
+
+
+def pooled_table(pool: SeedPool, models: list[str]) -> list[str]:
+    header = f"{'model':<14}{'slice':<26}" + "".join(
+        f"{label + ': mean (sd) [95%]':<42}" for label in POOLED_METRICS.values())
+    lines = [header]
+    for name in models:
+        for piece in EVAL_SLICES:
+            cells = []
+            for metric in POOLED_METRICS:
+                values = pool.values(name, piece, metric)
+                interval = percentile_interval(pool.seed_mean_replicates(name, piece, metric))
+                cells.append(f"{values.mean():.4f} ({spread(values):.4f}) "
+                             f"{interval_text(interval)}")
+            lines.append(f"{name:<14}{SLICE_LABELS[piece]:<26}"
+                         + "".join(f"{cell:<42}" for cell in cells))
+    return lines
+
+
+def difference_lines(pool: SeedPool, models: list[str]) -> list[str]:
+    lines = []
+    for name in models:
+        if name == BASE:
+            continue
+        gains, cells = {}, []
+        for piece in EVAL_SLICES:
+            per_seed = pool.values(name, piece, "click_auc") - pool.values(BASE, piece,
+                                                                          "click_auc")
+            paired = (pool.seed_mean_replicates(name, piece, "click_auc")
+                      - pool.seed_mean_replicates(BASE, piece, "click_auc"))
+            gains[piece] = per_seed
+            cells.append(f"{piece} {per_seed.mean():+.4f} "
+                         f"{interval_text(percentile_interval(paired), signed=True)}")
+        lines.append(f"{name} - {BASE}: " + "  ".join(cells)
+                     + f"  cold/overall {ratio(gains['cold'].mean(), gains['overall'].mean())}"
+                     + f" (per seed {', '.join(map(ratio, gains['cold'], gains['overall']))})")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", required=True)
     parser.add_argument("--preset", default="demo")
-    parser.add_argument("--models", nargs="+", default=["base", "urm"])
+    parser.add_argument("--models", nargs="+", default=[BASE, "urm"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES)
+    parser.add_argument("--bootstrap-seed", type=int, default=0)
     args = parser.parse_args()
-    models = list(dict.fromkeys(["base", *args.models]))
-    runs: dict[str, list[dict[str, float]]] = {name: [] for name in models}
+    models = list(dict.fromkeys([BASE, *args.models]))
     with tempfile.TemporaryDirectory() as scratch:
         work = scratch_work(args.work, scratch)
+        pool = SeedPool(work, args.resamples, args.bootstrap_seed)
         for seed in args.seeds:
             for name in models:
-                runs[name].append(click_aucs(work, name, args.preset, seed))
-                print(f"seed {seed} {name:<9} " + "  ".join(
-                    f"{piece} {runs[name][-1][piece]:.4f}" for piece in SLICES), flush=True)
-    print(f"\nclick AUC over seeds {args.seeds}: mean (sd)")
-    print(f"{'model':<10}" + "".join(f"{piece:>18}" for piece in SLICES))
-    for name in models:
-        cells = [np.array([run[piece] for run in runs[name]]) for piece in SLICES]
-        print(f"{name:<10}" + "".join(f"{values.mean():>10.4f} ({spread(values):.4f})"
-                                      for values in cells))
-    for name in models[1:]:
-        gains = {piece: np.array([run[piece] - base[piece] for run, base in
-                                  zip(runs[name], runs["base"])]) for piece in SLICES}
-        print(f"{name} - base: " + "  ".join(
-            f"{piece} {gains[piece].mean():+.4f}" for piece in SLICES)
-              + f"  cold/overall {ratio(gains['cold'].mean(), gains['overall'].mean())}"
-              + f" (per seed {', '.join(map(ratio, gains['cold'], gains['overall']))})")
+                train_ablation(work, name, args.preset, seed, verbose=0)
+                points = pool.add(name)
+                print(f"seed {seed} {name:<13} " + "  ".join(
+                    f"{piece} {points[piece]['click_auc']:.4f}" for piece in SLICES), flush=True)
+    print(f"\npooled over seeds {args.seeds}: mean over seeds (sd between seeds) [95% interval "
+          f"of the seed mean, bootstrap over {pool.draws.counts.shape[1]:,} users, "
+          f"{args.resamples} resamples]")
+    print("\n".join(pooled_table(pool, models)))
+    print(f"\nclick AUC minus {BASE}'s, mean over seeds [95% interval, paired over users and "
+          "seeds]")
+    print("\n".join(difference_lines(pool, models)))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from ppm_tf.data.synthetic import PRESETS as WORLD_PRESETS
 from ppm_tf.demo import DEMO_PRESETS
 from ppm_tf.encoders.presets import PRESETS as ENCODER_PRESETS
 from ppm_tf.errors import StageError
+from ppm_tf.evaluation.bootstrap import DEFAULT_RESAMPLES
 from ppm_tf.models.config import PRESETS as MODEL_PRESETS
 from ppm_tf.training.registry import EXPORTABLE, MODELS
 from ppm_tf.work_layout import WorkLayout
@@ -93,10 +94,10 @@ def _train(args: argparse.Namespace) -> None:
 
 def _evaluate(args: argparse.Namespace) -> None:
     from ppm_tf.evaluation.evaluate import evaluate
-    from ppm_tf.evaluation.report import results_table, write_report
+    from ppm_tf.evaluation.report import summary_tables, write_report
 
-    metrics = evaluate(args.work)
-    print(results_table(metrics))
+    metrics = evaluate(args.work, args.bootstrap_resamples, args.bootstrap_seed)
+    print(summary_tables(metrics))
     print(f"report: {write_report(metrics, WorkLayout(args.work).eval_dir)}")
 
 
@@ -191,6 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="the paper's table from eval predictions")
     evaluate.add_argument("--work", required=True)
+    evaluate.add_argument("--bootstrap-resamples", "--bootstrap_resamples", type=int,
+                          default=DEFAULT_RESAMPLES, dest="bootstrap_resamples",
+                          help="draws of the eval users behind every 95%% interval")
+    evaluate.add_argument("--bootstrap-seed", "--bootstrap_seed", type=int, default=0,
+                          dest="bootstrap_seed", help="seed of those draws")
     evaluate.set_defaults(handler=_evaluate)
 
     export = commands.add_parser("export", help="export a trained model for TF Serving")

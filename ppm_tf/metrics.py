@@ -11,46 +11,61 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     scores = np.asarray(scores, dtype=np.float64).ravel()
     if labels.shape != scores.shape:
         raise ValueError(f"labels {labels.shape} and scores {scores.shape} differ in shape")
-    positives = int(labels.sum())
-    negatives = labels.size - positives
-    if positives == 0 or negatives == 0:
-        return float("nan")
-    order = np.argsort(scores, kind="mergesort")
-    sorted_scores = scores[order]
-    ranks = np.empty(scores.size, np.float64)
-    # Average rank within each run of tied scores.
-    boundaries = np.flatnonzero(np.diff(sorted_scores)) + 1
-    starts = np.concatenate([[0], boundaries])
-    ends = np.concatenate([boundaries, [scores.size]])
-    average_rank = (starts + ends + 1) / 2.0
-    ranks[order] = np.repeat(average_rank, ends - starts)
-    rank_sum = ranks[labels].sum()
-    return float((rank_sum - positives * (positives + 1) / 2.0) / (positives * negatives))
+    groups = np.zeros(labels.size, np.int64)
+    _, aucs, _ = group_aucs(groups, labels, scores)
+    return float(aucs[0]) if aucs.size else float("nan")
+
+
+def group_aucs(groups: np.ndarray, labels: np.ndarray,
+               scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The AUC within each group (user, request) that has both classes, in one vectorised
+    pass: ``(group ids, AUCs, impressions per group)`` over those groups, ties counted half."""
+    groups, labels, scores = (np.asarray(array).ravel() for array in (groups, labels, scores))
+    if not groups.shape == labels.shape == scores.shape:
+        raise ValueError(f"groups {groups.shape}, labels {labels.shape} and scores "
+                         f"{scores.shape} differ in shape")
+    names, group_index = np.unique(groups, return_inverse=True)
+    labels = labels.astype(bool)
+    scores = scores.astype(np.float64)
+    order = np.lexsort((scores, group_index))
+    sorted_groups, sorted_scores = group_index[order], scores[order]
+    # Runs of equal (group, score) share their average rank within the group.
+    new_run = np.ones(order.size, bool)
+    new_run[1:] = (sorted_groups[1:] != sorted_groups[:-1]) | (sorted_scores[1:]
+                                                                 != sorted_scores[:-1])
+    run_starts = np.flatnonzero(new_run)
+    run_ends = np.append(run_starts[1:], order.size)
+    group_start = np.searchsorted(sorted_groups, sorted_groups[run_starts], side="left")
+    average_rank = (run_starts + run_ends + 1) / 2.0 - group_start  # 1-based within the group
+    ranks = np.repeat(average_rank, run_ends - run_starts)
+    sizes = np.bincount(group_index, minlength=names.size)
+    positives = np.bincount(group_index, weights=labels, minlength=names.size)
+    rank_sums = np.bincount(sorted_groups, weights=ranks * labels[order], minlength=names.size)
+    negatives = sizes - positives
+    both = (positives > 0) & (negatives > 0)
+    aucs = ((rank_sums[both] - positives[both] * (positives[both] + 1) / 2.0)
+            / (positives[both] * negatives[both]))
+    return names[both], aucs, sizes[both]
 
 
 def grouped_auc(groups: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> float:
-    """GAUC: per-group (user) AUC weighted by the group's impressions, over the groups that
-    have both classes; NaN when none has."""
-    groups, labels, scores = (np.asarray(array).ravel() for array in (groups, labels, scores))
-    order = np.argsort(groups, kind="mergesort")
-    groups, labels, scores = groups[order], labels[order], scores[order]
-    boundaries = np.flatnonzero(groups[1:] != groups[:-1]) + 1
-    total_weight = weighted_sum = 0.0
-    for group_labels, group_scores in zip(np.split(labels, boundaries),
-                                          np.split(scores, boundaries)):
-        positives = group_labels.sum()
-        if 0 < positives < group_labels.size:
-            weighted_sum += group_labels.size * roc_auc(group_labels, group_scores)
-            total_weight += group_labels.size
-    return weighted_sum / total_weight if total_weight else float("nan")
+    """GAUC: per-group (user or request) AUC weighted by the group's impressions, over the
+    groups that have both classes; NaN when none has."""
+    _, aucs, sizes = group_aucs(groups, labels, scores)
+    return float(np.sum(aucs * sizes) / np.sum(sizes)) if sizes.size else float("nan")
 
 
 def log_loss(labels: np.ndarray, probabilities: np.ndarray, epsilon: float = 1e-7) -> float:
     """Mean binary cross-entropy of probabilities (clipped away from 0 and 1)."""
+    return float(np.mean(row_log_losses(labels, probabilities, epsilon)))
+
+
+def row_log_losses(labels: np.ndarray, probabilities: np.ndarray,
+                   epsilon: float = 1e-7) -> np.ndarray:
+    """Each row's binary cross-entropy (probabilities clipped away from 0 and 1)."""
     labels = np.asarray(labels, np.float64).ravel()
     probabilities = np.clip(np.asarray(probabilities, np.float64).ravel(), epsilon, 1 - epsilon)
-    return float(-np.mean(labels * np.log(probabilities)
-                          + (1 - labels) * np.log(1 - probabilities)))
+    return -(labels * np.log(probabilities) + (1 - labels) * np.log(1 - probabilities))
 
 
 def calibration(labels: np.ndarray, probabilities: np.ndarray) -> float:

@@ -17,15 +17,20 @@ def run_benchmark(script: str, *args: str) -> str:
 
 
 @pytest.mark.slow
-def test_ablation_seeds_trains_aside_and_prints_spread_and_gain_ratio(tiny_demo_run):
+def test_ablation_seeds_trains_aside_and_pools_seeds_with_intervals(tiny_demo_run):
     out, _ = tiny_demo_run
     predictions = out / "work" / "predictions"
     before = {path.name: path.stat().st_mtime_ns for path in predictions.iterdir()}
     stdout = run_benchmark("ablation_seeds.py", "--work", str(out / "work"), "--preset", "tiny",
                            "--models", "urm", "--seeds", "0", "1")
     assert stdout.count("seed 1 ") == 2  # base and urm
-    assert "click AUC over seeds [0, 1]: mean (sd)" in stdout
-    assert re.search(r"urm - base: overall [+-]\d\.\d{4}.*cold/overall", stdout), stdout
+    assert "pooled over seeds [0, 1]: mean over seeds (sd between seeds) [95% interval" in stdout
+    for name in ("base", "urm"):
+        for piece in ("overall", "cold, new in window", "cold, unseen before eval"):
+            assert re.search(rf"^{name} +{piece} +\d\.\d{{4}} \(\d\.\d{{4}}\) "
+                             r"\[\d\.\d{4}, \d\.\d{4}\]", stdout, re.MULTILINE), (name, piece)
+    assert re.search(r"urm - base: overall [+-]\d\.\d{4} \[[+-]\d\.\d{4}, [+-]\d\.\d{4}\]"
+                     r".*cold/overall", stdout), stdout
     # The run's own models and predictions are left as they were.
     assert {path.name: path.stat().st_mtime_ns for path in predictions.iterdir()} == before
 
@@ -48,7 +53,6 @@ def test_oracle_decomposition_agrees_with_the_evaluation(tiny_demo_run):
     assert "of the oracle logit's variance" in stdout
 
 
-
 @pytest.mark.slow
 def test_serving_latency_compares_the_request_forms_through_the_production_deployment(
         tiny_demo_run):
@@ -65,3 +69,12 @@ def test_serving_latency_compares_the_request_forms_through_the_production_deplo
                     > request_bytes[f"{protocol} {model} one user row"])
     assert "grpc urm cached states, 4 concurrent clients" in stdout
     assert re.search(r"uncached / cached urm, in-process p50: [\d.]+x", stdout)
+
+
+def test_bootstrap_speed_compares_both_ways_and_checks_they_agree():
+    stdout = run_benchmark("bootstrap_speed.py", "--rows", "3000", "--users", "200",
+                           "--resamples", "4", "--repeats", "2")
+    assert "(median ms; all equal)" in stdout
+    assert re.search(r"vectorised +\d+\.\d{2} ms", stdout)
+    assert re.search(r"plain +\d+\.\d{2} ms", stdout)
+    assert re.search(r"vectorised is \d+\.\dx faster", stdout)

@@ -1,7 +1,7 @@
 """``ppm demo``: the whole pipeline on the embedded synthetic world (or a given raw data dir).
 
 generate -> preprocess (Beam) -> train encoders -> embed items (Beam) -> pretrain PPM ->
-precompute towers (Beam) -> train base / qm_ep / ppm / urm / base_long -> evaluate ->
+precompute towers (Beam) -> train every ablation row (``registry.ROWS``) -> evaluate ->
 export urm and base -> serve them locally and score one user's candidates over REST and gRPC.
 
 Each stage prints a line with its elapsed time and is skipped when its outputs exist and are

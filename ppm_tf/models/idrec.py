@@ -29,12 +29,13 @@ class IdEmbedding(tf.keras.layers.Layer):
     """
 
     def __init__(self, vocabulary_file: str, oov_buckets: int, dim: int, l2: float = 0.0,
-                 **kwargs):
+                 initializer: str = "uniform", **kwargs):
         super().__init__(**kwargs)
         self.vocabulary_file = vocabulary_file
         self.oov_buckets = oov_buckets
         self.dim = dim
         self.l2 = l2
+        self.initializer = initializer
         if tf.io.gfile.stat(vocabulary_file).length == 0:
             self.lookup = tf.keras.layers.Hashing(num_bins=oov_buckets + 1,
                                                   mask_value=features.PADDING_ID)
@@ -44,7 +45,7 @@ class IdEmbedding(tf.keras.layers.Layer):
                 vocabulary=vocabulary_file, num_oov_indices=oov_buckets,
                 mask_token=features.PADDING_ID)
             rows = self.lookup.vocabulary_size()
-        self.embedding = tf.keras.layers.Embedding(rows, dim)
+        self.embedding = tf.keras.layers.Embedding(rows, dim, embeddings_initializer=initializer)
 
     def call(self, ids):
         embedded = self.embedding(self.lookup(ids))
@@ -56,7 +57,8 @@ class IdEmbedding(tf.keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "vocabulary_file": self.vocabulary_file,
-                "oov_buckets": self.oov_buckets, "dim": self.dim, "l2": self.l2}
+                "oov_buckets": self.oov_buckets, "dim": self.dim, "l2": self.l2,
+                "initializer": self.initializer}
 
 
 class ContentBag(tf.keras.layers.Layer):
@@ -66,9 +68,10 @@ class ContentBag(tf.keras.layers.Layer):
     token (or a padded position) gives zeros."""
 
     def __init__(self, vocabulary_file: str, oov_buckets: int, dim: int, l2: float = 0.0,
-                 **kwargs):
+                 initializer: str = "uniform", **kwargs):
         super().__init__(**kwargs)
-        self.tokens = IdEmbedding(vocabulary_file, oov_buckets, dim, l2, name="tokens")
+        self.tokens = IdEmbedding(vocabulary_file, oov_buckets, dim, l2, initializer,
+                                  name="tokens")
 
     def call(self, joined):
         tokens = tf.strings.split(tf.reshape(joined, [-1]), features.CONTENT_SEPARATOR)
@@ -81,8 +84,8 @@ class ContentBag(tf.keras.layers.Layer):
 
     def get_config(self):
         config = self.tokens.get_config()
-        return {**super().get_config(), "vocabulary_file": config["vocabulary_file"],
-                "oov_buckets": config["oov_buckets"], "dim": config["dim"], "l2": config["l2"]}
+        return {**super().get_config(), **{key: config[key] for key in (
+            "vocabulary_file", "oov_buckets", "dim", "l2", "initializer")}}
 
 
 class IDRecBackbone(tf.keras.layers.Layer):

@@ -19,6 +19,7 @@ from ppm_tf.data.tfrecords import load_preprocess_metadata, read_cached, read_sp
 from ppm_tf.fitting import EarlyStoppingConfig, FitResult, fit, trainable_parameters
 from ppm_tf.models.config import ModelConfig, preset
 from ppm_tf.models.idrec import IDRec
+from ppm_tf.models.logistic_regression import LogisticRegression
 from ppm_tf.models.ppm import PPMOnCachedStates
 from ppm_tf.models.tasks import RankingModel
 from ppm_tf.models.unified import UnifiedModel
@@ -41,16 +42,18 @@ _BUILDERS: dict[str, Callable[..., RankingModel]] = {
         config, name=name),
     registry.UNIFIED: lambda vocabularies, oov, priors, config, name: UnifiedModel(
         vocabularies, oov, config, priors, name=name),
+    registry.LOGISTIC_REGRESSION: lambda vocabularies, oov, priors, config, name:
+        LogisticRegression(vocabularies, oov, config, priors, name=name),
 }
 
 
 def build_model(name: str, work: str, config: ModelConfig) -> RankingModel:
-    kind = ablation_row(name).model
+    row = ablation_row(name)
     layout = WorkLayout(work)
     vocabularies = {vocabulary: layout.vocab(vocabulary) for vocabulary in ID_VOCABULARIES}
     metadata = load_preprocess_metadata(work)
-    return _BUILDERS[kind](vocabularies, metadata["oov_buckets"], metadata["count_priors"],
-                           config, name)
+    return _BUILDERS[row.model](vocabularies, metadata["oov_buckets"], metadata["count_priors"],
+                                config, name)
 
 
 def read_examples(name: str, work: str, splits, batch_size: int, **options) -> tf.data.Dataset:
@@ -115,9 +118,12 @@ def train_ablation(work: str, name: str, preset_name: str | None = None, seed: i
     if row.head_from_pretraining:
         initialise_head_from_pretraining(
             model, work, next(iter(reader(work, row.splits, 2, deterministic=True))))
-    result = fit_on_splits(model, work, reader, row.splits, config, seed,
-                           epochs or config.train_epochs, config.min_train_steps,
-                           WorkLayout(work).backup(name), verbose)
+    if row.fine_tuned:
+        result = fit_on_splits(model, work, reader, row.splits, config, seed,
+                               epochs or config.train_epochs, config.min_train_steps,
+                               WorkLayout(work).backup(name), verbose)
+    else:  # zero-shot: scored as it starts, at no training cost
+        result = FitResult(train_seconds=0.0, examples=0, epochs=0, final_loss=math.nan)
     return save_trained_model(model, name, work, config, result,
                               {"preset": preset_name, "seed": seed, "splits": list(row.splits)})
 
@@ -136,7 +142,8 @@ def save_trained_model(model: RankingModel, name: str, work: str, config: ModelC
                "train_examples": result.examples, "epochs": result.epochs,
                "steps_per_epoch": result.steps_per_epoch, "best_epoch": result.best_epoch,
                "validation_click_auc": list(result.validation_curve),
-               "final_loss": result.final_loss, "trainable_params": trainable_parameters(model)}
+               "final_loss": result.final_loss if math.isfinite(result.final_loss) else None,
+               "trainable_params": trainable_parameters(model)}
     write_json(layout.training_summary(name), summary)
     return summary
 

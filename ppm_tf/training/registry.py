@@ -9,8 +9,8 @@ from __future__ import annotations
 import dataclasses
 
 # Model kinds (``ablations.build_model`` maps each to its Keras class).
-IDREC, IDREC_WITH_ITEM_VECTOR, PLUG_IN_HEAD, UNIFIED = (
-    "idrec", "idrec_with_item_vector", "plug_in_head", "unified")
+IDREC, IDREC_WITH_ITEM_VECTOR, PLUG_IN_HEAD, UNIFIED, LOGISTIC_REGRESSION = (
+    "idrec", "idrec_with_item_vector", "plug_in_head", "unified", "logistic_regression")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,6 +21,7 @@ class AblationRow:
     splits: tuple[str, ...] = ("train",)
     cached_inputs: bool = False  # reads precompute's WORK/cached instead of WORK/examples
     head_from_pretraining: bool = False  # the plug-in head starts from `ppm pretrain`
+    fine_tuned: bool = True  # False: scores eval as it starts (zero-shot), never fitted
     exportable: bool = False  # `ppm export` can serve it
 
     @property
@@ -37,10 +38,15 @@ ROWS: dict[str, AblationRow] = {row.name: row for row in (
                 IDREC_WITH_ITEM_VECTOR, cached_inputs=True),
     AblationRow("ppm", "PPM alone: the pre-trained head on cached user states, fine-tuned",
                 PLUG_IN_HEAD, cached_inputs=True, head_from_pretraining=True),
+    AblationRow("ppm_zero_shot", "PPM alone, zero-shot: the pre-trained head as it is, "
+                "not fine-tuned on the recent window", PLUG_IN_HEAD, cached_inputs=True,
+                head_from_pretraining=True, fine_tuned=False),
     AblationRow("urm", "IDRec + PPM's plug-in head, end to end (the paper's URM)", UNIFIED,
                 cached_inputs=True, head_from_pretraining=True, exportable=True),
     AblationRow("base_long", "IDRec on the long span: the iteration-efficiency baseline",
                 IDREC, splits=("pretrain", "train")),
+    AblationRow("lr", "the floor: logistic regression on the same features (ids one-hot, "
+                "numeric features), one linear layer", LOGISTIC_REGRESSION),
 )}
 MODELS = tuple(ROWS)
 EXPORTABLE = tuple(name for name, row in ROWS.items() if row.exportable)

@@ -15,6 +15,7 @@ import os
 
 import numpy as np
 
+from ppm_tf.ab import BUILT_IN_ARMS, DEFAULT_ARMS
 from ppm_tf.ab.outcomes import shown_positions, user_outcomes
 from ppm_tf.ab.production_server import ProductionServer
 from ppm_tf.ab.replay import NOT_MODELLED, ReplayedRequests, eval_days, replay_eval_days
@@ -28,8 +29,6 @@ from ppm_tf.work_layout import WorkLayout, write_json
 
 log = logging.getLogger(__name__)
 
-BUILT_IN_ARMS = ("oracle", "popularity", "random")
-DEFAULT_ARMS = ("urm", "base", "oracle", "popularity", "random")
 TRANSPORTS = ("grpc", "rest")
 REPOSITORY_SERVING_DIR = os.path.join(
     os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "serving")

@@ -11,6 +11,7 @@ import json
 import os
 import sys
 
+from ppm_tf.ab.table import ab_table_lines
 from ppm_tf.evaluation import SLICES
 from ppm_tf.evaluation.report import (AGE_PLOT, SLICE_PLOT, format_number, history_table,
                                       results_table)
@@ -41,6 +42,8 @@ def results_lines(summary: dict) -> list[str]:
         lines += ["", "Serving one user's candidates through the local server (ms)",
                   *(f"  {name:<28} p50 {row['p50']:.2f}  p99 {row['p99']:.2f}"
                     for name, row in serving["latency_ms"].items())]
+    if summary.get("ab"):
+        lines += ["", *ab_table_lines(summary["ab"])]
     return lines
 
 

@@ -19,7 +19,7 @@ from ppm_tf.encoders.presets import PRESETS as ENCODER_PRESETS
 from ppm_tf.errors import StageError
 from ppm_tf.models.config import PRESETS as MODEL_PRESETS
 from ppm_tf.training.registry import EXPORTABLE, MODELS
-from ppm_tf.work_layout import WorkLayout
+from ppm_tf.work_layout import AB_RESULTS, WorkLayout
 
 
 def _generate(args: argparse.Namespace) -> None:
@@ -126,10 +126,10 @@ def _ab(args: argparse.Namespace) -> None:
         work=args.work, data=args.data, saved_models=args.saved_models,
         arms=tuple(arm.strip() for arm in args.arms.split(",") if arm.strip()),
         control=args.control, days=args.days, pool=args.pool, slots=args.slots,
-        transport=args.transport, seed=args.seed, resamples=args.resamples,
+        transport=args.transport, seed=args.seed, resamples=args.resamples, out=args.out,
         **({"serving_dir": args.serving_dir} if args.serving_dir else {}))
     print("\n".join(ab_table_lines(run_ab(settings))))
-    print(f"results: {WorkLayout(args.work).ab_results}")
+    print(f"results: {os.path.join(settings.out_dir, AB_RESULTS)}")
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -238,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--transport", choices=["grpc", "rest"], default="grpc")
     ab.add_argument("--seed", type=int, default=0, help="pools, ties, random arm, bootstrap")
     ab.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
+    ab.add_argument("--out", help="where ab.json and the server's log go (default: WORK/ab)")
     ab.add_argument("--serving-dir", "--serving_dir", dest="serving_dir",
                     help="the production TF Serving configs (default: the repository's "
                          "serving/)")

@@ -37,6 +37,7 @@ TFRECORD_SUFFIX = ".tfrecord.gz"
 TEXT_ENCODER, IMAGE_ENCODER = "text", "image"  # WORK/encoders/<kind>/
 ENCODER_JSON = "encoder.json"  # an encoder export's description, written last
 PRETRAINED = "ppm_pretrained"  # the model folder of PPM pre-trained on the long span
+AB_RESULTS = "ab.json"  # the replayed A/B test's results, in WORK/ab/ or `ppm ab --out`
 
 
 def read_json(path: str, made_by: str) -> dict[str, Any]:
@@ -210,4 +211,4 @@ class WorkLayout:
 
     @property
     def ab_results(self) -> str:
-        return self.path("ab", "ab.json")
+        return self.path("ab", AB_RESULTS)

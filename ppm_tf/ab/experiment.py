@@ -25,7 +25,7 @@ from ppm_tf.ab.statistics import compare_arms
 from ppm_tf.data import raw_files
 from ppm_tf.data.tfrecords import load_preprocess_metadata
 from ppm_tf.errors import StageError
-from ppm_tf.work_layout import WorkLayout, write_json
+from ppm_tf.work_layout import AB_RESULTS, WorkLayout, write_json
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,8 @@ REPOSITORY_SERVING_DIR = os.path.join(
 @dataclasses.dataclass
 class AbSettings:
     """One replayed A/B test. ``control`` defaults to ``base`` when it is an arm, else the
-    last arm; ``slots`` to the world's impressions per request; ``days`` to every eval day."""
+    last arm; ``slots`` to the world's impressions per request; ``days`` to every eval day;
+    ``out`` (ab.json, the server's log and configs) to WORK/ab."""
 
     work: str
     data: str
@@ -51,6 +52,11 @@ class AbSettings:
     serving_dir: str = REPOSITORY_SERVING_DIR
     seed: int = 0
     resamples: int = 1000
+    out: str | None = None
+
+    @property
+    def out_dir(self) -> str:
+        return self.out or WorkLayout(self.work).ab_dir
 
     def resolved_control(self) -> str:
         if self.control is not None:
@@ -70,7 +76,7 @@ class AbSettings:
 
 
 def run_ab(settings: AbSettings) -> dict:
-    """Runs the replay, writes WORK/ab/ab.json and returns its content."""
+    """Runs the replay, writes ``OUT/ab.json`` and returns its content."""
     world = raw_files.read_world(settings.data)
     if world.get("source") != "synthetic":
         raise StageError(f"{settings.data}: the A/B replay needs a synthetic world (its truth is "
@@ -84,6 +90,7 @@ def run_ab(settings: AbSettings) -> dict:
     served = [arm for arm in settings.arms if arm not in BUILT_IN_ARMS]
     scores, latency_ms, errors, excluded = {}, {}, {}, 0
     if served:
+        _check_exports(settings.saved_models, served)
         requests, contexts, excluded = _with_contexts(settings.work, world, requests)
         scores, latency_ms, errors = _serve(settings, served, requests, contexts)
     ranking_rng = np.random.default_rng(ranking_seed)
@@ -106,7 +113,7 @@ def run_ab(settings: AbSettings) -> dict:
                    for arm in settings.arms},
         "latency_ms": {arm: _percentiles(values) for arm, values in latency_ms.items()},
     }
-    write_json(WorkLayout(settings.work).ab_results, result)
+    write_json(os.path.join(settings.out_dir, AB_RESULTS), result)
     return result
 
 
@@ -129,15 +136,18 @@ def _with_contexts(work: str, world: dict, requests: ReplayedRequests):
             int((~kept).sum()))
 
 
-def _serve(settings: AbSettings, served: list[str], requests: ReplayedRequests,
-           contexts: list[dict[str, np.ndarray]]):
+def _check_exports(saved_models: str, served: list[str]) -> None:
     for arm in served:
-        base_path = os.path.join(settings.saved_models, arm)
+        base_path = os.path.join(saved_models, arm)
         if not os.path.isdir(base_path) or not any(name.isdigit()
                                                    for name in os.listdir(base_path)):
             raise StageError(f"no exported version of {arm} in {base_path}: run `ppm export "
                              f"--work WORK --model {arm} --base-path {base_path}` first")
-    run_dir = WorkLayout(settings.work).ab_dir
+
+
+def _serve(settings: AbSettings, served: list[str], requests: ReplayedRequests,
+           contexts: list[dict[str, np.ndarray]]):
+    run_dir = settings.out_dir
     os.makedirs(run_dir, exist_ok=True)
     with ProductionServer(settings.serving_dir, settings.saved_models, served, run_dir) as server:
         scoring, metadata = make_clients(settings.transport, server.grpc_target, server.rest_url)

@@ -101,10 +101,11 @@ def run_ab(settings: AbSettings) -> dict:
         failed = np.isnan(scores[arm]).any(axis=1)
         shown = shown_positions(np.nan_to_num(scores[arm], nan=-np.inf), tie_break, slots)
         outcomes[arm] = user_outcomes(requests, shown, failed)
-    first_day, _ = eval_days(world)
+    first_day, end_day = eval_days(world)
     result = {
         "arms": list(settings.arms), "requests": len(requests),
-        "eval_days": sorted({int(day) - first_day for day in requests.day}),
+        "eval_days": sorted({int(day) for day in requests.day}),
+        "world_eval_days": [first_day, end_day],
         "pool": settings.pool, "slots": slots, "transport": settings.transport,
         "seed": settings.seed, "excluded_requests": excluded, "not_modelled": NOT_MODELLED,
         "comparison": compare_arms(outcomes, settings.resolved_control(),

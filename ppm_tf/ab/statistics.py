@@ -29,8 +29,10 @@ def _ratios(outcomes: UserOutcomes, weights: np.ndarray) -> dict[str, np.ndarray
     values = {}
     for metric, (numerator, denominator) in METRICS.items():
         top = weights @ getattr(outcomes, numerator)
-        bottom = weights.sum(axis=-1) if denominator is None else \
-            weights @ getattr(outcomes, denominator)
+        if denominator is None:
+            bottom = weights.sum(axis=-1)
+        else:
+            bottom = weights @ getattr(outcomes, denominator)
         with np.errstate(invalid="ignore", divide="ignore"):
             values[metric] = np.where(bottom > 0, top / np.where(bottom > 0, bottom, 1), np.nan)
     return values

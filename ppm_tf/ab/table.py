@@ -28,18 +28,23 @@ def _milliseconds(value) -> str:
     return "–" if value is None else f"{value:.2f}"
 
 
+def _day_span(days: list[int]) -> str:
+    return f"day {days[0]}" if len(days) == 1 else f"days {days[0]}-{days[-1]}"
+
+
 def ab_table_lines(result: dict) -> list[str]:
     comparison = result["comparison"]
     control = comparison["control"]
     days = result["eval_days"]
+    first_day, end_day = result["world_eval_days"]
     heading = (f"A/B test replayed through the served models: {result['requests']:,} requests "
-               f"of {comparison['users']:,} users on eval day{'s' if len(days) > 1 else ''} "
-               f"{days[0]}{f'-{days[-1]}' if len(days) > 1 else ''}, pool {result['pool']}, "
+               f"of {comparison['users']:,} users on {len(days)} of the {end_day - first_day} "
+               f"eval days ({_day_span(days)}), pool {result['pool']}, "
                f"top {result['slots']} shown, served over "
                f"{TRANSPORT_NAMES.get(result['transport'], result['transport'])}. Expected "
                f"outcomes from the world's true probabilities. Not modelled: "
                f"{result['not_modelled']}.")
-    lines = [*textwrap.wrap(heading, WIDTH),
+    lines = [*textwrap.wrap(heading, WIDTH, break_on_hyphens=False),
              f"{'arm':<12}" + "".join(f"{label:>11}" for label in METRIC_LABELS.values())
              + f"{'errors':>11}{'p50 ms':>8}{'p99 ms':>8}"]
     for arm in result["arms"]:

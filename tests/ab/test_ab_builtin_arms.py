@@ -64,7 +64,9 @@ def test_the_result_is_written_and_the_table_says_what_is_not_modelled(result, w
                                                                        tmp_path):
     written = _run(world_dir, tmp_path, days=1, control="random")
     stored = json.loads((tmp_path / "ab" / "ab.json").read_text())
-    assert stored["requests"] == written["requests"] and stored["eval_days"] == [0]
+    assert stored["requests"] == written["requests"]
+    assert stored["eval_days"] == [stored["world_eval_days"][0]]
+    assert "on 1 of the 5 eval days" in "\n".join(ab_table_lines(written))
     text = "\n".join(ab_table_lines(result))
     assert "no feedback loop" in text and "one-shot" in text
     assert f"{result['requests']:,} requests" in text

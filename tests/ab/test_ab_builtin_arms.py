@@ -12,6 +12,7 @@ from ppm_tf.ab.replay import ReplayedRequests
 from ppm_tf.ab.statistics import METRICS, compare_arms
 from ppm_tf.ab.table import ab_table_lines
 from ppm_tf.data.synthetic import generate_world, preset
+from ppm_tf.errors import StageError
 
 BUILT_IN = ("oracle", "popularity", "random")
 
@@ -83,6 +84,11 @@ def test_settings_are_checked_with_a_message_naming_the_field(world_dir, tmp_pat
         _run(world_dir, tmp_path, arms=("oracle", "oracle"))
     with pytest.raises(ValueError, match="transport must be one of"):
         _run(world_dir, tmp_path, transport="http")
+    movielens = tmp_path / "movielens"
+    movielens.mkdir()
+    (movielens / "world.json").write_text(json.dumps({"source": "movielens"}))
+    with pytest.raises(StageError, match="needs a synthetic world"):
+        _run(str(movielens), tmp_path)
 
 
 def _requests(users, p_click, cold=None) -> ReplayedRequests:

@@ -75,10 +75,11 @@ class ServedArm:
         if "serving_default" not in signatures:
             raise StageError(f"arm {name}: the served model has no serving_default signature")
         self.uses_user_states = "user_states" in signatures
+        self.inputs = set(signatures["serving_default"].inputs)
         sendable = set(CONTEXT_FEATURES[1:]) | {features.ITEM_ID}
         if self.uses_user_states:
             sendable |= set(signatures["user_states"].outputs)
-        unknown = set(signatures["serving_default"].inputs) - sendable
+        unknown = self.inputs - sendable
         if unknown:
             raise StageError(f"arm {name}: serving_default needs {sorted(unknown)}, which the "
                              "A/B replay does not build")
@@ -90,6 +91,7 @@ class ServedArm:
             user_level.update(self.client.predict(
                 self.name, {name: context[name] for name in USER_STATE_INPUTS},
                 signature_name="user_states"))
+        user_level = {name: value for name, value in user_level.items() if name in self.inputs}
         request = {**per_candidate(user_level, len(pool_item_ids)),
                    features.ITEM_ID: pool_item_ids}
         scores = np.asarray(self.client.predict(self.name, request)[SCORE_OUTPUT]).reshape(-1)

@@ -27,6 +27,9 @@ def test_every_stage_runs_and_reports(tiny_demo_run):
     assert ab["requests"] > 0 and ab["excluded_requests"] == 0
     assert all(errors["failed_requests"] == 0 for errors in ab["errors"].values())
     assert set(ab["latency_ms"]) == {"urm", "base"}
+    clicks = {arm: row["clicks_per_request"]["value"]
+              for arm, row in ab["comparison"]["arms"].items()}
+    assert max(clicks, key=clicks.get) == "oracle", clicks  # the ceiling of every ranking
     assert "A/B test replayed" in stdout and "no feedback loop" in stdout
     assert metrics["iteration_efficiency"]["urm"]["train_examples"] < \
         metrics["iteration_efficiency"]["base_long"]["train_examples"]

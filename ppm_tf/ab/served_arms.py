@@ -98,6 +98,8 @@ class ServedArm:
         if scores.shape != pool_item_ids.shape:
             raise ServingClientError("BAD_OUTPUT", f"{SCORE_OUTPUT} has shape {scores.shape}, "
                                      f"expected {pool_item_ids.shape}")
+        if not np.isfinite(scores).all():
+            raise ServingClientError("BAD_OUTPUT", f"{SCORE_OUTPUT} holds non-finite scores")
         return scores
 
 

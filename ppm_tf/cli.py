@@ -12,6 +12,7 @@ import resource
 import sys
 import time
 
+from ppm_tf.ab import DEFAULT_ARMS as AB_ARMS
 from ppm_tf.data.synthetic import PRESETS as WORLD_PRESETS
 from ppm_tf.demo import DEMO_PRESETS
 from ppm_tf.encoders.presets import PRESETS as ENCODER_PRESETS
@@ -19,7 +20,7 @@ from ppm_tf.errors import StageError
 from ppm_tf.evaluation.bootstrap import DEFAULT_RESAMPLES
 from ppm_tf.models.config import PRESETS as MODEL_PRESETS
 from ppm_tf.training.registry import EXPORTABLE, MODELS
-from ppm_tf.work_layout import WorkLayout
+from ppm_tf.work_layout import AB_RESULTS, WorkLayout
 
 
 def _generate(args: argparse.Namespace) -> None:
@@ -118,6 +119,20 @@ def _serve(args: argparse.Namespace) -> None:
     raise SystemExit(serve(args.job_args))
 
 
+def _ab(args: argparse.Namespace) -> None:
+    from ppm_tf.ab.experiment import AbSettings, run_ab
+    from ppm_tf.ab.table import ab_table_lines
+
+    settings = AbSettings(
+        work=args.work, data=args.data, saved_models=args.saved_models,
+        arms=tuple(arm.strip() for arm in args.arms.split(",") if arm.strip()),
+        control=args.control, days=args.days, pool=args.pool, slots=args.slots,
+        transport=args.transport, seed=args.seed, resamples=args.resamples, out=args.out,
+        **({"serving_dir": args.serving_dir} if args.serving_dir else {}))
+    print("\n".join(ab_table_lines(run_ab(settings))))
+    print(f"results: {os.path.join(settings.out_dir, AB_RESULTS)}")
+
+
 def _demo(args: argparse.Namespace) -> None:
     from ppm_tf.demo import DemoRun, run_demo
 
@@ -210,6 +225,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_pass_through(commands, "serve", _serve,
                       "local TF-Serving-compatible server (TF Serving's flags; --help: flags)")
+
+    ab = commands.add_parser(
+        "ab", help="the online A/B test replayed through the served models (synthetic world)")
+    ab.add_argument("--work", required=True, help="the preprocessed work dir of the world")
+    ab.add_argument("--data", required=True, help="the synthetic world's raw data directory")
+    ab.add_argument("--saved-models", "--saved_models", dest="saved_models",
+                    default="saved_models", help="the export folder (saved_models/<arm>/<v>)")
+    ab.add_argument("--arms", default=",".join(AB_ARMS),
+                    help="exported models by name, and the built-in arms oracle, popularity, "
+                         "random (default: %(default)s)")
+    ab.add_argument("--control", help="the arm the others are compared with (default: base "
+                                      "when it is an arm, else the last arm)")
+    ab.add_argument("--days", type=int, help="replay the first N eval days (default: all)")
+    ab.add_argument("--pool", type=int, default=100, help="candidates ranked per request")
+    ab.add_argument("--slots", type=int,
+                    help="top items shown per request (default: the world's, 5)")
+    ab.add_argument("--transport", choices=["grpc", "rest"], default="grpc")
+    ab.add_argument("--seed", type=int, default=0, help="pools, ties, random arm, bootstrap")
+    ab.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
+    ab.add_argument("--out", help="where ab.json and the server's log go (default: WORK/ab)")
+    ab.add_argument("--serving-dir", "--serving_dir", dest="serving_dir",
+                    help="the production TF Serving configs (default: the repository's "
+                         "serving/)")
+    ab.set_defaults(handler=_ab)
 
     demo = commands.add_parser(
         "demo", help="the whole pipeline on the synthetic world, to the results table")

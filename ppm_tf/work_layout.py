@@ -25,6 +25,7 @@ joined with "/" so the same layout works on ``gs://`` through Beam's and TF's fi
     WORK/models/ppm_pretrained/plug_in_head    the pre-trained plug-in head (checkpoint)
     WORK/predictions/<name>.npz                eval-split predictions per model
     WORK/eval/                                 metrics.json, report.md, plots
+    WORK/ab/                                   the replayed A/B test: ab.json, the server's log
     WORK/preprocess.json                       the run's settings: max_seq_len, split bounds
     WORK/stats.json                            counts: per split, dead letters, vocab sizes
 """
@@ -38,6 +39,7 @@ TFRECORD_SUFFIX = ".tfrecord.gz"
 TEXT_ENCODER, IMAGE_ENCODER = "text", "image"  # WORK/encoders/<kind>/
 ENCODER_JSON = "encoder.json"  # an encoder export's description, written last
 PRETRAINED = "ppm_pretrained"  # the model folder of PPM pre-trained on the long span
+AB_RESULTS = "ab.json"  # the replayed A/B test's results, in WORK/ab/ or `ppm ab --out`
 
 
 def require(path: str, made_by: str) -> None:
@@ -250,3 +252,11 @@ class WorkLayout:
     @property
     def eval_metrics(self) -> str:
         return self.path("eval", "metrics.json")
+
+    @property
+    def ab_dir(self) -> str:
+        return self.path("ab")
+
+    @property
+    def ab_results(self) -> str:
+        return self.path("ab", AB_RESULTS)

@@ -12,7 +12,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 # The pipeline's stages, in order; a stage may import from itself and from those before it.
 STAGES = ("ground", "data", "preprocessing", "encoders", "caching", "models", "training",
-          "evaluation", "export", "serving", "demo", "cli")
+          "evaluation", "export", "serving", "ab", "demo", "cli")
 GROUND_FLOOR = {"ppm_tf", "ppm_tf.features", "ppm_tf.work_layout", "ppm_tf.metrics",
                 "ppm_tf.errors", "ppm_tf.atomic", "ppm_tf.filesystem", "ppm_tf.fitting",
                 "ppm_tf.beam_runner"}

@@ -2,7 +2,8 @@
 
 generate -> preprocess (Beam) -> train encoders -> embed items (Beam) -> pretrain PPM ->
 precompute towers (Beam) -> train every ablation row (``registry.ROWS``) -> evaluate ->
-export urm and base -> serve them locally and score one user's candidates over REST and gRPC.
+export urm and base -> serve them locally and score one user's candidates over REST and gRPC ->
+replay the online A/B test through the served models (synthetic worlds).
 
 Each stage prints a line with its elapsed time and is skipped when its outputs exist and are
 newer than its inputs (so a re-run after a crash resumes; ``force`` redoes everything).
@@ -16,10 +17,12 @@ import time
 from typing import Callable
 
 from ppm_tf.data import raw_files
-from ppm_tf.work_layout import PRETRAINED, WorkLayout
+from ppm_tf.work_layout import PRETRAINED, WorkLayout, read_json
 
 DEMO_PRESETS = ("tiny", "demo")  # sized for a laptop; `paper` is for accelerators
 EXPORTED_MARKER = ".exported"  # what the last export published; the up-to-date check
+# The A/B replay's eval days per preset: a few thousand requests (None: every eval day).
+AB_DAYS = {"tiny": None, "demo": 1}
 
 
 @dataclasses.dataclass
@@ -77,6 +80,13 @@ def _generated(data_dir: str, preset_name: str, seed: int) -> bool:
     return world.get("preset") == preset_name and world.get("seed") == seed
 
 
+def _synthetic(data_dir: str) -> bool:
+    try:
+        return raw_files.read_world(data_dir).get("source") == "synthetic"
+    except FileNotFoundError:
+        return False
+
+
 def run_demo(run: DemoRun) -> dict:
     """Runs every stage; returns the final metrics (also written to OUT/metrics.json)."""
     from ppm_tf.beam_runner import pipeline_options
@@ -126,7 +136,17 @@ def run_demo(run: DemoRun) -> dict:
                   (layout.training_summary(name),))
     serving = run.stage("serve", lambda: serve_and_score(run.saved_models, run.work,
                                                          run.data_dir))
-    return _finish(run, metrics, serving, time.perf_counter() - started)
+    ab = None
+    if _synthetic(run.data_dir):
+        exported = tuple(os.path.join(run.saved_models, name, EXPORTED_MARKER)
+                         for name in EXPORTABLE)
+        ab = run.stage("ab", lambda: _replay_ab(run), layout.ab_results, exported)
+        if ab is None:  # up to date: the last replay's results
+            ab = read_json(layout.ab_results, "ppm ab")
+    else:
+        print("[ab] skipped: the A/B replay needs a synthetic world's true probabilities",
+              flush=True)
+    return _finish(run, metrics, serving, ab, time.perf_counter() - started)
 
 
 def _evaluate(work: str) -> dict:
@@ -146,11 +166,19 @@ def _export(run: DemoRun, name: str, export_model) -> dict:
     return result
 
 
-def _finish(run: DemoRun, metrics: dict, serving: dict, seconds: float) -> dict:
+def _replay_ab(run: DemoRun) -> dict:
+    from ppm_tf.ab.experiment import AbSettings, run_ab
+
+    return run_ab(AbSettings(work=run.work, data=run.data_dir, saved_models=run.saved_models,
+                             days=AB_DAYS.get(run.preset), seed=run.seed))
+
+
+def _finish(run: DemoRun, metrics: dict, serving: dict, ab: dict | None,
+            seconds: float) -> dict:
     from ppm_tf.demo.report import print_results, write_html_report
     from ppm_tf.evaluation.evaluate import write_metrics_json
 
-    summary = {**metrics, "serving": serving, "stage_seconds": run.stage_seconds,
+    summary = {**metrics, "serving": serving, "ab": ab, "stage_seconds": run.stage_seconds,
                "wall_clock_seconds": seconds, "preset": run.preset, "seed": run.seed}
     with open(os.path.join(run.out, "metrics.json"), "w", encoding="utf-8") as handle:
         write_metrics_json(summary, handle)

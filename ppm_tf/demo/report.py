@@ -12,6 +12,7 @@ import os
 import re
 import sys
 
+from ppm_tf.ab.table import ab_table_lines
 from ppm_tf.evaluation import DIFFERENCE, INTERVAL, INTERVALS, SLICE_LABELS, SLICES, VS_BASE
 from ppm_tf.evaluation.report import format_number, markdown_report, table_rows
 
@@ -55,6 +56,8 @@ def results_lines(summary: dict) -> list[str]:
         lines += ["", "Serving one user's candidates through the local server (ms)",
                   *(f"  {name:<28} p50 {row['p50']:.2f}  p99 {row['p99']:.2f}"
                     for name, row in serving["latency_ms"].items())]
+    if summary.get("ab"):
+        lines += ["", *ab_table_lines(summary["ab"])]
     return lines
 
 
@@ -136,6 +139,9 @@ def write_html_report(summary: dict, eval_dir: str, path: str) -> str:
            + html.escape("\n".join(f"{name:<28} p50 {row['p50']:.2f}  p99 {row['p99']:.2f}"
                                     for name, row in serving.items())) + "</pre>"]
           if serving else []),
+        *(["<h2>The online A/B test, replayed</h2><pre>"
+            + html.escape("\n".join(ab_table_lines(summary["ab"]))) + "</pre>"]
+          if summary.get("ab") else []),
         "<h2>Stages</h2><pre>" + html.escape("\n".join(
             f"{name:<18} {seconds:8.1f} s" for name, seconds in
             summary.get("stage_seconds", {}).items())) + "</pre>",

@@ -12,7 +12,7 @@ MODELS = ("base", "qm_ep", "ppm", "urm", "base_long")
 def test_every_stage_runs_and_reports(tiny_demo_run):
     out, stdout = tiny_demo_run
     for stage in ("generate", "preprocess", "train-encoders", "embed-items", "pretrain",
-                  "precompute", "train urm", "evaluate", "export urm", "serve"):
+                  "precompute", "train urm", "evaluate", "export urm", "serve", "ab"):
         assert f"[{stage}] done in" in stdout, stage
     metrics = json.loads((out / "metrics.json").read_text())
     for name in MODELS:
@@ -22,6 +22,15 @@ def test_every_stage_runs_and_reports(tiny_demo_run):
         assert model["train_seconds"] > 0 and model["trainable_params"] > 0
     assert set(metrics["oracle"]) >= {"overall", "cold", "warm"}
     assert metrics["serving"]["rest_and_grpc_agree"]
+    ab = metrics["ab"]  # the replayed A/B test: every eval day of the tiny world
+    assert ab["arms"] == ["urm", "base", "oracle", "popularity", "random"]
+    assert ab["requests"] > 0 and ab["excluded_requests"] == 0
+    assert all(errors["failed_requests"] == 0 for errors in ab["errors"].values())
+    assert set(ab["latency_ms"]) == {"urm", "base"}
+    clicks = {arm: row["clicks_per_request"]["value"]
+              for arm, row in ab["comparison"]["arms"].items()}
+    assert max(clicks, key=clicks.get) == "oracle", clicks  # the ceiling of every ranking
+    assert "A/B test replayed" in stdout and "no feedback loop" in stdout
     assert metrics["iteration_efficiency"]["urm"]["train_examples"] < \
         metrics["iteration_efficiency"]["base_long"]["train_examples"]
     html = (out / "report.html").read_text()
@@ -38,5 +47,6 @@ def test_a_rerun_skips_the_stages_that_are_up_to_date(tiny_demo_run):
     result = run_ppm_demo(out)
     assert result.returncode == 0, result.stderr[-3000:]
     for stage in ("preprocess", "train-encoders", "pretrain", "precompute", "train urm",
-                  "export urm"):
+                  "export urm", "ab"):
         assert f"[{stage}] up to date; skipped" in result.stdout, stage
+    assert "A/B test replayed" in result.stdout  # the last replay's table, read back

@@ -16,6 +16,7 @@ Python loop runs per impression. Only one day is held in memory at a time.
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import numpy as np
 
@@ -26,6 +27,8 @@ from ppm_tf.data.synthetic.population import Population
 
 FIRST_REQUEST_SECOND = 7 * 3600  # requests happen from 07:00 to midnight, after launches
 POPULAR, NEW, RANDOM = 0, 1, 2
+# observe(day, users [requests], ts [requests], items [requests, k]) for one round of requests.
+RoundObserver = Callable[[int, np.ndarray, np.ndarray, np.ndarray], None]
 
 
 @dataclasses.dataclass
@@ -66,7 +69,11 @@ class ImpressionSimulator:
                                      for tier in vocab.PRICE_TIER_NAMES])[
             catalog.attributes["price_tier"]]
 
-    def simulate_day(self, day: int, rng: np.random.Generator) -> DayLog:
+    def simulate_day(self, day: int, rng: np.random.Generator,
+                     observe: RoundObserver | None = None) -> DayLog:
+        """One day's impressions. ``observe``, when given, sees each round of requests before
+        its clicks change the users' state: what a replay needs to ask ``true_probabilities``
+        about items the log did not show."""
         config, population = self.config, self.population
         visiting = (population.signup_day <= day) & (
             rng.random(population.size) < population.daily_active_rate)
@@ -75,7 +82,7 @@ class ImpressionSimulator:
                                       config.max_requests_per_day - 1)
         seconds = np.sort(rng.integers(FIRST_REQUEST_SECOND, SECONDS_PER_DAY,
                                        (users.size, config.max_requests_per_day)), axis=1)
-        sampler = _CandidateSampler(self.catalog, day, config, rng)
+        sampler = CandidateSampler(self.catalog, day, config, rng)
         rounds = []
         for round_index in range(config.max_requests_per_day):
             in_round = num_requests > round_index
@@ -83,12 +90,29 @@ class ImpressionSimulator:
                 break
             round_users = users[in_round]
             ts = self.start_ts + day * SECONDS_PER_DAY + seconds[in_round, round_index]
-            rounds.append(self._simulate_requests(day, round_users, ts, sampler, rng))
+            rounds.append(self._simulate_requests(day, round_users, ts, sampler, rng, observe))
         return _sorted_day(rounds, config.impressions_per_request)
 
-    def _simulate_requests(self, day, users, ts, sampler, rng):
-        config, catalog, population = self.config, self.catalog, self.population
+    def _simulate_requests(self, day, users, ts, sampler, rng, observe):
         items = sampler.sample(users.size)  # [requests, k]
+        p_click, p_order_given_click = self._click_and_order_given_click(day, users, items)
+        click = rng.random(p_click.shape) < p_click
+        order = click & (rng.random(p_click.shape) < p_order_given_click)
+        if observe is not None:
+            observe(day, users, ts, items)
+        self._remember_clicks(users, self.content_indices[items], click)
+        return users, ts, items, click, order, p_click, p_click * p_order_given_click
+
+    def true_probabilities(self, day: int, users: np.ndarray,
+                           items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The oracle for showing ``items[r, j]`` to ``users[r]`` on ``day``, given the users'
+        recent clicks so far: ``p_click`` and ``p_order`` (= P(click and order)), each
+        ``[requests, k]``, computed as the simulation computes them."""
+        p_click, p_order_given_click = self._click_and_order_given_click(day, users, items)
+        return p_click, p_click * p_order_given_click
+
+    def _click_and_order_given_click(self, day, users, items):
+        config, catalog, population = self.config, self.catalog, self.population
         indices = self.content_indices[items]  # [requests, k, attributes]
         taste = population.taste_on(day, config.drift_radians, config.num_days, users)
         content = np.take_along_axis(taste[:, None, :], indices, axis=2).sum(-1)
@@ -100,15 +124,10 @@ class ImpressionSimulator:
                        + config.trend_scale * trend
                        + config.behaviour_scale * similarity
                        + population.click_bias[users][:, None] + catalog.quality[items] + latent)
-        p_click = sigmoid(click_logit)
         order_logit = (config.base_order_logit + config.order_taste_scale * content
                        + self.order_shift[items] + population.order_bias[users][:, None]
                        + config.order_quality_scale * catalog.quality[items])
-        p_order_given_click = sigmoid(order_logit)
-        click = rng.random(p_click.shape) < p_click
-        order = click & (rng.random(p_click.shape) < p_order_given_click)
-        self._remember_clicks(users, indices, click)
-        return users, ts, items, click, order, p_click, p_click * p_order_given_click
+        return sigmoid(click_logit), sigmoid(order_logit)
 
     def _remember_clicks(self, users, indices, click):
         clicks_per_request = click.sum(axis=1)
@@ -127,17 +146,19 @@ class ImpressionSimulator:
                                              + (1 - decay) * profile[clicked])
 
 
-class _CandidateSampler:
-    """Draws a request's candidates from the items launched by ``day``, without repeats."""
+class CandidateSampler:
+    """Draws a request's candidates from the items launched by ``day``, without repeats:
+    ``per_request`` of them (the world's ``impressions_per_request`` unless given)."""
 
-    def __init__(self, catalog: Catalog, day: int, config: WorldConfig, rng):
+    def __init__(self, catalog: Catalog, day: int, config: WorldConfig, rng,
+                 per_request: int | None = None):
         self.rng = rng
         self.mix = config.candidate_mix
-        self.per_request = config.impressions_per_request
+        self.per_request = per_request or config.impressions_per_request
         self.launched = np.flatnonzero(catalog.launch_day <= day)
         if self.launched.size < self.per_request:
             raise ValueError(f"only {self.launched.size} items launched by day {day}; "
-                             f"need at least impressions_per_request={self.per_request}")
+                             f"need at least {self.per_request} candidates per request")
         age = day - catalog.launch_day[self.launched]
         self.new = self.launched[age < config.new_item_days]
         weights = np.exp(catalog.popularity[self.launched])

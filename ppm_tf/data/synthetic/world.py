@@ -54,17 +54,36 @@ def _part_rngs(seed: int) -> list[np.random.Generator]:
     return [np.random.default_rng(child) for child in np.random.SeedSequence(seed).spawn(5)]
 
 
+def request_id(day: int, number: int) -> str:
+    """The public id of a day's ``number``-th request (the events' ``request_id``)."""
+    return f"r{day:03d}-{number:06d}"
+
+
 def catalog_and_population(world: dict) -> tuple[Catalog, Population]:
     """The items and users of a written world (its world.json) with their hidden effects,
     drawn again as ``generate_world`` drew them: what an analysis needs to split the oracle
     into its causes."""
+    config = _world_config(world)
+    catalog_rng, _, user_rng, _, _ = _part_rngs(world["seed"])
+    return sample_catalog(config, catalog_rng), sample_population(config, user_rng)
+
+
+def impression_simulator(world: dict) -> tuple[ImpressionSimulator, np.random.Generator]:
+    """A written world's impression simulator and random stream, as ``generate_world`` started
+    them: ``simulate_day(day, rng)`` for day 0, 1, ... draws the logged impressions again, with
+    the same recent-click state, so a replay can ask the world about items it did not show."""
+    config = _world_config(world)
+    catalog, population = catalog_and_population(world)
+    simulator = ImpressionSimulator(config, catalog, population, horizon_start_ts(config))
+    return simulator, _part_rngs(world["seed"])[3]
+
+
+def _world_config(world: dict) -> WorldConfig:
     if world.get("source") != "synthetic":
         raise ValueError("hidden effects exist for synthetic worlds only; this world.json "
                          f"says source={world.get('source')!r}")
-    config = WorldConfig(**{name: tuple(value) if isinstance(value, list) else value
-                            for name, value in world["config"].items()})
-    catalog_rng, _, user_rng, _, _ = _part_rngs(world["seed"])
-    return sample_catalog(config, catalog_rng), sample_population(config, user_rng)
+    return WorldConfig(**{name: tuple(value) if isinstance(value, list) else value
+                          for name, value in world["config"].items()})
 
 
 def _generate_into(config: WorldConfig, seed: int, out: str, preset_name: str) -> dict:
@@ -144,7 +163,7 @@ def _simulate_and_write_events(layout, config, catalog, population, start_ts, rn
 
 
 def _write_day(layout, day: int, log: DayLog, catalog: Catalog, population: Population) -> None:
-    request_ids = [f"r{day:03d}-{number:06d}" for number in log.request_number.tolist()]
+    request_ids = [request_id(day, number) for number in log.request_number.tolist()]
     item_ids = [catalog.item_ids[item] for item in log.item.tolist()]
     user_ids = [population.user_ids[user] for user in log.user.tolist()]
     raw_files.write_lines(layout.events_shard(day), (

@@ -1,0 +1,131 @@
+"""Arms that are exported models: each request's pool ranked by the model server over gRPC
+(or REST), with the request protocol of ``ppm_tf.export.requests``.
+
+A request's user-level inputs (history, time and the user's as-of counts) come from the
+preprocessed eval split, where preprocessing built them from the raw log: what the offline
+evaluation scored for the same request. Every input carries the candidate dimension, the form TF Serving accepts with
+``--enable_batching`` (the shipped config). A refused or failed call is an error of that arm
+for that request: counted, kept with its message, and the request shows nothing.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+
+import numpy as np
+
+from ppm_tf import features
+from ppm_tf.data.tfrecords import read_split
+from ppm_tf.errors import StageError
+from ppm_tf.export.requests import USER_STATE_INPUTS
+from ppm_tf.serving.client import GrpcClient, RestClient, ServingClientError
+
+log = logging.getLogger(__name__)
+
+CONTEXT_FEATURES = (features.REQUEST_ID, features.USER_ID, features.TS, features.HIST_ITEM_IDS,
+                    features.HIST_TS, features.USER_COUNTS)
+SCORE_OUTPUT = "click_prob"
+PROGRESS_EVERY = 1000
+
+
+def request_contexts(work: str, request_ids: set[str]) -> dict[str, dict[str, np.ndarray]]:
+    """``request_id -> {user_id [1], hist_item_ids [1, L], hist_ts [1, L], ts [1],
+    user_counts [1, COUNT_SIZE]}`` from the eval split, for the requests in ``request_ids``."""
+    contexts = {}
+    for batch in read_split(work, "eval", 4096, deterministic=True, features=CONTEXT_FEATURES):
+        values = {name: tensor.numpy() for name, tensor in batch.items()}
+        for row, request_id in enumerate(values[features.REQUEST_ID].tolist()):
+            request_id = request_id.decode("utf-8")
+            if request_id in request_ids and request_id not in contexts:
+                contexts[request_id] = {name: values[name][row:row + 1]
+                                        for name in CONTEXT_FEATURES[1:]}
+    return contexts
+
+
+@dataclasses.dataclass
+class ArmErrors:
+    """The requests an arm failed, with the server's code and message for each."""
+
+    rows: list[int] = dataclasses.field(default_factory=list)
+    codes: list[str] = dataclasses.field(default_factory=list)
+    messages: list[str] = dataclasses.field(default_factory=list)
+
+    def summary(self, requests: int, examples: int = 3) -> dict:
+        codes, counts = np.unique(self.codes, return_counts=True) if self.codes else ([], [])
+        return {"failed_requests": len(self.rows), "requests": requests,
+                "by_code": {str(code): int(count) for code, count in zip(codes, counts)},
+                "examples": self.messages[:examples]}
+
+
+class ServedArm:
+    """One exported model behind the server: ``user_states`` first when the model has it
+    (URM's cached user tower), then ``serving_default`` over the pool."""
+
+    def __init__(self, name: str, client, metadata: GrpcClient):
+        self.name = name
+        self.client = client
+        signatures = metadata.signature_defs(name)
+        if "serving_default" not in signatures:
+            raise StageError(f"arm {name}: the served model has no serving_default signature")
+        self.uses_user_states = "user_states" in signatures
+        self.inputs = set(signatures["serving_default"].inputs)
+        sendable = set(CONTEXT_FEATURES[1:]) | {features.ITEM_ID}
+        if self.uses_user_states:
+            sendable |= set(signatures["user_states"].outputs)
+        unknown = self.inputs - sendable
+        if unknown:
+            raise StageError(f"arm {name}: serving_default needs {sorted(unknown)}, which the "
+                             "A/B replay does not build")
+
+    def scores(self, context: dict[str, np.ndarray], pool_item_ids: np.ndarray) -> np.ndarray:
+        """[K] click scores of the pool; raises ``ServingClientError`` when the server refuses."""
+        user_level = {name: context[name] for name in CONTEXT_FEATURES[1:]}
+        if self.uses_user_states:
+            user_level.update(self.client.predict(
+                self.name, {name: context[name] for name in USER_STATE_INPUTS},
+                signature_name="user_states"))
+        user_level = {name: value for name, value in user_level.items() if name in self.inputs}
+        scores = np.asarray(self.client.predict_candidates(
+            self.name, user_level, {features.ITEM_ID: pool_item_ids})[SCORE_OUTPUT]).reshape(-1)
+        if scores.shape != pool_item_ids.shape:
+            raise ServingClientError("BAD_OUTPUT", f"{SCORE_OUTPUT} has shape {scores.shape}, "
+                                     f"expected {pool_item_ids.shape}")
+        if not np.isfinite(scores).all():
+            raise ServingClientError("BAD_OUTPUT", f"{SCORE_OUTPUT} holds non-finite scores")
+        return scores
+
+
+def make_clients(transport: str, grpc_target: str, rest_url: str):
+    """(scoring client, metadata client): the transport's, and gRPC for signatures."""
+    metadata = GrpcClient(grpc_target)
+    if transport == "grpc":
+        return metadata, metadata
+    if transport == "rest":
+        return RestClient(rest_url), metadata
+    raise ValueError(f"transport must be grpc or rest, got {transport!r}")
+
+
+def score_served_arms(arms: list[ServedArm], request_ids: np.ndarray,
+                      contexts: list[dict[str, np.ndarray]], pool_item_ids: np.ndarray):
+    """Each arm's scores ([R, K], NaN where it failed), latencies in ms ([R], NaN where it
+    failed) and errors. Arms take turns going first, request by request."""
+    shape = pool_item_ids.shape
+    scores = {arm.name: np.full(shape, np.nan) for arm in arms}
+    latency_ms = {arm.name: np.full(shape[0], np.nan) for arm in arms}
+    errors = {arm.name: ArmErrors() for arm in arms}
+    for row, context in enumerate(contexts):
+        for arm in (arms if row % 2 == 0 else arms[::-1]):
+            started = time.perf_counter()
+            try:
+                scores[arm.name][row] = arm.scores(context, pool_item_ids[row])
+            except ServingClientError as error:
+                code = getattr(error.code, "name", str(error.code))  # gRPC status or HTTP code
+                errors[arm.name].rows.append(row)
+                errors[arm.name].codes.append(code)
+                errors[arm.name].messages.append(f"{request_ids[row]}: {code}: {error.message}")
+                continue
+            latency_ms[arm.name][row] = (time.perf_counter() - started) * 1000
+        if (row + 1) % PROGRESS_EVERY == 0:
+            log.info("served %d of %d requests", row + 1, shape[0])
+    return scores, latency_ms, errors

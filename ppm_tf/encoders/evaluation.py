@@ -183,7 +183,7 @@ class NeighbourAccumulator:
 
     def result(self) -> dict:
         value = self.total / self.count if self.count else float("nan")
-        return {f"entity_jaccard_at_{self.k}": value, "items": self.count}
+        return {"entity_jaccard": value, "k": self.k, "items": self.count}
 
 
 def random_neighbours(relevance: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -89,10 +89,14 @@ def query_matching_metrics(item_vectors: np.ndarray, query_vectors: np.ndarray,
 def entity_neighbour_metrics(item_vectors: np.ndarray, titles: Sequence[bytes],
                              entities: Sequence[Sequence[bytes]], rows: np.ndarray,
                              batch_size: int) -> dict[str, Any]:
-    """Entity overlap of the 10 nearest other items of each item in ``rows``, by the model's
-    vectors, by TF-IDF over the titles, and at random. Items without entities do not query."""
+    """Entity overlap of the 10 nearest other items (all of them in a catalogue of 10 or
+    fewer) of each item in ``rows``, by the model's vectors, by TF-IDF over the titles, and at
+    random. Items without entities do not query; a catalogue of one item has no neighbours."""
     rows = np.asarray([row for row in rows if len(entities[row])], np.int64)
-    model, tfidf = (evaluation.NeighbourAccumulator(NEIGHBOURS_K) for _ in range(2))
+    if len(titles) < 2:
+        rows = rows[:0]
+    k = min(NEIGHBOURS_K, max(len(titles) - 1, 1))
+    model, tfidf = (evaluation.NeighbourAccumulator(k) for _ in range(2))
     random_total = 0.0
     index = evaluation.TfidfIndex(list(titles))
     for start in range(0, len(rows), batch_size):
@@ -101,10 +105,9 @@ def entity_neighbour_metrics(item_vectors: np.ndarray, titles: Sequence[bytes],
         model.add(item_vectors[chunk] @ item_vectors.T, relevance, chunk)
         tfidf.add(index.scores([titles[row] for row in chunk]), relevance, chunk)
         random_total += float(evaluation.random_neighbours(relevance, chunk).sum())
-    key = f"entity_jaccard_at_{NEIGHBOURS_K}"
     return {"model": model.result(), "tfidf": tfidf.result(),
-            "random": {key: random_total / len(rows) if len(rows) else float("nan"),
-                       "items": len(rows)}}
+            "random": {"entity_jaccard": random_total / len(rows) if len(rows) else float("nan"),
+                       "k": k, "items": len(rows)}}
 
 
 def _sample(rows: np.ndarray, seed: int) -> np.ndarray:

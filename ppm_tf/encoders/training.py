@@ -132,10 +132,10 @@ def format_metrics(metrics: dict[str, Any]) -> str:
                         lines.append(f"    {name:<10} Recall@10 {row['recall_at_10']:.4f}   "
                                      f"MRR {row['mrr']:.4f}")
         for title, block in text["entity_neighbours"].items():
-            lines.append(f"  entity overlap of the 10 nearest items, {block['model']['items']:,} "
-                         f"{title} items")
+            lines.append(f"  entity overlap of the {block['model']['k']} nearest items, "
+                         f"{block['model']['items']:,} {title} items")
             lines.append("    " + "   ".join(
-                f"{name} {block[name]['entity_jaccard_at_10']:.4f}"
+                f"{name} {block[name]['entity_jaccard']:.4f}"
                 for name in ("model", "tfidf", "random")))
     image = metrics.get(export.IMAGE)
     if image:

@@ -16,7 +16,7 @@ from ppm_tf.encoders import data, text_objective
 from ppm_tf.encoders.image import EntityPredictionModel
 from ppm_tf.encoders.presets import FitConfig
 from ppm_tf.encoders.fitting import learning_rate_schedule
-from ppm_tf.encoders.training import _RunState, train_encoders
+from ppm_tf.encoders.training import _RunState, format_metrics, train_encoders
 
 # keras-cv's Backbone probes deprecated tf-keras properties whenever it is saved or listed.
 pytestmark = pytest.mark.filterwarnings(
@@ -199,6 +199,9 @@ def test_without_queries_the_text_encoder_trains_with_simcse(tmp_path):
     assert neighbours["eval"]["model"]["items"] + neighbours["valid"]["model"]["items"] > 0
     description = json.load(open(os.path.join(work, "encoders", "text", "encoder.json")))
     assert description["objective"] == "simcse"
+    table = format_metrics(metrics)
+    assert "text objective: simcse (0 training queries < min_query_pairs 128" in table
+    assert "entity overlap of the 10 nearest items" in table and "query -> item" not in table
     with pytest.raises(ValueError, match="query matching needs at least 2 training queries"):
         train_encoders(work, "tiny", seed=0, epochs=1, encoders=("text",),
                        text_objective="query_matching")

@@ -134,6 +134,9 @@ class EncoderPreset:
     simcse: FitConfig  # the text encoder's fit when there is no search log
     # Training (query, item) pairs below which query matching is not chosen by ``auto``.
     min_query_pairs: int = 1000
+    # Whether ``auto`` fine-tunes a pre-trained text encoder with query matching (the paper,
+    # on a large search log) or keeps it frozen (small logs: see docs/encoders.md).
+    query_matching_from_pretrained: bool = False
     temperature: float = 0.05  # τ of the InfoNCE losses (scores are cosines / τ)
     ep_threshold: float = 0.5  # sigmoid probability above which an entity is predicted
     holdout_fraction: float = 0.1  # items held out (by a seeded id hash) to evaluate EP
@@ -185,6 +188,7 @@ PRESETS: dict[str, EncoderPreset] = {
         # Unsupervised SimCSE's BERT-base setting: batch 64, rate 3e-5, one epoch.
         simcse=FitConfig(epochs=1, batch_size=64, learning_rate=3e-5,
                          pretrained_learning_rate=3e-5),
+        query_matching_from_pretrained=True,
         eval_batch_size=256,
     ),
 }

@@ -97,7 +97,8 @@ def fit_text_encoder(work: str, config: EncoderPreset, seed: int,
     num_pairs = data.count_query_matching_pairs(work, table)
     num_titles = len(data.distinct_titles(titles))
     chosen, reason = text_objective.choose(objective, num_pairs, config.min_query_pairs,
-                                           bert is not None, num_titles)
+                                           bert is not None, num_titles,
+                                           config.query_matching_from_pretrained)
     logger.info("text objective: %s (%s)", chosen, reason)
     run: dict[str, Any] = {"objective": chosen, "objective_reason": reason,
                            "train_pairs": num_pairs, "train_titles": num_titles}

@@ -160,10 +160,12 @@ def test_an_interrupted_run_resumes_where_it_stopped(work):
 
 def test_objective_choice_follows_the_data_and_the_starting_point():
     assert text_objective.choose("auto", 500, 128, False, 64)[0] == "query_matching"
-    assert text_objective.choose("auto", 500, 128, True, 64)[0] == "query_matching"
     objective, reason = text_objective.choose("auto", 0, 128, False, 64)
     assert objective == "simcse" and "0 training queries < min_query_pairs 128" in reason
-    assert text_objective.choose("auto", 100, 128, True, 64)[0] == "frozen"
+    # A pre-trained encoder stays frozen unless the preset fine-tunes it and queries suffice.
+    assert text_objective.choose("auto", 500, 128, True, 64)[0] == "frozen"
+    assert text_objective.choose("auto", 500, 128, True, 64, True)[0] == "query_matching"
+    assert text_objective.choose("auto", 100, 128, True, 64, True)[0] == "frozen"
     assert text_objective.choose("simcse", 500, 128, True, 64) == ("simcse", "requested")
     with pytest.raises(ValueError, match="query matching needs at least 2 training queries"):
         text_objective.choose("query_matching", 1, 128, False, 64)
@@ -219,7 +221,7 @@ def test_a_frozen_hugging_face_encoder_exports_the_checkpoint_vectors(tmp_path):
     vocab = words + [f"##{digit}" for digit in range(10)]
     vocab += [f"unused{n}" for n in range(VOCAB - len(vocab))]
     write_hugging_face(tmp_path / "hf", bert_arrays(np.random.default_rng(3)), vocab)
-    work = make_work(tmp_path / "work", query_splits=("eval",))  # no training queries
+    work = make_work(tmp_path / "work")  # 128 training queries: tiny keeps it frozen anyway
     metrics = train_encoders(work, "tiny", seed=0, bert_checkpoint=str(tmp_path / "hf"),
                              encoders=("text",))
     assert metrics["text"]["objective"] == "frozen" and "epochs" not in metrics["text"]

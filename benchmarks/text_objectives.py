@@ -5,7 +5,7 @@ and the entity overlap of each item's 10 nearest items (valid and eval items), a
 run's metrics to OUT/<contender>.json.
 
     python benchmarks/text_objectives.py --work WORK [--no_query_work WORK2] [--preset demo]
-        [--checkpoint DIR] [--contenders scratch/query_matching minilm/frozen ...]
+        [--checkpoint DIR] [--contenders scratch/query_matching minilm/frozen ...] [--epochs N]
 
 ``WORK2`` is the same data preprocessed without a search log; SimCSE contenders run there when
 it is given (as a shop without queries would), else on WORK. ``--checkpoint`` defaults to the
@@ -59,6 +59,7 @@ def main(argv=None) -> None:
     parser.add_argument("--no_query_work")
     parser.add_argument("--preset", default="demo")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, help="override the preset's epochs (trained runs)")
     parser.add_argument("--checkpoint", default=packaged_checkpoints.minilm_directory())
     parser.add_argument("--contenders", nargs="+", choices=CONTENDERS, default=list(CONTENDERS))
     parser.add_argument("--out", help="where the metrics go (default WORK/text_objectives)")
@@ -75,7 +76,8 @@ def main(argv=None) -> None:
         started = time.perf_counter()
         metrics = train_encoders(work, args.preset, args.seed,
                                  args.checkpoint if start == "minilm" else None,
-                                 encoders=("text",), text_objective=objective)
+                                 encoders=("text",), text_objective=objective,
+                                 epochs=args.epochs)
         results[name] = {**metrics["text"], "work": work,
                          "wall_seconds": round(time.perf_counter() - started, 1)}
         with open(os.path.join(out, name.replace("/", "_") + ".json"), "w") as handle:

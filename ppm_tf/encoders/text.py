@@ -9,7 +9,7 @@ so extra padding never changes it; see ``pooling_weights`` for the other modes),
 projection to ``output_dim`` (none when it is None) and L2 normalisation: cosine similarity is
 then a dot product, which the contrastive losses and the downstream models use.
 
-Shapes: token ids ``[batch, seq_len]`` (0 = padding) -> vectors ``[batch, output_dim]``.
+Shapes: token ids ``[batch, seq_len]`` (0 = padding) -> vectors ``[batch, vector_dim]``.
 """
 from __future__ import annotations
 

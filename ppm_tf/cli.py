@@ -15,7 +15,7 @@ import time
 from ppm_tf.ab import DEFAULT_ARMS as AB_ARMS
 from ppm_tf.data.synthetic import PRESETS as WORLD_PRESETS
 from ppm_tf.demo import DEMO_PRESETS
-from ppm_tf.encoders.presets import PRESETS as ENCODER_PRESETS
+from ppm_tf.encoders.presets import AUTO, PRESETS as ENCODER_PRESETS, TEXT_OBJECTIVES
 from ppm_tf.errors import StageError
 from ppm_tf.evaluation.bootstrap import DEFAULT_RESAMPLES
 from ppm_tf.models.config import PRESETS as MODEL_PRESETS
@@ -56,7 +56,8 @@ def _train_encoders(args: argparse.Namespace) -> None:
     from ppm_tf.encoders.training import format_metrics, train_encoders
 
     print(format_metrics(train_encoders(args.work, args.preset, args.seed, args.bert_checkpoint,
-                                        args.imagenet_weights, epochs=args.epochs)))
+                                        args.imagenet_weights, epochs=args.epochs,
+                                        text_objective=args.text_objective)))
 
 
 def _embed_items(args: argparse.Namespace) -> None:
@@ -181,10 +182,16 @@ def build_parser() -> argparse.ArgumentParser:
                       "raw data -> validated, time-split TFRecords (Beam; --help: flags)")
 
     encoders = commands.add_parser(
-        "train-encoders", help="fit and export the modal encoders (query matching, entities)")
+        "train-encoders", help="fit and export the modal encoders (query matching or SimCSE, "
+                               "entities)")
     _add_training_flags(encoders, ENCODER_PRESETS, "demo")
     encoders.add_argument("--bert-checkpoint", "--bert_checkpoint", dest="bert_checkpoint",
-                          help="local pre-trained BERT directory (paper preset)")
+                          help="local pre-trained BERT-family directory, Hugging Face layout "
+                               "(config.json, model.safetensors, vocab.txt) or Google's")
+    encoders.add_argument("--text-objective", "--text_objective", dest="text_objective",
+                          choices=TEXT_OBJECTIVES, default=AUTO,
+                          help="how the text encoder trains (default auto: query matching "
+                               "with enough queries, else frozen if pre-trained, else SimCSE)")
     encoders.add_argument("--imagenet-weights", "--imagenet_weights", dest="imagenet_weights",
                           help="local ImageNet ResNet weights file (paper preset)")
     encoders.set_defaults(handler=_train_encoders)

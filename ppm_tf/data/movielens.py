@@ -21,7 +21,9 @@ exactly as it reads a generated world. The mapping (DESIGN.md §5):
   neither gets the log's first rating ts. ``image = "images/<movieId>.jpg"`` (relative to OUT,
   the poster's bytes copied there) when the poster exists and PIL decodes it, else ``None``.
 - users: every user with a written event; ``signup_ts`` = the user's first rating or tag.
-- tags → queries: ``query`` = the tag, ``item_id`` = the tagged movie, ``ts``.
+- tags → queries: ``query`` = the tag, ``item_id`` = the tagged movie, ``ts``. Without
+  ``tags.csv`` (an export with no search log) there are no queries; the report's ``notes``
+  say so, and the text encoder then trains without them (``encoders.text_objective``).
 
 Ratings and tags on a movie missing from movies.csv cannot satisfy the item reference check;
 they are skipped and counted in the summary, as are missing and undecodable posters (absent
@@ -58,6 +60,9 @@ from ppm_tf.data.raw_files import (IMAGES_DIR, SECONDS_PER_DAY, RawLayout, repla
 
 RATINGS_CSV, MOVIES_CSV, TAGS_CSV, POSTERS_DIR = "ratings.csv", "movies.csv", "tags.csv", "posters"
 IMPORT_REPORT_JSON = "import_report.json"
+NO_TAGS_NOTE = ("no tags.csv: the import has no queries, so the text encoder cannot use query "
+                "matching; `ppm train-encoders` (text objective auto) keeps a pre-trained "
+                "encoder frozen or trains one with SimCSE on the titles")
 
 CLICK_MIN_RATING = 4.0
 ORDER_RATING = 5.0
@@ -94,11 +99,13 @@ def _import_into(src: str, out: str) -> dict[str, Any]:
     ratings = _read_table(os.path.join(src, RATINGS_CSV),
                           ("userId", "movieId", "rating", "timestamp"), (int, int, float, int))
     tags_path = os.path.join(src, TAGS_CSV)
+    notes = []
     if os.path.exists(tags_path):
         tags = _read_table(tags_path, ("userId", "movieId", "tag", "timestamp"),
                            (int, int, str, int))
     else:
         _log.warning("%s not found: the import has no queries", tags_path)
+        notes.append(NO_TAGS_NOTE)
         tags = []
 
     kept_ratings = sorted((ts, user, movie, rating) for user, movie, rating, ts in ratings
@@ -154,6 +161,7 @@ def _import_into(src: str, out: str) -> dict[str, Any]:
         "suggested_split_dates": {
             name: [_utc_date(span["start_ts"]), _utc_date(span["end_ts"] - 1)]
             for name, span in splits.items()},
+        "notes": notes,
     }
     _write_json(os.path.join(out, IMPORT_REPORT_JSON), summary)
     return summary
@@ -175,6 +183,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"  horizon  {summary['horizon_start']} .. {summary['horizon_end']}",
         "  splits   " + ", ".join(f"{name} {first} .. {last}"
                                   for name, (first, last) in dates.items()),
+        *(f"  note: {note}" for note in summary.get("notes", [])),
     ])
 
 

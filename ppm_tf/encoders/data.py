@@ -1,8 +1,13 @@
 """Inputs of the two ME tasks, read from a preprocessed work directory with tf.data.
 
 - Query matching trains on (query, clicked item's title) pairs of the ``pretrain`` and
-  ``train`` splits and is evaluated on the ``eval`` split's queries (later in time), ranked
-  against the whole catalogue. The title is looked up in-graph from the catalogue.
+  ``train`` splits; the ``valid`` split's queries choose settings and the ``eval`` split's
+  (later in time) report, each ranked against the whole catalogue. The title is looked up
+  in-graph from the catalogue.
+- SimCSE (no search log) trains on the catalogue's distinct titles, each the positive of
+  itself (``simcse_batches``).
+- The text encoder's entity-neighbour metric uses two disjoint seeded shares of the items:
+  ``eval`` items (the same ones entity prediction holds out) and ``valid`` items.
 - Entity prediction trains on the items that have an image, except a held-out share chosen
   by a seeded hash of ``item_id`` (stable across runs and machines), on which it is evaluated.
   Labels are multi-hot over WORK/vocab/entity.txt; entities outside it are ignored.
@@ -23,7 +28,8 @@ from ppm_tf.encoders.query_matching import ITEM_ID, QUERY_IDS, TITLE_IDS
 from ppm_tf.encoders.tokenizer import TextTokenizer
 from ppm_tf.work_layout import WorkLayout
 
-TRAIN_QUERY_SPLITS = ("pretrain", "train", "valid")
+TRAIN_QUERY_SPLITS = ("pretrain", "train")
+VALID_QUERY_SPLITS = ("valid",)
 EVAL_QUERY_SPLITS = ("eval",)
 _HASH_BUCKETS = 10_000
 _READ_BATCH = 1024
@@ -39,6 +45,15 @@ def catalogue_titles(work: str) -> tuple[np.ndarray, np.ndarray]:
     if not ids:
         raise ValueError(f"the catalogue in {WorkLayout(work).items_pattern} is empty")
     return np.concatenate(ids), np.concatenate(titles)
+
+
+def catalogue_entities(work: str) -> list[list[bytes]]:
+    """Each item's entities, in ``catalogue_titles``' order."""
+    entities = []
+    for batch in read_items(work, _READ_BATCH, deterministic=True,
+                            features=[features.ENTITIES]):
+        entities.extend(batch[features.ENTITIES].to_list())
+    return entities
 
 
 def queries(work: str, splits: Sequence[str]) -> tf.data.Dataset:
@@ -101,10 +116,48 @@ def query_matching_pairs(work: str, tokenizer: TextTokenizer,
             .prefetch(tf.data.AUTOTUNE))
 
 
+def simcse_batches(titles: np.ndarray, tokenizer: TextTokenizer, batch_size: int, *,
+                   seed: int = 0) -> tf.data.Dataset:
+    """SimCSE's training batches in query matching's form: ``{"query_ids": [B, L],
+    "title_ids": [B, L], "item_id": [B]}`` where both ids are the same title's (the encoder's
+    dropout, drawn anew on each side, is the augmentation).
+
+    ``titles`` are deduplicated and empty ones dropped; the title itself is the ``item_id``,
+    so two items with one title are never each other's negatives. The last batch is dropped.
+    """
+    distinct = distinct_titles(titles)
+
+    def tokenize(batch):
+        ids = tokenizer(batch)
+        return {QUERY_IDS: ids, TITLE_IDS: ids, ITEM_ID: batch}
+
+    return (tf.data.Dataset.from_tensor_slices(distinct)
+            .shuffle(len(distinct), seed=seed, reshuffle_each_iteration=True)
+            .batch(batch_size, drop_remainder=True)
+            .map(tokenize, num_parallel_calls=tf.data.AUTOTUNE)
+            .prefetch(tf.data.AUTOTUNE))
+
+
+def distinct_titles(titles: np.ndarray) -> np.ndarray:
+    """The non-empty titles, each once (sorted: the order does not depend on the files')."""
+    return np.asarray(sorted({title for title in titles.tolist() if title}), dtype=object)
+
+
+def _hash_buckets(item_ids: tf.Tensor, seed: int) -> tf.Tensor:
+    return tf.strings.to_hash_bucket_strong(item_ids, _HASH_BUCKETS, key=[seed, 0x5eed])
+
+
 def is_heldout_item(item_ids: tf.Tensor, fraction: float, seed: int) -> tf.Tensor:
     """``[batch]`` bool: whether each item is held out from EP training (seeded id hash)."""
-    buckets = tf.strings.to_hash_bucket_strong(item_ids, _HASH_BUCKETS, key=[seed, 0x5eed])
-    return buckets < int(round(fraction * _HASH_BUCKETS))
+    return _hash_buckets(item_ids, seed) < int(round(fraction * _HASH_BUCKETS))
+
+
+def is_validation_item(item_ids: tf.Tensor, fraction: float, seed: int) -> tf.Tensor:
+    """``[batch]`` bool: the next ``fraction`` of the hash buckets after the held-out share
+    (disjoint from it), for choosing settings without looking at the held-out items."""
+    buckets = _hash_buckets(item_ids, seed)
+    share = int(round(fraction * _HASH_BUCKETS))
+    return tf.logical_and(buckets >= share, buckets < 2 * share)
 
 
 def read_entity_vocabulary(work: str) -> list[str]:

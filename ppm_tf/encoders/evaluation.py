@@ -8,6 +8,13 @@ clicked item, the rank is uniform on ``g+1 .. g+t+1``. This matters for the bag-
 values rather than an artefact of sort order. **Random** ranking gives Recall@k = k/N and
 MRR = H(N)/N over N items.
 
+Entity neighbours (the text encoder's metric that needs no search log): for an item, its
+``k`` nearest other items by cosine, and the mean **Jaccard overlap of their entity sets** with
+its own (MovieLens: genres; synthetic: category, colour, pattern). It says whether the text
+space puts items of the same kind together, which is what a CTR model needs from content for
+an item it has never seen. Ties are broken at random in expectation, as above; **random**
+neighbours score the item's mean overlap with every other item.
+
 Entity prediction: micro F1 (all item x entity decisions pooled), macro F1 (mean over the
 entities that occur in the held-out labels), both at a probability threshold, and ROC AUC,
 micro (pooled) and macro (mean over entities with both classes). The trivial baseline scores
@@ -126,6 +133,63 @@ def tfidf_ranking(titles: Sequence[str | bytes], queries: Sequence[str | bytes],
         accumulator.add(index.scores(queries[start:start + chunk]),
                         targets[start:start + chunk])
     return accumulator.result()
+
+
+def entity_jaccard(query_entities: Sequence[Sequence], item_entities: Sequence[Sequence]
+                   ) -> np.ndarray:
+    """``[queries, items]`` Jaccard overlap of entity sets (0 where both are empty)."""
+    vocabulary = {entity: index for index, entity in enumerate(
+        sorted({entity for entities in [*query_entities, *item_entities] for entity in entities}))}
+
+    def multi_hot(rows):
+        matrix = np.zeros((len(rows), max(len(vocabulary), 1)), np.float32)
+        for row, entities in enumerate(rows):
+            matrix[row, [vocabulary[entity] for entity in set(entities)]] = 1.0
+        return matrix
+
+    queries, items = multi_hot(query_entities), multi_hot(item_entities)
+    overlap = queries @ items.T
+    union = queries.sum(1)[:, None] + items.sum(1)[None, :] - overlap
+    return np.divide(overlap, union, out=np.zeros_like(overlap), where=union > 0)
+
+
+def expected_top_k_relevance(scores: np.ndarray, relevance: np.ndarray, k: int) -> np.ndarray:
+    """``[queries]`` mean relevance of each row's ``k`` highest-scored columns, ties at the
+    cut-off broken at random in expectation. Columns scored ``-inf`` are never chosen
+    (need at least ``k`` finite scores per row)."""
+    scores = np.asarray(scores, np.float64)
+    threshold = -np.partition(-scores, k - 1, axis=1)[:, k - 1:k]
+    above, tied = scores > threshold, scores == threshold
+    slots = k - above.sum(axis=1)
+    tied_mean = (relevance * tied).sum(axis=1) / tied.sum(axis=1)
+    return ((relevance * above).sum(axis=1) + slots * tied_mean) / k
+
+
+class NeighbourAccumulator:
+    """Sums the entity overlap of each query item's ``k`` nearest other items."""
+
+    def __init__(self, k: int = 10):
+        self.k = k
+        self.count = 0
+        self.total = 0.0
+
+    def add(self, scores: np.ndarray, relevance: np.ndarray, rows: np.ndarray) -> None:
+        """``scores``/``relevance`` ``[queries, items]``; ``rows`` ``[queries]`` each query
+        item's own column (excluded)."""
+        scores = np.array(scores, np.float64)
+        scores[np.arange(len(rows)), rows] = -np.inf
+        self.total += float(expected_top_k_relevance(scores, relevance, self.k).sum())
+        self.count += len(rows)
+
+    def result(self) -> dict:
+        value = self.total / self.count if self.count else float("nan")
+        return {"entity_jaccard": value, "k": self.k, "items": self.count}
+
+
+def random_neighbours(relevance: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``[queries]`` expected overlap of a random other item."""
+    own = relevance[np.arange(len(rows)), rows]
+    return (relevance.sum(axis=1) - own) / (relevance.shape[1] - 1)
 
 
 def f1_scores(labels: np.ndarray, predicted: np.ndarray) -> dict:

@@ -19,7 +19,7 @@ from ppm_tf import features
 from ppm_tf.encoders import data, evaluation, export
 from ppm_tf.encoders.image import EntityPredictionModel, ImageEncoder, TrainingAugmentation
 from ppm_tf.encoders.presets import EncoderPreset
-from ppm_tf.encoders.pretrained import (KERAS_APPLICATIONS, load_resnet_weights,
+from ppm_tf.encoders.resnet_weights import (KERAS_APPLICATIONS, load_resnet_weights,
                                         resnet_weights_format)
 from ppm_tf.encoders.fitting import adamw
 from ppm_tf.fitting import fit as fit_model

@@ -14,10 +14,26 @@ from __future__ import annotations
 import dataclasses
 
 
+# The text encoder's feed-forward activation: BERT's GELU, exact (erf, as Hugging Face's BERT
+# computes it) or its tanh approximation (Google's original BERT code).
+GELU, GELU_TANH = "gelu", "gelu_tanh"
+# What the item vector averages: the text's own tokens (our default: [CLS] and [SEP] excluded),
+# every real token ([CLS] and [SEP] included: sentence-transformers' mean pooling), or [CLS].
+POOL_TEXT_TOKENS, POOL_MEAN_TOKENS, POOL_CLS = "text_tokens", "mean_tokens", "cls"
+POOLINGS = (POOL_TEXT_TOKENS, POOL_MEAN_TOKENS, POOL_CLS)
+
+# How the text encoder is trained (``text_objective``): query matching on the search log,
+# unsupervised SimCSE on the titles, or not at all (a pre-trained encoder kept as it is);
+# ``auto`` chooses from the data and the starting point (``text_objective.choose``).
+AUTO, QUERY_MATCHING, SIMCSE, FROZEN = "auto", "query_matching", "simcse", "frozen"
+TEXT_OBJECTIVES = (AUTO, QUERY_MATCHING, SIMCSE, FROZEN)
+
+
 @dataclasses.dataclass(frozen=True)
 class TextEncoderConfig:
     """BERT-style encoder: ``num_layers`` post-LayerNorm Transformer blocks of width
-    ``hidden_size``, mean-pooled over real tokens, projected to ``output_dim``, L2-normalised."""
+    ``hidden_size``, pooled over real tokens, projected to ``output_dim`` (no projection when
+    ``output_dim`` is None: the vector is the pooled state), L2-normalised."""
 
     vocab_size: int  # target size of the learned WordPiece vocabulary (reserved tokens incl.)
     max_tokens: int  # tokens per text including [CLS] and [SEP]
@@ -25,10 +41,13 @@ class TextEncoderConfig:
     hidden_size: int
     num_heads: int
     intermediate_size: int
-    output_dim: int
+    output_dim: int | None
     dropout: float = 0.1
     max_text_bytes: int = 4096
     max_positions: int = 512  # size of the position table (BERT's 512; >= max_tokens)
+    hidden_act: str = GELU_TANH
+    layer_norm_epsilon: float = 1e-12  # BERT's
+    pooling: str = POOL_TEXT_TOKENS
 
     def __post_init__(self):
         if self.hidden_size % self.num_heads:
@@ -37,6 +56,16 @@ class TextEncoderConfig:
         if not 3 <= self.max_tokens <= self.max_positions:
             raise ValueError(f"max_tokens={self.max_tokens} must be in [3, max_positions="
                              f"{self.max_positions}]")
+        if self.hidden_act not in (GELU, GELU_TANH):
+            raise ValueError(f"hidden_act must be {GELU!r} or {GELU_TANH!r}, got "
+                             f"{self.hidden_act!r}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+
+    @property
+    def vector_dim(self) -> int:
+        """Width of the text vector the encoder outputs."""
+        return self.output_dim or self.hidden_size
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,10 +109,19 @@ class FitConfig:
     weight_decay: float = 0.01
     warmup_fraction: float = 0.05
     min_steps: int = 0  # a small data set (MovieLens: 9 batches of queries) gets more epochs
+    # The rate when the encoder starts from pre-trained weights (BERT's fine-tuning range).
+    pretrained_learning_rate: float = 2e-5
 
     def epochs_for(self, steps_per_epoch: int) -> int:
         """``epochs``, raised so that training runs at least ``min_steps`` steps."""
         return max(self.epochs, -(-self.min_steps // max(steps_per_epoch, 1)))
+
+    def from_pretrained(self) -> "FitConfig":
+        """This fit for an encoder that starts pre-trained: the fine-tuning rate, and the
+        preset's epochs only (``min_steps`` is there for encoders that start from random
+        weights; a pre-trained one would overfit a small data set over that many epochs)."""
+        return dataclasses.replace(self, learning_rate=self.pretrained_learning_rate,
+                                   min_steps=0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,7 +131,13 @@ class EncoderPreset:
     image: ImageEncoderConfig
     query_matching: FitConfig
     entity_prediction: FitConfig
-    temperature: float = 0.05  # τ of the QM InfoNCE loss (scores are cosines / τ)
+    simcse: FitConfig  # the text encoder's fit when there is no search log
+    # Training (query, item) pairs below which query matching is not chosen by ``auto``.
+    min_query_pairs: int = 1000
+    # Whether ``auto`` fine-tunes a pre-trained text encoder with query matching (the paper,
+    # on a large search log) or keeps it frozen (small logs: see docs/encoders.md).
+    query_matching_from_pretrained: bool = False
+    temperature: float = 0.05  # τ of the InfoNCE losses (scores are cosines / τ)
     ep_threshold: float = 0.5  # sigmoid probability above which an entity is predicted
     holdout_fraction: float = 0.1  # items held out (by a seeded id hash) to evaluate EP
     eval_batch_size: int = 512
@@ -113,6 +157,8 @@ PRESETS: dict[str, EncoderPreset] = {
                                  block_type="block", output_dim=32),
         query_matching=FitConfig(epochs=2, batch_size=64, learning_rate=2e-3),
         entity_prediction=FitConfig(epochs=2, batch_size=32, learning_rate=2e-3),
+        simcse=FitConfig(epochs=2, batch_size=64, learning_rate=2e-3),
+        min_query_pairs=128,
     ),
     "demo": EncoderPreset(
         name="demo",
@@ -125,6 +171,8 @@ PRESETS: dict[str, EncoderPreset] = {
         query_matching=FitConfig(epochs=3, batch_size=256, learning_rate=1e-3, min_steps=500),
         entity_prediction=FitConfig(epochs=5, batch_size=64, learning_rate=2e-3,
                                     min_steps=500),
+        simcse=FitConfig(epochs=3, batch_size=256, learning_rate=1e-3, min_steps=500,
+                         pretrained_learning_rate=3e-5),
     ),
     # BERT-base (12 x 768, 12 heads, 3072) and the ResNet-101 stack ([3, 4, 23, 3] bottleneck
     # blocks). Learning rates are fine-tuning rates for pre-trained weights.
@@ -137,6 +185,10 @@ PRESETS: dict[str, EncoderPreset] = {
                                  block_type="block", output_dim=256),
         query_matching=FitConfig(epochs=3, batch_size=256, learning_rate=2e-5),
         entity_prediction=FitConfig(epochs=10, batch_size=64, learning_rate=1e-4),
+        # Unsupervised SimCSE's BERT-base setting: batch 64, rate 3e-5, one epoch.
+        simcse=FitConfig(epochs=1, batch_size=64, learning_rate=3e-5,
+                         pretrained_learning_rate=3e-5),
+        query_matching_from_pretrained=True,
         eval_batch_size=256,
     ),
 }

@@ -10,6 +10,9 @@ L2-normalised vectors q_i, t_j and temperature τ:
 
 computed by ``tfrs.tasks.Retrieval``. When the same item is clicked for two queries of one
 batch, its second copy is not a negative for the first ("accidental hit", removed by id).
+
+Unsupervised SimCSE, the text objective without a search log, is this model fed a title as its
+own query (``data.simcse_batches``): the two encoder passes draw different dropout masks.
 """
 from __future__ import annotations
 

@@ -20,6 +20,7 @@ import ppm_tf  # noqa: F401  (selects tf-keras before TensorFlow resolves its Ke
 import tensorflow as tf
 
 from ppm_tf.encoders import export, presets
+from ppm_tf.encoders.presets import AUTO
 from ppm_tf.encoders.image_training import fit_image_encoder
 from ppm_tf.encoders.text_training import fit_text_encoder
 from ppm_tf.work_layout import WorkLayout, write_json
@@ -59,19 +60,24 @@ class _RunState:
 def train_encoders(work: str, preset: str = "demo", seed: int = 0,
                    bert_checkpoint: str | None = None, imagenet_weights: str | None = None, *,
                    encoders: Sequence[str] = ENCODERS, epochs: int | None = None,
-                   callbacks: Sequence[tf.keras.callbacks.Callback] = ()) -> dict[str, Any]:
-    """Fits the text encoder (query matching) and the image encoder (entity prediction) on
-    the preprocessed ``work`` directory, exports both frozen, and writes metrics.json.
+                   callbacks: Sequence[tf.keras.callbacks.Callback] = (),
+                   text_objective: str = AUTO) -> dict[str, Any]:
+    """Fits the text encoder (query matching, SimCSE, or frozen) and the image encoder
+    (entity prediction) on the preprocessed ``work`` directory, exports both frozen, and
+    writes metrics.json.
 
     Args:
         preset: ``presets.PRESETS`` name (``tiny``, ``demo``, ``paper``).
-        bert_checkpoint: local BERT release directory to start the text encoder from
-            (``pretrained.BertCheckpoint``); its vocabulary replaces the learned one.
+        bert_checkpoint: local BERT-family checkpoint directory to start the text encoder
+            from, Hugging Face or Google layout (``bert_checkpoint.BertCheckpoint``); its
+            vocabulary replaces the learned one.
         imagenet_weights: local ResNet weights file for the image backbone
             (``pretrained.load_resnet_weights``).
         encoders: which to train (default both); an encoder not trained keeps its export.
         epochs: overrides the preset's epochs of both tasks (e.g. 1 for a smoke run).
         callbacks: extra Keras callbacks for both fits (run after the backup callback).
+        text_objective: ``auto``, ``query_matching``, ``simcse`` or ``frozen``
+            (``text_objective.choose``).
 
     Returns:
         metrics.json's content: ``{"preset", "seed", "text": {...}, "image": {...}}``.
@@ -82,13 +88,13 @@ def train_encoders(work: str, preset: str = "demo", seed: int = 0,
         raise ValueError(f"unknown encoder(s) {unknown}; expected some of {list(ENCODERS)}")
     settings = {"preset": preset, "seed": seed, "bert_checkpoint": bert_checkpoint,
                 "imagenet_weights": imagenet_weights, "epochs": epochs,
-                "encoders": list(encoders)}
+                "encoders": list(encoders), "text_objective": text_objective}
     layout = WorkLayout(work)
     layout.require_stages("preprocess")
     state = _RunState(work, settings)
     fitters = {
         export.TEXT: lambda: fit_text_encoder(work, config, seed, bert_checkpoint, epochs,
-                                              callbacks),
+                                              callbacks, text_objective),
         export.IMAGE: lambda: fit_image_encoder(work, config, seed, imagenet_weights, epochs,
                                                 callbacks),
     }
@@ -116,13 +122,22 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     lines = [f"modal encoders (preset {metrics.get('preset')}, seed {metrics.get('seed')})"]
     text = metrics.get(export.TEXT)
     if text:
-        lines.append(f"  query -> item over {text['num_items']:,} items, "
-                     f"{text['model']['queries']:,} held-out queries")
-        for name in ("model", "tfidf", "popularity", "random"):
-            if name in text:
-                row = text[name]
-                lines.append(f"    {name:<10} Recall@10 {row['recall_at_10']:.4f}   "
-                             f"MRR {row['mrr']:.4f}")
+        lines.append(f"  text objective: {text['objective']} ({text['objective_reason']})")
+        for title, block in (("eval", text), ("valid", text.get("valid_queries"))):
+            if block and "model" in block:
+                lines.append(f"  query -> item over {block['num_items']:,} items, "
+                             f"{block['model']['queries']:,} {title} queries")
+                for name in ("model", "tfidf", "popularity", "random"):
+                    if name in block:
+                        row = block[name]
+                        lines.append(f"    {name:<10} Recall@10 {row['recall_at_10']:.4f}   "
+                                     f"MRR {row['mrr']:.4f}")
+        for title, block in text["entity_neighbours"].items():
+            lines.append(f"  entity overlap of the {block['model']['k']} nearest items, "
+                         f"{block['model']['items']:,} {title} items")
+            lines.append("    " + "   ".join(
+                f"{name} {block[name]['entity_jaccard']:.4f}"
+                for name in ("model", "tfidf", "random")))
     image = metrics.get(export.IMAGE)
     if image:
         lines.append(f"  entity prediction on {image['model']['items']:,} held-out items "

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from ppm_tf.data import schema
-from ppm_tf.data.movielens import format_summary, import_movielens
+from ppm_tf.data.movielens import NO_TAGS_NOTE, format_summary, import_movielens
 from ppm_tf.data.raw_files import RawLayout, read_jsonl, read_world
 
 ML_SMALL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ml-latest-small"
@@ -234,13 +234,13 @@ def test_tiny_import_maps_every_field(tiny_movielens):
         "posters_missing", "posters_undecodable", "posters_missing_movie_ids",
         "posters_undecodable_movie_ids", "ratings_skipped_unknown_movie",
         "tags_skipped_unknown_movie", "skipped_unknown_movie_ids", "horizon_start",
-        "horizon_end")} == {
+        "horizon_end", "notes")} == {
         "items": 4, "users": 2, "events": 4, "queries": 2, "click_rate": 0.5,
         "order_rate": 0.25, "posters_present": 1, "posters_missing": 2,
         "posters_undecodable": 1, "posters_missing_movie_ids": [3, 4],
         "posters_undecodable_movie_ids": [2], "ratings_skipped_unknown_movie": 1,
         "tags_skipped_unknown_movie": 1, "skipped_unknown_movie_ids": [99],
-        "horizon_start": "1999-12-31", "horizon_end": "2000-01-02"}
+        "horizon_start": "1999-12-31", "horizon_end": "2000-01-02", "notes": []}
     context = _reference_context(out, tables)
     assert all(not schema.validate_record(table, record, context)
                for table, records in tables.items() for record in records)
@@ -280,6 +280,9 @@ def test_tiny_import_without_tags_or_posters_still_imports(tiny_movielens):
     summary = import_movielens(str(src), str(out))
     assert (summary["queries"], summary["posters_missing"], summary["events"]) == (0, 4, 4)
     assert os.path.getsize(RawLayout(str(out)).queries) == 0
+    report = json.loads((out / "import_report.json").read_text())
+    assert report["notes"] == [NO_TAGS_NOTE] and "no tags.csv" in NO_TAGS_NOTE
+    assert f"note: {NO_TAGS_NOTE}" in format_summary(summary)
 
 
 def test_malformed_value_names_file_line_and_field(tiny_movielens):
@@ -287,3 +290,71 @@ def test_malformed_value_names_file_line_and_field(tiny_movielens):
     (src / "ratings.csv").write_text("userId,movieId,rating,timestamp\n7,1,five,946684900\n")
     with pytest.raises(ValueError, match=r"ratings.csv line 2: field 'rating'"):
         import_movielens(str(src), str(out))
+
+
+SMALL_TITLES = [
+    ("Toy Story (1995)", "Adventure|Animation|Children|Comedy|Fantasy"),
+    ("Heat (1995)", "Action|Crime|Thriller"), ("Casino (1995)", "Crime|Drama"),
+    ("Alien (1979)", "Horror|Sci-Fi"), ("Aliens (1986)", "Action|Horror|Sci-Fi"),
+    ("Fargo (1996)", "Comedy|Crime|Drama|Thriller"), ("Babe (1995)", "Children|Drama"),
+    ("Clueless (1995)", "Comedy|Romance"), ("Se7en (1995)", "Mystery|Thriller"),
+    ("Apollo 13 (1995)", "Adventure|Drama|IMAX"), ("Jumanji (1995)", "Adventure|Children"),
+    ("Matrix, The (1999)", "Action|Sci-Fi|Thriller"), ("Amélie (2001)", "Comedy|Romance"),
+    ("Shrek (2001)", "Adventure|Animation|Children|Comedy"), ("Memento (2000)", "Mystery"),
+    ("Gladiator (2000)", "Action|Adventure|Drama"), ("Scream (1996)", "Comedy|Horror"),
+    ("Titanic (1997)", "Drama|Romance"), ("Psycho (1960)", "Crime|Horror"),
+    ("Vertigo (1958)", "Drama|Mystery|Romance"), ("Up (2009)", "Adventure|Animation"),
+    ("Inception (2010)", "Action|Sci-Fi"), ("Frozen (2013)", "Animation|Comedy"),
+    ("Her (2013)", "Drama|Romance|Sci-Fi"), ("Drive (2011)", "Crime|Drama"),
+    ("Black Mirror", "(no genres listed)"), ("Moon (2009)", "Drama|Sci-Fi"),
+    ("Arrival (2016)", "Sci-Fi"), ("Coco (2017)", "Animation|Children"),
+    ("Logan (2017)", "Action|Sci-Fi"),
+]
+
+
+def write_small_movielens(src: Path, days: int = 40, users: int = 24, seed: int = 0) -> None:
+    """A MovieLens-format directory without tags.csv: the titles above, ratings on every day
+    (every split gets events), a poster for two movies in three."""
+    import random
+
+    rng = random.Random(seed)
+    (src / "posters").mkdir(parents=True)
+    with open(src / "movies.csv", "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["movieId", "title", "genres"])
+        for movie, (title, genres) in enumerate(SMALL_TITLES, start=1):
+            writer.writerow([movie, title, genres])
+            if movie % 3:
+                colour = tuple(rng.randrange(256) for _ in range(3))
+                Image.new("RGB", (24, 36), colour).save(src / "posters" / f"{movie}.jpg",
+                                                         format="JPEG")
+    lines = ["userId,movieId,rating,timestamp"]
+    for day in range(days):
+        for _ in range(8):
+            user, movie = rng.randrange(1, users + 1), rng.randrange(1, len(SMALL_TITLES) + 1)
+            rating = rng.choice([2.0, 3.0, 3.5, 4.0, 4.5, 5.0])
+            lines.append(f"{user},{movie},{rating},{DAY0 + day * 86_400 + rng.randrange(86_000)}")
+    (src / "ratings.csv").write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.slow
+def test_a_movielens_export_without_tags_runs_the_whole_tiny_demo(tmp_path):
+    from conftest import run_ppm_demo
+    from ppm_tf.encoders.packaged_checkpoints import minilm_directory
+
+    write_small_movielens(tmp_path / "src")
+    summary = import_movielens(str(tmp_path / "src"), str(tmp_path / "raw"))
+    assert summary["queries"] == 0 and summary["notes"] == [NO_TAGS_NOTE]
+    result = run_ppm_demo(tmp_path / "run", "--data", str(tmp_path / "raw"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    for stage in ("preprocess", "train-encoders", "embed-items", "pretrain", "precompute",
+                  "train qm_ep", "train ppm", "train urm", "evaluate", "serve"):
+        assert f"[{stage}] done" in result.stdout, stage
+    encoders = json.loads((tmp_path / "run" / "work" / "encoders" / "metrics.json").read_text())
+    # Without queries: the installed MiniLM kept frozen, else SimCSE from random weights.
+    expected = "frozen" if minilm_directory() else "simcse"
+    assert encoders["text"]["objective"] == expected
+    assert "model" not in encoders["text"]  # no held-out queries to rank
+    assert encoders["text"]["entity_neighbours"]["eval"]["model"]["items"] > 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert {"base", "qm_ep", "ppm", "urm"} <= set(metrics["models"])

@@ -81,3 +81,25 @@ def test_entity_metrics_and_the_prior_baseline():
     prior = evaluation.prior_baseline(np.array([[1, 0], [1, 0], [1, 1], [0, 0]]), labels)
     assert prior["macro_auc"] == pytest.approx(0.5)  # one constant score per entity
     assert prior["micro_f1"] == pytest.approx(2 * 2 / (2 * 2 + 2 + 2))  # predicts entity 0
+
+
+def test_entity_jaccard_of_entity_sets():
+    overlap = evaluation.entity_jaccard([["a", "b"], []], [["a"], ["a", "b"], ["c"], []])
+    np.testing.assert_allclose(overlap, [[0.5, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+
+
+def test_top_k_relevance_breaks_ties_at_the_cut_off_in_expectation():
+    scores = np.array([[0.9, 0.5, 0.5, 0.5, 0.1]])
+    relevance = np.array([[1.0, 1.0, 0.0, 0.0, 1.0]])
+    # Top 2: 0.9 (relevance 1) plus one of three tied items (mean relevance 1/3).
+    assert evaluation.expected_top_k_relevance(scores, relevance, 2)[0] == pytest.approx(
+        (1 + 1 / 3) / 2)
+    assert evaluation.expected_top_k_relevance(scores, relevance, 4)[0] == pytest.approx(0.5)
+
+
+def test_neighbours_exclude_the_item_itself_and_random_is_the_mean_overlap():
+    relevance = np.array([[1.0, 0.0, 0.5, 0.0]])  # column 0 is the query item itself
+    accumulator = evaluation.NeighbourAccumulator(k=1)
+    accumulator.add(np.array([[1.0, 0.2, 0.9, 0.1]]), relevance, np.array([0]))
+    assert accumulator.result() == {"entity_jaccard": 0.5, "k": 1, "items": 1}
+    assert evaluation.random_neighbours(relevance, np.array([0]))[0] == pytest.approx(0.5 / 3)

@@ -9,7 +9,8 @@ import tensorflow as tf
 from ppm_tf.encoders import tokenizer as tokenization
 from ppm_tf.encoders.query_matching import (ITEM_ID, QUERY_IDS, TITLE_IDS, QueryMatchingModel,
                                             in_batch_retrieval_task)
-from ppm_tf.encoders.text import TextEncoder, TransformerBlock, pooling_mask
+from ppm_tf.encoders.presets import GELU, POOL_CLS, POOL_MEAN_TOKENS, POOL_TEXT_TOKENS
+from ppm_tf.encoders.text import TextEncoder, TransformerBlock, pooling_mask, pooling_weights
 
 TEXTS = ["kelta quality blush checkered cushion", "zorvo red striped sneakers",
          "cheap navy ombre throw pillow", "red trainers", "blue mug", "crimson running shoes",
@@ -163,3 +164,35 @@ def test_query_matching_loss_falls_in_a_few_steps(vocab_path):
     model.fit(tf.data.Dataset.from_tensors(batch).repeat(30), epochs=1, verbose=0)
     after = float(model.compute_loss(batch))
     assert np.isfinite(before) and after < before - 0.5
+
+
+def test_pooling_modes_weight_the_tokens_they_name():
+    ids = tf.constant([[2, 10, 11, 3, 0], [2, 3, 0, 0, 0]], tf.int64)
+    assert pooling_weights(ids, POOL_MEAN_TOKENS).numpy().tolist() == [
+        [True, True, True, True, False], [True, True, False, False, False]]
+    assert pooling_weights(ids, POOL_CLS).numpy()[:, 0].all()
+    assert pooling_weights(ids, POOL_CLS).numpy().sum() == 2
+    np.testing.assert_array_equal(pooling_weights(ids, POOL_TEXT_TOKENS), pooling_mask(ids))
+
+
+def test_without_projection_the_vector_is_the_normalised_pooled_state():
+    encoder = small_encoder(output_dim=None, pooling=POOL_MEAN_TOKENS, hidden_act=GELU,
+                            layer_norm_epsilon=1e-6)
+    ids = tf.constant([[2, 10, 11, 3]], tf.int64)
+    vector = encoder(ids, training=False).numpy()[0]
+    pooled = encoder.hidden_states(ids, training=False).numpy().mean(axis=1)[0]
+    np.testing.assert_allclose(vector, pooled / np.linalg.norm(pooled), atol=1e-5)
+    assert encoder.vector_dim == 32 and not any("projection" in weight.name
+                                               for weight in encoder.weights)
+    clone = TextEncoder.from_config(encoder.get_config())
+    assert (clone.output_dim, clone.pooling, clone.hidden_act, clone.layer_norm_epsilon) == (
+        None, POOL_MEAN_TOKENS, GELU, 1e-6)
+
+
+def test_dropout_makes_two_passes_of_one_title_differ_only_in_training():
+    """SimCSE's augmentation: each call draws its own dropout masks."""
+    encoder = small_encoder(dropout=0.1)
+    ids = tf.constant([[2, 10, 11, 3]], tf.int64)
+    first, second = encoder(ids, training=True).numpy(), encoder(ids, training=True).numpy()
+    assert np.abs(first - second).max() > 1e-3
+    np.testing.assert_array_equal(encoder(ids, training=False), encoder(ids, training=False))

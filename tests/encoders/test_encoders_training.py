@@ -12,11 +12,11 @@ import tensorflow as tf
 
 from ppm_tf import features
 from ppm_tf.data.synthetic import images as synthetic_images
-from ppm_tf.encoders import data
+from ppm_tf.encoders import data, text_objective
 from ppm_tf.encoders.image import EntityPredictionModel
 from ppm_tf.encoders.presets import FitConfig
 from ppm_tf.encoders.fitting import learning_rate_schedule
-from ppm_tf.encoders.training import _RunState, train_encoders
+from ppm_tf.encoders.training import _RunState, format_metrics, train_encoders
 
 # keras-cv's Backbone probes deprecated tf-keras properties whenever it is saved or listed.
 pytestmark = pytest.mark.filterwarnings(
@@ -33,8 +33,9 @@ def write_records(path, records, table):
             writer.write(features.encode_example(record, table))
 
 
-def make_work(root, num_items=64):
-    """A preprocessed-looking work dir: items (every 8th without image), queries, vocab."""
+def make_work(root, num_items=64, query_splits=("pretrain", "train", "eval")):
+    """A preprocessed-looking work dir: items (every 8th without image), queries (one per
+    item in each of ``query_splits``), vocab."""
     rng = np.random.default_rng(0)
     items, queries = [], []
     for number in range(num_items):
@@ -48,7 +49,7 @@ def make_work(root, num_items=64):
                       features.CATEGORY: category, features.BRAND: f"brand{number}",
                       features.ENTITIES: [category, colour, pattern],
                       features.LAUNCH_TS: 0, features.ATTRS_JSON: "{}"})
-        for split in ("pretrain", "train", "eval"):
+        for split in query_splits:
             queries.append({features.QUERY: f"{words.split()[-1]} brand{number}",
                             features.ITEM_ID: item_id, features.TS: 0, features.SPLIT: split})
     write_records(os.path.join(root, "items", "part-00000-of-00001.tfrecord.gz"), items,
@@ -155,3 +156,81 @@ def test_an_interrupted_run_resumes_where_it_stopped(work):
     assert image["num_entities"] == 12 and image["model"]["items"] + image["train_items"] == 56
     assert 0.0 <= image["model"]["micro_f1"] <= 1.0
     assert metrics["text"]["model"]["queries"] == 64
+
+
+def test_objective_choice_follows_the_data_and_the_starting_point():
+    assert text_objective.choose("auto", 500, 128, False, 64)[0] == "query_matching"
+    objective, reason = text_objective.choose("auto", 0, 128, False, 64)
+    assert objective == "simcse" and "0 training queries < min_query_pairs 128" in reason
+    # A pre-trained encoder stays frozen unless the preset fine-tunes it and queries suffice.
+    assert text_objective.choose("auto", 500, 128, True, 64)[0] == "frozen"
+    assert text_objective.choose("auto", 500, 128, True, 64, True)[0] == "query_matching"
+    assert text_objective.choose("auto", 100, 128, True, 64, True)[0] == "frozen"
+    assert text_objective.choose("simcse", 500, 128, True, 64) == ("simcse", "requested")
+    with pytest.raises(ValueError, match="query matching needs at least 2 training queries"):
+        text_objective.choose("query_matching", 1, 128, False, 64)
+    with pytest.raises(ValueError, match="frozen text objective needs a pre-trained"):
+        text_objective.choose("frozen", 500, 128, False, 64)
+    with pytest.raises(ValueError, match="text objective must be one of"):
+        text_objective.choose("mlm", 500, 128, False, 64)
+
+
+def test_simcse_batches_pair_each_distinct_title_with_itself(work):
+    from ppm_tf.encoders.tokenizer import TextTokenizer, learn_vocabulary, write_vocabulary
+
+    vocab = os.path.join(work, "vocab.txt")
+    write_vocabulary(learn_vocabulary(data.vocabulary_texts(work), 200), vocab)
+    titles = np.array([b"red mug", b"", b"blue lamp", b"red mug", b"pink vase"], dtype=object)
+    batches = list(data.simcse_batches(titles, TextTokenizer(vocab, 16), 2, seed=0))
+    assert len(batches) == 1  # 3 distinct non-empty titles, the last batch dropped
+    batch = batches[0]
+    np.testing.assert_array_equal(batch["query_ids"], batch["title_ids"])
+    assert set(batch["item_id"].numpy()) <= {b"red mug", b"blue lamp", b"pink vase"}
+    assert len(set(batch["item_id"].numpy())) == 2
+
+
+@pytest.mark.slow
+def test_without_queries_the_text_encoder_trains_with_simcse(tmp_path):
+    work = make_work(tmp_path / "work", query_splits=())
+    metrics = train_encoders(work, "tiny", seed=0, epochs=1, encoders=("text",))
+    text = metrics["text"]
+    assert text["objective"] == "simcse" and text["train_pairs"] == 0
+    assert text["train_titles"] == 64 and text["epochs"] == 1
+    assert "model" not in text and "valid_queries" not in text  # no queries to rank
+    neighbours = text["entity_neighbours"]
+    assert neighbours["eval"]["model"]["items"] + neighbours["valid"]["model"]["items"] > 0
+    description = json.load(open(os.path.join(work, "encoders", "text", "encoder.json")))
+    assert description["objective"] == "simcse"
+    table = format_metrics(metrics)
+    assert "text objective: simcse (0 training queries < min_query_pairs 128" in table
+    assert "entity overlap of the 10 nearest items" in table and "query -> item" not in table
+    with pytest.raises(ValueError, match="query matching needs at least 2 training queries"):
+        train_encoders(work, "tiny", seed=0, epochs=1, encoders=("text",),
+                       text_objective="query_matching")
+
+
+@pytest.mark.slow
+def test_a_frozen_hugging_face_encoder_exports_the_checkpoint_vectors(tmp_path):
+    from test_encoders_bert_checkpoint import (VOCAB, bert_arrays, checkpoint_encoder,
+                                               write_hugging_face)
+    from ppm_tf.encoders.export import load_encoder
+    from ppm_tf.encoders.tokenizer import TextTokenizer
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "red", "coffee", "mug", "blue",
+             "desk", "lamp", "green", "dotted", "cap", "pink", "vase", "brand"]
+    vocab = words + [f"##{digit}" for digit in range(10)]
+    vocab += [f"unused{n}" for n in range(VOCAB - len(vocab))]
+    write_hugging_face(tmp_path / "hf", bert_arrays(np.random.default_rng(3)), vocab)
+    work = make_work(tmp_path / "work")  # 128 training queries: tiny keeps it frozen anyway
+    metrics = train_encoders(work, "tiny", seed=0, bert_checkpoint=str(tmp_path / "hf"),
+                             encoders=("text",))
+    assert metrics["text"]["objective"] == "frozen" and "epochs" not in metrics["text"]
+    assert metrics["text"]["model"]["queries"] == 64  # eval queries still ranked
+
+    checkpoint, config, encoder, _ = checkpoint_encoder(tmp_path / "hf")
+    tokenizer = TextTokenizer(checkpoint.vocab_path, config.max_tokens)
+    titles = tf.constant(["brand3 blue desk lamp", "pink vase"])
+    exported = load_encoder(os.path.join(work, "encoders", "text"))
+    np.testing.assert_allclose(
+        exported.signatures["serving_default"](titles=titles)[features.TEXT_VEC].numpy(),
+        encoder(tokenizer(titles), training=False).numpy(), atol=1e-5)

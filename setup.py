@@ -15,6 +15,9 @@ INSTALL_REQUIRES = [
     # Not the [tensorflow-hub] extra: it pulls a hub release that fails on TF 2.21.
     "apache-beam[tfrecord,tensorflow]==2.77.0",
     "tensorflow-hub==0.16.1",
+    # tensorflow-hub (imported by Beam's TensorFlow RunInference) needs pkg_resources, which
+    # setuptools 82 removed; Python 3.12+ venvs bundle no setuptools, so pip took the newest.
+    "setuptools>=65.5,<82",
     "tensorflow-serving-api==2.21.0",
     "protobuf>=6.31.1,<6.34",
     "numpy>=1.26,<3",
@@ -43,7 +46,7 @@ setup(
     name="ppm-tf",
     version="0.1.0",
     description="Pre-trained Plug-in Model (PPM) for CTR prediction on TensorFlow/Keras",
-    python_requires=">=3.11,<3.13",  # 3.12: Colab; CI and the README use 3.11
+    python_requires=">=3.11,<3.14",
     packages=find_packages(include=["ppm_tf", "ppm_tf.*", "beam_jobs", "beam_jobs.*"]),
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,

@@ -137,6 +137,7 @@ def test_real_suggested_splits_partition_the_events_by_day(ml_small):
     assert 0.08 < counts["train"] / len(tables["events"]) < 0.12
 
 
+@pytest.mark.slow  # a second import of all of MovieLens latest-small
 @needs_ml_small
 def test_real_reimport_gives_identical_bytes(ml_small, tmp_path):
     out, _, _ = ml_small

@@ -217,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", help="the whole pipeline on the synthetic world, to the results table")
     demo.add_argument("--preset", choices=list(DEMO_PRESETS), default="demo",
-                      help="tiny: about 2 minutes on 2 CPU cores; demo (default): about 25")
+                      help="tiny: about 3 minutes on 2 CPU cores; demo (default): about 25")
     demo.add_argument("--seed", type=int, default=0, help="random seed")
     demo.add_argument("--out", default=os.path.join("runs", "demo"), help="run directory")
     demo.add_argument("--data", help="use this raw data directory instead of generating one")
@@ -242,8 +242,8 @@ _FALSE_ALARMS = {
         # rebuilds a model from its training.json, never from a Keras config.
         "Skipping full serialization of TF-Keras layer",
         "arguments contain non-serializable objects",
-        # Each model's validation function traces again for the last, partial batch, and
-        # `ppm demo` fits several models in one process.
+        # Keras builds new validation functions for every model that `ppm demo` fits in one
+        # process, and TensorFlow counts their traces as retracing.
         "triggered tf.function retracing",
         # The local server loads a SavedModel into a session, as TF Serving does.
         "load (from tensorflow.python.saved_model.loader_impl) is deprecated",

@@ -5,7 +5,8 @@ package from it with ``--setup_file ./setup.py``.
 """
 from setuptools import find_packages, setup
 
-# The pinned set verified to install together on Python 3.11 (DESIGN.md).
+# The pinned set verified together on Python 3.11 and 3.13 (every test) and 3.12 (the fast
+# tests): CI, Dataflow workers (--setup_file) and users install exactly this (README: Install).
 INSTALL_REQUIRES = [
     "tensorflow==2.21.0",
     "tf-keras==2.21.0",
@@ -15,6 +16,9 @@ INSTALL_REQUIRES = [
     # Not the [tensorflow-hub] extra: it pulls a hub release that fails on TF 2.21.
     "apache-beam[tfrecord,tensorflow]==2.77.0",
     "tensorflow-hub==0.16.1",
+    # tensorflow-hub (imported by Beam's TensorFlow RunInference) needs pkg_resources, which
+    # setuptools 82 removed; Python 3.12+ venvs bundle no setuptools, so pip took the newest.
+    "setuptools>=65.5,<82",
     "tensorflow-serving-api==2.21.0",
     "protobuf>=6.31.1,<6.34",
     "numpy>=1.26,<3",
@@ -49,7 +53,7 @@ setup(
     name="ppm-tf",
     version="0.1.0",
     description="Pre-trained Plug-in Model (PPM) for CTR prediction on TensorFlow/Keras",
-    python_requires=">=3.11,<3.13",  # 3.12: Colab; CI and the README use 3.11
+    python_requires=">=3.11,<3.14",
     packages=find_packages(include=["ppm_tf", "ppm_tf.*", "beam_jobs", "beam_jobs.*"]),
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,

@@ -6,11 +6,15 @@ in the library so notebooks and pipelines call the same code.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
 import logging
 import os
 import resource
 import sys
+import tempfile
 import time
+import warnings
 
 from ppm_tf.ab import DEFAULT_ARMS as AB_ARMS
 from ppm_tf.data.synthetic import PRESETS as WORLD_PRESETS
@@ -161,25 +165,29 @@ def _add_pass_through(commands, name: str, handler, help_text: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="ppm", description="PPM-TF: the Pre-trained Plug-in Model for CTR prediction.")
+        prog="ppm", description="PPM-TF: the Pre-trained Plug-in Model for CTR prediction. "
+        "The commands are the pipeline's stages, in the order they run; `ppm demo` runs them "
+        "all.", epilog="`ppm COMMAND --help` lists a command's flags.")
     parser.add_argument("--log-level", default="WARNING",
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="Python logging level (default: WARNING)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     generate = commands.add_parser("generate", help="generate a synthetic e-commerce world")
-    generate.add_argument("--preset", choices=sorted(WORLD_PRESETS), default="demo")
-    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--preset", choices=sorted(WORLD_PRESETS), default="demo",
+                          help="world size (default: demo)")
+    generate.add_argument("--seed", type=int, default=0, help="random seed")
     generate.add_argument("--out", required=True, help="raw data directory to write")
-    generate.set_defaults(handler=_generate)
+    generate.set_defaults(handler=_generate, uses_tensorflow=False)
 
     movielens = commands.add_parser("import-movielens",
                                     help="convert MovieLens latest-small to the raw contract")
     movielens.add_argument("--src", required=True, help="the ml-latest-small directory")
     movielens.add_argument("--out", required=True, help="raw data directory to write")
-    movielens.set_defaults(handler=_import_movielens)
+    movielens.set_defaults(handler=_import_movielens, uses_tensorflow=False)
 
     _add_pass_through(commands, "preprocess", _preprocess,
-                      "raw data -> validated, time-split TFRecords (Beam; --help: flags)")
+                      "raw data -> validated, time-split TFRecords (a Beam job)")
 
     encoders = commands.add_parser(
         "train-encoders", help="fit and export the modal encoders (query matching or SimCSE, "
@@ -197,14 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
     encoders.set_defaults(handler=_train_encoders)
 
     _add_pass_through(commands, "embed-items", _embed_items,
-                      "the frozen encoders over the catalogue (Beam RunInference; --help: flags)")
+                      "the frozen encoders over the catalogue (a Beam RunInference job)")
 
     pretrain = commands.add_parser("pretrain", help="pre-train PPM on the long span")
     _add_training_flags(pretrain, MODEL_PRESETS, None)
     pretrain.set_defaults(handler=_pretrain)
 
     _add_pass_through(commands, "precompute", _precompute,
-                      "cache PPM's user-tower outputs into the examples (Beam; --help: flags)")
+                      "cache PPM's user-tower outputs into the examples (a Beam job)")
 
     train = commands.add_parser("train", help="train an ablation model on the recent window")
     _add_training_flags(train, MODEL_PRESETS, None)
@@ -213,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(handler=_train)
 
     evaluate = commands.add_parser("evaluate", help="the paper's table from eval predictions")
-    evaluate.add_argument("--work", required=True)
+    evaluate.add_argument("--work", required=True, help="work directory")
     evaluate.add_argument("--bootstrap-resamples", "--bootstrap_resamples", type=int,
                           default=DEFAULT_RESAMPLES, dest="bootstrap_resamples",
                           help="draws of the eval users behind every 95%% interval")
@@ -222,8 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(handler=_evaluate)
 
     export = commands.add_parser("export", help="export a trained model for TF Serving")
-    export.add_argument("--work", required=True)
-    export.add_argument("--model", required=True, choices=list(EXPORTABLE))
+    export.add_argument("--work", required=True, help="work directory")
+    export.add_argument("--model", required=True, choices=list(EXPORTABLE),
+                        help="the trained model to export")
     export.add_argument("--base-path", "--base_path", dest="base_path",
                         help="TF Serving base path (default saved_models/<model>)")
     export.add_argument("--min-auc", "--min_auc", dest="min_auc", type=float,
@@ -231,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(handler=_export)
 
     _add_pass_through(commands, "serve", _serve,
-                      "local TF-Serving-compatible server (TF Serving's flags; --help: flags)")
+                      "local TF-Serving-compatible server (TF Serving's flags)")
 
     ab = commands.add_parser(
         "ab", help="the online A/B test replayed through the served models (synthetic world)")
@@ -248,7 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--pool", type=int, default=100, help="candidates ranked per request")
     ab.add_argument("--slots", type=int,
                     help="top items shown per request (default: the world's, 5)")
-    ab.add_argument("--transport", choices=["grpc", "rest"], default="grpc")
+    ab.add_argument("--transport", choices=["grpc", "rest"], default="grpc",
+                    help="how the arms' requests reach the server (default: %(default)s)")
     ab.add_argument("--seed", type=int, default=0, help="pools, ties, random arm, bootstrap")
     ab.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
     ab.add_argument("--out", help="where ab.json and the server's log go (default: WORK/ab)")
@@ -259,8 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo", help="the whole pipeline on the synthetic world, to the results table")
-    demo.add_argument("--preset", choices=list(DEMO_PRESETS), default="demo")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--preset", choices=list(DEMO_PRESETS), default="demo",
+                      help="tiny: about 3 minutes on 2 CPU cores; demo (default): about 25")
+    demo.add_argument("--seed", type=int, default=0, help="random seed")
     demo.add_argument("--out", default=os.path.join("runs", "demo"), help="run directory")
     demo.add_argument("--data", help="use this raw data directory instead of generating one")
     demo.add_argument("--force", action="store_true", help="redo stages that are up to date")
@@ -268,10 +279,89 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Third-party warnings that are false, or that a user cannot act on, in this package, by the
+# logger they come from. The CLI drops them; the library and the notebook still show them.
+_FALSE_ALARMS = {
+    "root": (  # Beam 2.77 logs these on the root logger
+        # Beam's BigQuery client, imported with its I/O: no stage here uses BigQuery, and
+        # with the [gcp] extra (for Dataflow) the warning does not occur.
+        "apitools not found",
+        # Once per RunInference batch: Beam sets `resource` to None when its torch-only model
+        # manager fails to import, so it records no memory metrics.
+        "Resource module is not available",
+    ),
+    "tensorflow": (
+        # Export: the training tasks are not part of the serving signatures, and `ppm export`
+        # rebuilds a model from its training.json, never from a Keras config.
+        "Skipping full serialization of TF-Keras layer",
+        "arguments contain non-serializable objects",
+        # Keras builds new validation functions for every model that `ppm demo` fits in one
+        # process, and TensorFlow counts their traces as retracing.
+        "triggered tf.function retracing",
+        # The local server loads a SavedModel into a session, as TF Serving does.
+        "load (from tensorflow.python.saved_model.loader_impl) is deprecated",
+    ),
+}
+
+
+class _DropMessages(logging.Filter):
+    """Drops a logger's records whose message contains one of ``fragments``."""
+
+    def __init__(self, fragments: tuple[str, ...]):
+        super().__init__()
+        self._fragments = fragments
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(fragment in message for fragment in self._fragments)
+
+
+# Imported by the CLI before any command runs, because importing them writes to the terminal:
+# TensorFlow's shared libraries log through absl before logging is initialised, straight to
+# file descriptor 2 and whatever TF_CPP_MIN_LOG_LEVEL says ("All log messages before
+# absl::InitializeLog() ...", oneDNN, "Could not find cuda drivers"; once per library, so
+# twice); keras_core (keras-cv's Keras 2 backend) prints "Using TensorFlow backend".
+_NOISY_IMPORTS = ("tensorflow", "keras_core")
+
+
+def _import_quietly(modules: tuple[str, ...]) -> None:
+    """Imports ``modules`` with descriptor 2 and ``sys.stdout`` pointed at a temporary file;
+    what they wrote is replayed on stderr if an import fails."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved_stderr = os.dup(2)
+    with tempfile.TemporaryFile("w+") as caught:
+        os.dup2(caught.fileno(), 2)
+        failed = True
+        try:
+            with contextlib.redirect_stdout(caught):
+                for module in modules:
+                    importlib.import_module(module)
+            failed = False
+        finally:
+            sys.stderr.flush()
+            caught.flush()
+            os.dup2(saved_stderr, 2)
+            os.close(saved_stderr)
+            if failed:
+                caught.seek(0)
+                sys.stderr.write(caught.read())
+
+
+def _quiet_third_party_start_up() -> None:
+    """Only our lines on the terminal: TensorFlow's native logs off (Beam's worker processes
+    inherit the variable; set TF_CPP_MIN_LOG_LEVEL=0 to see them), the false alarms above and
+    tensorflow-hub's pkg_resources deprecation warning (from its own import) dropped."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    for logger_name, fragments in _FALSE_ALARMS.items():
+        logging.getLogger(None if logger_name == "root" else logger_name).addFilter(
+            _DropMessages(fragments))
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated",
+                            category=UserWarning, module="tensorflow_hub")
+
+
 def main(argv: list[str] | None = None) -> int:
-    # TensorFlow's C++ start-up notices (CPU features, CUDA absent) are noise in a CLI; Beam's
-    # worker processes inherit the setting.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _quiet_third_party_start_up()
     parser = build_parser()
     # Beam jobs take their own flags plus any Beam pipeline option: those pass through.
     args, job_args = parser.parse_known_args(argv)
@@ -279,6 +369,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(job_args)}")
     args.job_args = job_args
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
+    if getattr(args, "uses_tensorflow", True):
+        _import_quietly(_NOISY_IMPORTS)  # ppm_tf/__init__ has selected tf-keras
     try:
         args.handler(args)
     except (ValueError, FileNotFoundError, FileExistsError, StageError) as error:

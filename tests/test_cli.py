@@ -1,16 +1,43 @@
 """The ``ppm`` command as users run it: a real subprocess, real files."""
+import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from beam_jobs import embed_items, precompute_towers, preprocess
+from ppm_tf.cli import build_parser
+from ppm_tf.serving import server
+
 REPO = Path(__file__).resolve().parents[1]
 
 
-def ppm(*args: str) -> subprocess.CompletedProcess:
+def ppm(*args: str, **extra_env: str) -> subprocess.CompletedProcess:
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith(("TF_CPP_", "TF_USE_LEGACY_KERAS"))}  # as a user's shell
     return subprocess.run([sys.executable, "-m", "ppm_tf.cli", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
+                          env={**env, **extra_env}, capture_output=True, text=True, timeout=600)
+
+
+# A pass-through command's flags are parsed by the job it runs.
+PASS_THROUGH_PARSERS = {"preprocess": preprocess.build_parser,
+                        "embed-items": embed_items.build_parser,
+                        "precompute": precompute_towers.build_parser,
+                        "serve": server.build_parser}
+
+
+def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    (subparsers,) = [action for action in parser._actions
+                     if isinstance(action, argparse._SubParsersAction)]
+    return dict(subparsers.choices)
+
+
+def _flags_without_help(parser: argparse.ArgumentParser) -> list[str]:
+    return ["/".join(action.option_strings) or action.dest for action in parser._actions
+            if not isinstance(action, (argparse._HelpAction, argparse._SubParsersAction))
+            and (not action.help or action.help == argparse.SUPPRESS)]
 
 
 def test_generate_prints_the_summary_with_oracle_auc(tmp_path):
@@ -42,6 +69,28 @@ def test_readme_opens_with_the_two_commands_ci_runs():
     assert "grep -m 2 '^python3.11 ' README.md | sed -n 2p" in (REPO / ".ci" / "run").read_text()
 
 
+def test_every_flag_of_every_command_has_a_help_string():
+    parser = build_parser()
+    missing = {"ppm": _flags_without_help(parser)}
+    for name, command in _commands(parser).items():
+        command_parser = PASS_THROUGH_PARSERS[name]() if name in PASS_THROUGH_PARSERS else command
+        missing[name] = _flags_without_help(command_parser)
+        assert command_parser._actions, name
+    assert {name: flags for name, flags in missing.items() if flags} == {}
+    assert set(PASS_THROUGH_PARSERS) <= set(_commands(parser))
+
+
+def test_help_lists_the_stages_in_pipeline_order():
+    result = ppm("--help")
+    assert result.returncode == 0 and result.stderr == ""
+    listed = [line.split()[0] for line in result.stdout.splitlines()
+              if line.startswith("    ") and line.split()[0] in _commands(build_parser())]
+    pipeline = ["generate", "import-movielens", "preprocess", "train-encoders", "embed-items",
+                "pretrain", "precompute", "train", "evaluate", "export", "serve"]
+    assert [name for name in listed if name in pipeline] == pipeline
+    assert "pipeline's stages, in the order they run" in result.stdout
+
+
 @pytest.mark.parametrize("command", ["generate", "import-movielens", "demo", "train-encoders",
                                      "pretrain", "train", "evaluate", "export"])
 def test_every_command_has_help(command):
@@ -55,3 +104,27 @@ def test_every_command_has_help(command):
 def test_beam_jobs_and_the_server_take_their_own_flags(command, flag):
     result = ppm(command, "--help")
     assert result.returncode == 0 and flag in result.stdout
+    # Only our lines: no TensorFlow/absl/oneDNN start-up notices, no Beam apitools warning.
+    assert result.stderr == ""
+    assert result.stdout.startswith(f"usage: ppm {command} ")
+
+
+def test_a_failing_command_prints_only_its_error(tmp_path):
+    result = ppm("evaluate", "--work", str(tmp_path / "no-such-work"))
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("ppm evaluate: error: ")
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+
+
+def test_a_tensorflow_that_fails_to_import_shows_what_it_printed(tmp_path):
+    broken = tmp_path / "tensorflow"
+    broken.mkdir()
+    (broken / "__init__.py").write_text(
+        "import os\n"
+        "os.write(2, b'native loader: libcudnn.so.9 missing\\n')\n"
+        "raise ImportError('broken TensorFlow build')\n")
+    result = ppm("train", "--work", str(tmp_path), "--model", "base",
+                 PYTHONPATH=os.pathsep.join([str(tmp_path), str(REPO)]))
+    assert result.returncode == 1
+    assert "native loader: libcudnn.so.9 missing" in result.stderr
+    assert "ImportError: broken TensorFlow build" in result.stderr

@@ -68,3 +68,40 @@ def test_legacy_keras_set_before_start_allows_touching_tf_keras_first():
         "print(tf.keras.__name__)",
         TF_USE_LEGACY_KERAS="1")
     assert _last_line(result).startswith("tf_keras")
+
+
+def test_keras_3_imported_first_still_lets_ppm_tf_select_tf_keras():
+    # Colab-like: Keras 3 is installed next to TensorFlow, and `import keras` imports
+    # TensorFlow (its backend) before ppm_tf could set the variable. `tf.keras` is still
+    # unresolved, and `import tensorflow.keras` (keras-cv's way in) must find tf-keras too.
+    result = _run_python(
+        "import keras\n"
+        "import ppm_tf\n"
+        "import tensorflow as tf\n"
+        "import keras_cv\n"
+        "import tensorflow_recommenders as tfrs\n"
+        "from tensorflow.keras import layers\n"
+        "standalone = keras.layers.Dense(2)\n"
+        "print(keras.__version__.split('.')[0], type(standalone).__module__.split('.')[0],\n"
+        "      tf.keras.layers.Dense.__module__.split('.')[0], layers.Dense.__module__.split('.')[0],\n"
+        "      issubclass(keras_cv.models.ResNetBackbone, tf.keras.Model),\n"
+        "      tfrs.tasks.Ranking.__name__)")
+    keras_major, standalone, via_attribute, via_import, keras_cv_on_tf_keras, ranking = (
+        _last_line(result).split())
+    assert keras_major == "3" and standalone == "keras"
+    assert via_attribute == via_import == "tf_keras"
+    assert keras_cv_on_tf_keras == "True"
+    assert ranking == "Ranking"
+
+
+def test_keras_3_already_imported_through_tensorflow_keras_fails_with_the_fix():
+    result = _run_python(
+        "from tensorflow.keras import layers\n"
+        "try:\n"
+        "    import ppm_tf\n"
+        "except ImportError as error:\n"
+        "    print('ImportError:', error)\n"
+        "else:\n"
+        "    print('imported', layers.Dense.__module__)")
+    message = _last_line(result)
+    assert message.startswith("ImportError:") and "restart the runtime" in message

@@ -252,8 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
              "than max_batch_size rows (requests are not merged)")
     add("--batching_parameters_file", default="", help="text-format BatchingParameters")
     add("--saved_model_tags", default="serve", help="comma-separated MetaGraphDef tags")
-    add("--tensorflow_intra_op_parallelism", type=int, default=0)
-    add("--tensorflow_inter_op_parallelism", type=int, default=0)
+    add("--tensorflow_intra_op_parallelism", type=int, default=0,
+        help="threads within one op (0: TensorFlow chooses)")
+    add("--tensorflow_inter_op_parallelism", type=int, default=0,
+        help="ops run at once (0: TensorFlow chooses)")
     add_bool("--allow_version_labels_for_unavailable_models", False,
              "allow labels on versions that are not loaded yet")
     add_bool("--enable_model_warmup", True,

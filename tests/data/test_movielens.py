@@ -141,6 +141,7 @@ def test_real_suggested_splits_partition_the_events_by_day(ml_small):
     assert 0.1 < counts["valid"] / window < 0.3
 
 
+@pytest.mark.slow  # a second import of all of MovieLens latest-small
 @needs_ml_small
 def test_real_reimport_gives_identical_bytes(ml_small, tmp_path):
     out, _, _ = ml_small

@@ -89,6 +89,7 @@ def exports(tmp_path_factory):
     return root, text_dir, image_dir, in_memory
 
 
+@pytest.mark.slow  # a fresh Python process imports TensorFlow and loads both exports
 def test_exports_reload_in_a_fresh_process_with_the_same_outputs(exports, tmp_path):
     root, text_dir, image_dir, in_memory = exports
     inputs = str(tmp_path / "inputs.npz")

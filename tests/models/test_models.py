@@ -413,6 +413,7 @@ LOAD_IN_FRESH_PROCESS = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a fresh Python process imports TensorFlow and loads the SavedModel
 def test_exported_user_tower_gives_the_same_states_in_a_fresh_process(tmp_path, ppm):
     batch = make_batch()
     ppm(batch)

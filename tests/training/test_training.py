@@ -224,6 +224,7 @@ def assert_same_weights(model, other):
                                    err_msg=mine.name)
 
 
+@pytest.mark.slow  # three fits of URM: whole, interrupted, resumed
 @pytest.mark.parametrize("save_every_steps", [None, 1])
 def test_an_interrupted_fit_resumes_to_the_weights_of_an_uninterrupted_one(
         tmp_path, save_every_steps):

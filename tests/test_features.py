@@ -16,6 +16,10 @@ def example_record(**overrides):
         "ts": 1_742_600_000, "hist_item_ids": ["i3", "i2"], "hist_categories": ["sofa", "lamp"],
         "hist_ts": [1_742_500_000, 1_742_400_000], "hist_len": 2, "click": 1, "order": 0,
         "is_cold_item": 1, "item_age_days": 2.5, "split": "train",
+        "item_content": "brass\x1fcolour=red", "hist_content": ["oak", "brass"],
+        "user_counts": [4.0, 2.0, 1.0, 1.0, 1.0, 0.0],
+        "item_counts": [9.0, 3.0, 0.0, 2.0, 1.0, 0.0],
+        "category_counts": [90.0, 20.0, 5.0, 10.0, 3.0, 1.0],
     }
     return {**record, **overrides}
 
@@ -41,11 +45,13 @@ def test_example_round_trip_pads_sequences_with_empty_ids_and_zeros():
         features.EXAMPLE_FEATURES)
     assert decoded == {**record, "hist_item_ids": ["i3", "i2", "", ""],
                        "hist_categories": ["sofa", "lamp", "", ""],
+                       "hist_content": ["oak", "brass", "", ""],
                        "hist_ts": [1_742_500_000, 1_742_400_000, 0, 0]}
 
 
 def test_empty_history_is_all_padding():
-    record = example_record(hist_item_ids=[], hist_categories=[], hist_ts=[], hist_len=0)
+    record = example_record(hist_item_ids=[], hist_categories=[], hist_content=[], hist_ts=[],
+                            hist_len=0)
     decoded = features.decode_example(
         features.encode_example(record, features.EXAMPLE_FEATURES, MAX_SEQ_LEN),
         features.EXAMPLE_FEATURES)
@@ -149,3 +155,17 @@ def test_decoding_a_record_without_a_feature_names_it():
     serialized = features.encode_example(query_record(), features.QUERY_FEATURES)
     with pytest.raises(KeyError, match="'title' is missing"):
         features.decode_example(serialized, features.ITEM_FEATURES)
+
+
+def test_counts_of_the_wrong_size_are_rejected_naming_the_feature():
+    record = example_record(item_counts=[1.0, 0.0, 0.0])
+    with pytest.raises(ValueError, match="'item_counts' has 3 values; counts have 6"):
+        features.encode_example(record, features.EXAMPLE_FEATURES, MAX_SEQ_LEN)
+
+
+def test_content_tokens_hold_entities_and_categorical_attributes_only():
+    tokens = features.content_tokens(["red", "oak", "red"],
+                                     {"year": 1995, "tier": "premium", "weight": 0.5,
+                                      "bad": "a\nb"})
+    assert tokens == ["oak", "red", "tier=premium", "year=1995"]
+    assert features.join_content(tokens).split(features.CONTENT_SEPARATOR) == tokens

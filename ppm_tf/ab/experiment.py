@@ -24,6 +24,7 @@ from ppm_tf.ab.served_arms import (ArmErrors, ServedArm, make_clients, request_c
 from ppm_tf.ab.statistics import compare_arms
 from ppm_tf.data import raw_files
 from ppm_tf.data.tfrecords import load_preprocess_metadata
+from ppm_tf.export.requests import LoggedItemCounts
 from ppm_tf.errors import StageError
 from ppm_tf.work_layout import AB_RESULTS, WorkLayout, write_json
 
@@ -152,7 +153,11 @@ def _serve(settings: AbSettings, served: list[str], requests: ReplayedRequests,
     os.makedirs(run_dir, exist_ok=True)
     with ProductionServer(settings.serving_dir, settings.saved_models, served, run_dir) as server:
         scoring, metadata = make_clients(settings.transport, server.grpc_target, server.rest_url)
-        arms = [ServedArm(name, scoring, metadata) for name in served]
+        # The tables in an export hold the counts as of the log's end, past every replayed
+        # day: each request gets its items' counts as of its own day, as a daily refresh would.
+        daily_counts = LoggedItemCounts(
+            settings.data, load_preprocess_metadata(settings.work)["count_lookback_days"])
+        arms = [ServedArm(name, scoring, metadata, daily_counts) for name in served]
         log.info("ranking %d requests with %s over %s", len(requests), served,
                  settings.transport)
         return score_served_arms(arms, requests.request_ids, contexts, requests.pool_item_ids)

@@ -18,7 +18,8 @@ import numpy as np
 from ppm_tf import features
 from ppm_tf.data.tfrecords import read_split
 from ppm_tf.errors import StageError
-from ppm_tf.export.requests import USER_STATE_INPUTS
+from ppm_tf.export.requests import USER_STATE_INPUTS, LoggedItemCounts
+from ppm_tf.export.serving_module import ITEM_COUNTS_SIGNATURE
 from ppm_tf.serving.client import GrpcClient, RestClient, ServingClientError
 
 log = logging.getLogger(__name__)
@@ -60,23 +61,27 @@ class ArmErrors:
 
 class ServedArm:
     """One exported model behind the server: ``user_states`` first when the model has it
-    (URM's cached user tower), then ``serving_default`` over the pool."""
+    (URM's cached user tower), then ``serving_with_item_counts`` over the pool, with the
+    pool's counts as of the request's day (``daily_counts``)."""
 
-    def __init__(self, name: str, client, metadata: GrpcClient):
+    def __init__(self, name: str, client, metadata: GrpcClient, daily_counts: LoggedItemCounts):
         self.name = name
         self.client = client
+        self.daily_counts = daily_counts
         signatures = metadata.signature_defs(name)
-        if "serving_default" not in signatures:
-            raise StageError(f"arm {name}: the served model has no serving_default signature")
+        if ITEM_COUNTS_SIGNATURE not in signatures:
+            raise StageError(f"arm {name}: the served model has no {ITEM_COUNTS_SIGNATURE} "
+                             "signature; export it again with this version")
         self.uses_user_states = "user_states" in signatures
-        self.inputs = set(signatures["serving_default"].inputs)
-        sendable = set(CONTEXT_FEATURES[1:]) | {features.ITEM_ID}
+        self.inputs = set(signatures[ITEM_COUNTS_SIGNATURE].inputs)
+        sendable = (set(CONTEXT_FEATURES[1:]) | {features.ITEM_ID, features.ITEM_COUNTS,
+                                                 features.CATEGORY_COUNTS})
         if self.uses_user_states:
             sendable |= set(signatures["user_states"].outputs)
         unknown = self.inputs - sendable
         if unknown:
-            raise StageError(f"arm {name}: serving_default needs {sorted(unknown)}, which the "
-                             "A/B replay does not build")
+            raise StageError(f"arm {name}: {ITEM_COUNTS_SIGNATURE} needs {sorted(unknown)}, "
+                             "which the A/B replay does not build")
 
     def scores(self, context: dict[str, np.ndarray], pool_item_ids: np.ndarray) -> np.ndarray:
         """[K] click scores of the pool; raises ``ServingClientError`` when the server refuses."""
@@ -86,8 +91,11 @@ class ServedArm:
                 self.name, {name: context[name] for name in USER_STATE_INPUTS},
                 signature_name="user_states"))
         user_level = {name: value for name, value in user_level.items() if name in self.inputs}
+        per_candidate = {features.ITEM_ID: pool_item_ids,
+                         **self.daily_counts.as_of(pool_item_ids, context[features.TS][0])}
         scores = np.asarray(self.client.predict_candidates(
-            self.name, user_level, {features.ITEM_ID: pool_item_ids})[SCORE_OUTPUT]).reshape(-1)
+            self.name, user_level, per_candidate,
+            signature_name=ITEM_COUNTS_SIGNATURE)[SCORE_OUTPUT]).reshape(-1)
         if scores.shape != pool_item_ids.shape:
             raise ServingClientError("BAD_OUTPUT", f"{SCORE_OUTPUT} has shape {scores.shape}, "
                                      f"expected {pool_item_ids.shape}")

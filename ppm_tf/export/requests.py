@@ -103,7 +103,8 @@ def score_candidates(client, model: str, request: CandidateRequest,
     """One call for every candidate, in the batch-safe form: ``serving_default``; with
     ``item_vectors`` (the candidates' ME vectors [n, item_dim], for items newer than the
     export) ``serving_with_item_vectors``; with ``item_counts`` (``{item_counts,
-    category_counts}`` [n, COUNT_SIZE], e.g. ``logged_item_counts``) ``serving_with_item_counts``.
+    category_counts}`` [n, COUNT_SIZE], e.g. ``LoggedItemCounts.as_of``)
+    ``serving_with_item_counts``.
     ``states``: URM's cached user states (none for ``base``)."""
     if item_vectors is not None and item_counts is not None:
         raise ValueError("no signature takes both item_vectors and item_counts; send one")
@@ -116,27 +117,46 @@ def score_candidates(client, model: str, request: CandidateRequest,
                                      signature_name=signature)
 
 
-def logged_item_counts(data_dir: str, item_ids: Iterable[str], request_ts: int,
-                       count_lookback_days: int) -> dict[str, np.ndarray]:
-    """The candidates' and their categories' counts as of ``request_ts``'s day, from a raw
-    data directory with preprocessing's own functions: what the evaluation scored a logged
-    request with (a served table holds the counts as of its export instead)."""
-    layout = raw_files.RawLayout(data_dir)
-    categories = {item["item_id"]: item["category"] for item in raw_files.read_jsonl(layout.items)}
-    events = list(raw_files.read_jsonl(layout.events_pattern))
-    day = day_start(int(request_ts))
+class LoggedItemCounts:
+    """The item and category counts of a raw log as of any day, with preprocessing's own
+    functions: what the evaluation scored a logged request with, and what a count table
+    refreshed daily would have served (the exported table holds the counts as of the log's
+    end). Reads the log once; each (key, day) is computed once."""
 
-    def counts_of(field, value) -> list[float]:
-        rows = daily_rows(event for event in events if field(event) == value)
-        return AsOfCounts(rows).as_of(day, count_lookback_days)
+    def __init__(self, data_dir: str, count_lookback_days: int):
+        layout = raw_files.RawLayout(data_dir)
+        self.categories = {item["item_id"]: item["category"]
+                           for item in raw_files.read_jsonl(layout.items)}
+        self.lookback_days = count_lookback_days
+        per_key: dict[tuple[str, str], list[dict]] = {}
+        for event in raw_files.read_jsonl(layout.events_pattern):
+            item_id = event[features.ITEM_ID]
+            per_key.setdefault((features.ITEM_ID, item_id), []).append(event)
+            per_key.setdefault((features.CATEGORY, self.categories.get(item_id)), []).append(event)
+        self.counters = {key: AsOfCounts(daily_rows(events)) for key, events in per_key.items()}
+        self.cache: dict[tuple[str, str, int], list[float]] = {}
 
-    item_ids = [item.decode("utf-8") if isinstance(item, bytes) else item for item in item_ids]
-    item_of = lambda event: event[features.ITEM_ID]
-    category_of = lambda event: categories.get(event[features.ITEM_ID])
-    as_array = lambda rows: np.array(rows, np.float32).reshape(-1, features.COUNT_SIZE)
-    return {features.ITEM_COUNTS: as_array([counts_of(item_of, item) for item in item_ids]),
-            features.CATEGORY_COUNTS: as_array([counts_of(category_of, categories.get(item))
-                                                for item in item_ids])}
+    def _counts(self, table: str, key: str | None, day: int) -> list[float]:
+        cached = self.cache.get((table, key, day))
+        if cached is None:
+            counter = self.counters.get((table, key))
+            cached = (counter.as_of(day, self.lookback_days) if counter
+                      else [0.0] * features.COUNT_SIZE)
+            self.cache[table, key, day] = cached
+        return cached
+
+    def as_of(self, item_ids: Iterable, request_ts: int) -> dict[str, np.ndarray]:
+        """``{item_counts, category_counts}`` [n, COUNT_SIZE] of ``item_ids`` as of the start
+        of ``request_ts``'s day: the ``item_counts`` argument of ``score_candidates``."""
+        day = day_start(int(request_ts))
+        item_ids = [item.decode("utf-8") if isinstance(item, bytes) else str(item)
+                    for item in item_ids]
+        as_array = lambda rows: np.array(rows, np.float32).reshape(-1, features.COUNT_SIZE)
+        return {features.ITEM_COUNTS: as_array(
+                    [self._counts(features.ITEM_ID, item, day) for item in item_ids]),
+                features.CATEGORY_COUNTS: as_array(
+                    [self._counts(features.CATEGORY, self.categories.get(item), day)
+                     for item in item_ids])}
 
 
 def score_user(client, model: str, request: CandidateRequest) -> dict[str, np.ndarray]:

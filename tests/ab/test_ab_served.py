@@ -20,6 +20,7 @@ from ppm_tf.ab.table import ab_table_lines
 from ppm_tf.data import raw_files
 from ppm_tf.data.tfrecords import load_preprocess_metadata, read_split
 from ppm_tf.errors import StageError
+from ppm_tf.export.requests import LoggedItemCounts
 
 pytestmark = pytest.mark.slow
 NEEDS_HISTORY = "this ranker needs a behaviour history"
@@ -34,8 +35,9 @@ def run(tiny_demo_run):
 
 class ItemOnlyRanker(tf.Module):
     """A ranker whose scores ignore the user: a fixed score per item, served with the
-    ``serving_default`` inputs of ``base``. Optionally it refuses (INVALID_ARGUMENT, raised
-    by the graph inside the server) requests of users without a behaviour history."""
+    ``serving_with_item_counts`` inputs of ``base`` (counts ignored). Optionally it refuses
+    (INVALID_ARGUMENT, raised by the graph inside the server) requests of users without a
+    behaviour history."""
 
     def __init__(self, item_scores: dict[str, float], max_seq_len: int, needs_history: bool):
         super().__init__()
@@ -48,9 +50,11 @@ class ItemOnlyRanker(tf.Module):
             tf.TensorSpec([None], tf.string, name=features.ITEM_ID),
             tf.TensorSpec([None, max_seq_len], tf.string, name=features.HIST_ITEM_IDS),
             tf.TensorSpec([None, max_seq_len], tf.int64, name=features.HIST_TS),
-            tf.TensorSpec([None], tf.int64, name=features.TS)])
+            tf.TensorSpec([None], tf.int64, name=features.TS),
+            *(tf.TensorSpec([None, features.COUNT_SIZE], tf.float32, name=name)
+              for name in features.COUNT_FEATURES)])
 
-    def _serve(self, user_id, item_id, hist_item_ids, hist_ts, ts):
+    def _serve(self, user_id, item_id, hist_item_ids, hist_ts, ts, *counts):
         scores = self.table.lookup(item_id)
         if self.needs_history:
             check = tf.debugging.assert_positive(hist_ts[:, 0], message=NEEDS_HISTORY)
@@ -71,19 +75,21 @@ def _export_item_only(run, saved_models, needs_history: bool) -> None:
     ranker = ItemOnlyRanker({item: float(np.log1p(count)) for item, count in clicks.items()},
                             load_preprocess_metadata(run["work"])["max_seq_len"], needs_history)
     tf.saved_model.save(ranker, str(saved_models / "base" / "1"),
-                        signatures={"serving_default": ranker.serve})
+                        signatures={"serving_with_item_counts": ranker.serve})
 
 
 def test_served_scores_are_what_the_evaluation_scored_over_grpc_and_rest(run, tmp_path):
     world = raw_files.read_world(run["data"])
     requests = replay_eval_days(world, days=1, pool_size=30, seed=0)
     contexts = request_contexts(run["work"], set(requests.request_ids.tolist()))
+    daily_counts = LoggedItemCounts(
+        run["data"], load_preprocess_metadata(run["work"])["count_lookback_days"])
     with ProductionServer(REPOSITORY_SERVING_DIR, run["saved_models"], ["urm", "base"],
                           str(tmp_path)) as server:
         for transport in ("grpc", "rest"):
             scoring, metadata = make_clients(transport, server.grpc_target, server.rest_url)
             for name in ("urm", "base"):
-                arm = ServedArm(name, scoring, metadata)
+                arm = ServedArm(name, scoring, metadata, daily_counts)
                 assert arm.uses_user_states == (name == "urm")
                 offline = np.load(f"{run['work']}/predictions/{name}.npz")
                 offline = dict(zip(zip(offline["request_id"], offline["item_id"]),

@@ -17,7 +17,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 from ppm_tf import features
 from ppm_tf.data.tfrecords import load_cached_metadata, load_preprocess_metadata
-from ppm_tf.export.requests import (build_request, logged_item_counts, logged_request,
+from ppm_tf.export.requests import (LoggedItemCounts, build_request, logged_request,
                                     score_candidates, score_user, user_events, user_states)
 from ppm_tf.export.warmup import WARMUP_FILE
 from ppm_tf.serving.client import GrpcClient, RestClient, ServingClientError, candidate_rows
@@ -124,6 +124,7 @@ def test_a_request_built_from_the_raw_log_scores_what_the_evaluation_scored(
     predictions = dict(np.load(run / "work" / "predictions" / f"{model}.npz"))
     with_history = np.flatnonzero(predictions[features.HIST_LEN] >= 3)
     checked = 0
+    logged_counts = LoggedItemCounts(data, load_preprocess_metadata(work)["count_lookback_days"])
     for request_id in dict.fromkeys(predictions[features.REQUEST_ID][with_history][:40]):
         rows = np.flatnonzero(predictions[features.REQUEST_ID] == request_id)
         user_id = str(predictions[features.USER_ID][rows[0]])
@@ -135,8 +136,7 @@ def test_a_request_built_from_the_raw_log_scores_what_the_evaluation_scored(
                                 metadata["count_lookback_days"])
         # The evaluation scored the item counts as of the request's day; the served table
         # holds them as of the log's end, so the logged day's counts are sent with the request.
-        item_counts = logged_item_counts(data, predictions[features.ITEM_ID][rows], request_ts,
-                                         metadata["count_lookback_days"])
+        item_counts = logged_counts.as_of(predictions[features.ITEM_ID][rows], request_ts)
         assert int((request.user[features.HIST_ITEM_IDS] != b"").sum()) == \
             predictions[features.HIST_LEN][rows[0]]
         states = user_states(clients["grpc"], model, request) if model == "urm" else None

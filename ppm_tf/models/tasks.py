@@ -12,8 +12,11 @@ from ppm_tf import features
 
 
 def _ranking_task(name: str) -> tfrs.tasks.Ranking:
+    # Per-example losses: ClickOrderTask averages them over the global batch, which is what
+    # tf.distribute needs (each replica's gradients are summed across replicas).
     return tfrs.tasks.Ranking(
-        loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
+        loss=tf.keras.losses.BinaryCrossentropy(
+            from_logits=True, reduction=tf.keras.losses.Reduction.NONE),
         metrics=[tf.keras.metrics.AUC(name=f"{name}_auc", from_logits=True)],
         name=f"{name}_task")
 
@@ -34,7 +37,7 @@ class ClickOrderTask(tf.keras.layers.Layer):
         order_loss = self.order(
             labels=tf.cast(batch_features[features.ORDER], tf.float32)[:, tf.newaxis],
             predictions=logits["order"][:, tf.newaxis], training=training)
-        return click_loss + self.order_weight * order_loss
+        return tf.nn.compute_average_loss(click_loss + self.order_weight * order_loss)
 
     def get_config(self):
         return {**super().get_config(), "order_weight": self.order_weight}

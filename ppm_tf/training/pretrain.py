@@ -5,11 +5,14 @@ frozen item-vector table), timestamps, and the click/order labels.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import tensorflow as tf
 
 from ppm_tf import features
 from ppm_tf.atomic import atomic_directory
 from ppm_tf.data.tfrecords import load_preprocess_metadata, read_split
+from ppm_tf.distribute import is_chief
 from ppm_tf.fitting import trainable_parameters
 from ppm_tf.models.config import preset
 from ppm_tf.models.item_table import ItemVectorTable, load_item_vectors
@@ -41,20 +44,28 @@ class UserTowerModule(tf.Module):
 
 
 def pretrain_ppm(work: str, preset_name: str | None = None, seed: int = 0,
-                 epochs: int | None = None, verbose: int = 1) -> dict:
+                 epochs: int | None = None, verbose: int = 1, *,
+                 strategy: tf.distribute.Strategy | None = None,
+                 overrides: dict | None = None) -> dict:
     """Trains PPM on the pretrain split; writes the head checkpoint and the user tower.
-    ``preset_name`` defaults to the encoders' preset."""
+    ``preset_name`` defaults to the encoders' preset; ``strategy`` and ``overrides`` as in
+    ``ablations.train_ablation``."""
+    strategy = strategy or tf.distribute.get_strategy()
     tf.keras.utils.set_random_seed(seed)
     preset_name = resolve_preset(work, preset_name)
-    config = preset(preset_name)
+    config = dataclasses.replace(preset(preset_name), **(overrides or {}))
     layout = WorkLayout(work)
     max_seq_len = load_preprocess_metadata(work)["max_seq_len"]
     item_ids, vectors = load_item_vectors(work)
-    model = PPM(ItemVectorTable(item_ids, vectors, name="item_vectors"), config, max_seq_len)
-    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+    with strategy.scope():
+        model = PPM(ItemVectorTable(item_ids, vectors, name="item_vectors"), config,
+                    max_seq_len)
+        model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
     result = fit_on_splits(model, work, read_split, ("pretrain",), config, seed,
                            epochs or config.pretrain_epochs, config.min_pretrain_steps,
                            layout.backup(PRETRAINED), verbose)
+    if not is_chief(strategy):
+        return {"model": PRETRAINED, "preset": preset_name, "written": False}
     tf.train.Checkpoint(head=model.head).write(layout.head_checkpoint)
     export_user_tower(model, max_seq_len, layout.user_tower_dir)
     summary = {"model": PRETRAINED, "preset": preset_name, "config": config.to_dict(),

@@ -1,0 +1,113 @@
+"""Training under ``tf.distribute.MultiWorkerMirroredStrategy``: two real worker processes
+on 127.0.0.1 (TF_CONFIG), bounded by timeouts, on the tiny demo run's work dir."""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ppm_tf import features
+from ppm_tf.metrics import roc_auc
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+TIMEOUT = 900
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def start_workers(work: Path, *extra: str) -> list[subprocess.Popen]:
+    ports = free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    workers = []
+    for index in range(2):
+        env = {**os.environ, "TF_CONFIG": json.dumps(
+            {"cluster": cluster, "task": {"type": "worker", "index": index}})}
+        workers.append(subprocess.Popen(
+            [sys.executable, "-m", "ppm_tf.cli", "train", "--work", str(work), "--model", "base",
+             "--strategy", "multi_worker", "--collective-timeout", "20", *extra],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    return workers
+
+
+def finish(workers: list[subprocess.Popen]) -> list[tuple[int, str]]:
+    results = []
+    for worker in workers:
+        try:
+            output, _ = worker.communicate(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            output, _ = worker.communicate()
+        results.append((worker.returncode, output))
+    return results
+
+
+def predictions(work: Path) -> dict[str, np.ndarray]:
+    return dict(np.load(work / "predictions" / "base.npz"))
+
+
+def click_auc(work: Path) -> float:
+    rows = predictions(work)
+    return roc_auc(rows[features.CLICK], rows["click_prob"])
+
+
+@pytest.fixture
+def work_copy(tiny_demo_run, tmp_path):
+    """The tiny run's work dir, its `base` model removed (the single-worker reference stays
+    in the original)."""
+    run, _ = tiny_demo_run
+    copy = tmp_path / "work"
+    shutil.copytree(run / "work", copy, ignore=shutil.ignore_patterns("ppm_user_tower"))
+    shutil.rmtree(copy / "models" / "base")
+    (copy / "predictions" / "base.npz").unlink()
+    return run / "work", copy
+
+
+def test_two_workers_train_what_one_trains(work_copy):
+    single, work = work_copy
+    results = finish(start_workers(work))
+    for returncode, output in results:
+        assert returncode == 0, output[-4000:]
+    summary = json.loads((work / "models" / "base" / "training.json").read_text())
+    assert summary["workers"] == 2
+    # The same global batches, averaged over two replicas: the same model up to rounding.
+    assert abs(click_auc(work) - click_auc(single)) < 0.01
+    np.testing.assert_allclose(predictions(work)["click_prob"],
+                               predictions(single)["click_prob"], atol=0.02)
+
+
+def test_a_killed_worker_restarted_resumes_from_the_backup(work_copy):
+    single, work = work_copy
+    workers = start_workers(work, "--save-every-steps", "1", "--epochs", "3")
+    backup = work / "models" / "base" / "backup" / "keras" / "chief" / "checkpoint"
+    deadline = time.monotonic() + TIMEOUT
+    while not backup.exists() and time.monotonic() < deadline and workers[0].poll() is None:
+        time.sleep(0.05)
+    assert backup.exists(), finish(workers)[0][1][-4000:]
+    assert workers[1].poll() is None, "the run ended before a worker could be killed"
+    workers[1].send_signal(signal.SIGKILL)
+    (survivor_code, survivor_output), _ = finish(workers)
+    assert survivor_code != 0, "the surviving worker should fail once its peer is lost"
+    assert not (work / "models" / "base" / "training.json").exists()
+
+    results = finish(start_workers(work, "--save-every-steps", "1", "--epochs", "3"))
+    for returncode, output in results:
+        assert returncode == 0, output[-4000:]
+    assert (work / "models" / "base" / "training.json").exists()
+    assert not (work / "models" / "base" / "backup").exists()
+    assert abs(click_auc(work) - click_auc(single)) < 0.05

@@ -17,7 +17,7 @@ from ppm_tf import features
 from ppm_tf.metrics import roc_auc
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TIMEOUT = 900
 
 

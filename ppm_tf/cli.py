@@ -52,10 +52,18 @@ def _preprocess(args: argparse.Namespace) -> None:
 
 
 def _train_encoders(args: argparse.Namespace) -> None:
+    from ppm_tf.distribute import make_strategy
+
+    strategy = make_strategy(args.strategy, args.collective_timeout)  # before any other op
     from ppm_tf.encoders.training import format_metrics, train_encoders
 
-    print(format_metrics(train_encoders(args.work, args.preset, args.seed, args.bert_checkpoint,
-                                        args.imagenet_weights, epochs=args.epochs)))
+    metrics = train_encoders(args.work, args.preset, args.seed, args.bert_checkpoint,
+                             args.imagenet_weights, epochs=args.epochs, strategy=strategy,
+                             save_every_steps=args.save_every_steps)
+    if not metrics.get("written", True):
+        print("train-encoders: worker done; the chief wrote the outputs")
+        return
+    print(format_metrics(metrics))
 
 
 def _embed_items(args: argparse.Namespace) -> None:
@@ -202,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="local pre-trained BERT directory (paper preset)")
     encoders.add_argument("--imagenet-weights", "--imagenet_weights", dest="imagenet_weights",
                           help="local ImageNet ResNet weights file (paper preset)")
+    _add_distribution_flags(encoders)
     encoders.set_defaults(handler=_train_encoders)
 
     _add_pass_through(commands, "embed-items", _embed_items,

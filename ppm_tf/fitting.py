@@ -54,7 +54,8 @@ class FitResult:
     examples: int  # examples trained on, over all epochs of the run
     epochs: int  # epochs trained (fewer than the budget when early stopping ended the run)
     final_loss: float
-    first_epoch: int = 0  # the epoch this call started at: > 0 when it resumed from a backup
+    first_epoch: int = 0  # where this call started: (0, 0) unless it resumed from a backup
+    first_step: int = 0
     best_epoch: int | None = None  # 1-based, chosen on validation; None without validation
     validation_curve: tuple[float, ...] = ()  # validation click AUC after each epoch
     steps_per_epoch: int = 0
@@ -94,6 +95,9 @@ def fit(model: tf.keras.Model, data: tf.data.Dataset | Callable[[int], tf.data.D
     state = _RunState.load(backup_dir)
     stream = _stream(epoch_data, first_epoch, first_step, epochs, steps_per_epoch)
     chief = is_chief(model.distribute_strategy)
+    # Metrics are synchronised across replicas and losses reduced in the step
+    # (``distribute.global_loss``): every replica's logs are the global ones.
+    model.distribute_reduction_method = "first"
     if not model.built:  # BackupAndRestore restores into built variables
         with model.distribute_strategy.scope():
             model(placeholder_batch(stream.element_spec))
@@ -118,7 +122,7 @@ def fit(model: tf.keras.Model, data: tf.data.Dataset | Callable[[int], tf.data.D
     return FitResult(
         train_seconds=state.train_seconds, examples=examples_per_epoch * trained,
         epochs=trained, final_loss=float(state.losses[-1]) if trained else math.nan,
-        first_epoch=first_epoch,
+        first_epoch=first_epoch, first_step=first_step,
         best_epoch=stopper.best_epoch + 1 if stopper and stopper.best_weights is not None
         else None,
         validation_curve=tuple(state.validation_curve), steps_per_epoch=steps_per_epoch)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from typing import Any, Sequence
 
 import numpy as np
@@ -17,6 +18,7 @@ import ppm_tf  # noqa: F401  (selects tf-keras before TensorFlow resolves its Ke
 import tensorflow as tf
 
 from ppm_tf import features
+from ppm_tf.distribute import save_path
 from ppm_tf.encoders import data, evaluation, export, tokenizer as tokenization
 from ppm_tf.encoders.presets import EncoderPreset
 from ppm_tf.encoders.pretrained import BertCheckpoint, load_bert_checkpoint
@@ -87,7 +89,8 @@ def evaluate_query_matching(tokenizer, encoder, titles: np.ndarray, queries: lis
 
 def _vocabulary(work: str, config: EncoderPreset, bert: BertCheckpoint | None) -> str:
     """Path of the WordPiece vocabulary: the checkpoint's, or one learned from the data
-    (reused when an interrupted run already learned it, so a resumed model keeps its ids)."""
+    (reused when an interrupted run already learned it, so a resumed model keeps its ids).
+    Written whole then renamed: several workers learn the same one at once."""
     if bert is not None:
         return bert.vocab_path
     path = WorkLayout(work).encoders_train("text_vocab.txt")
@@ -96,7 +99,9 @@ def _vocabulary(work: str, config: EncoderPreset, bert: BertCheckpoint | None) -
     started = time.perf_counter()
     tokens = tokenization.learn_vocabulary(data.vocabulary_texts(work), config.text.vocab_size)
     tf.io.gfile.makedirs(path.rsplit("/", 1)[0])
-    tokenization.write_vocabulary(tokens, path)
+    staging = f"{path}.{uuid.uuid4().hex}"
+    tokenization.write_vocabulary(tokens, staging)
+    tf.io.gfile.rename(staging, path, overwrite=True)
     logger.info("learned a WordPiece vocabulary of %d tokens in %.1f s", len(tokens),
                 time.perf_counter() - started)
     return path
@@ -108,8 +113,12 @@ def _backup_dir(work: str) -> str:
 
 def fit_text_encoder(work: str, config: EncoderPreset, seed: int,
                      bert_checkpoint: str | None = None, epochs: int | None = None,
-                     callbacks: Sequence[tf.keras.callbacks.Callback] = ()) -> dict[str, Any]:
-    """Trains, evaluates and exports the text encoder; returns its metrics."""
+                     callbacks: Sequence[tf.keras.callbacks.Callback] = (),
+                     strategy: tf.distribute.Strategy | None = None,
+                     save_every_steps: int | None = None) -> dict[str, Any]:
+    """Trains (under ``strategy``, default one process), evaluates and exports the text
+    encoder; returns its metrics. ``save_every_steps``: also back up within epochs."""
+    strategy = strategy or tf.distribute.get_strategy()
     tf.keras.utils.set_random_seed(seed)
     bert = BertCheckpoint.open(bert_checkpoint) if bert_checkpoint else None
     text_config = bert.text_config(config.text) if bert else config.text
@@ -117,11 +126,6 @@ def fit_text_encoder(work: str, config: EncoderPreset, seed: int,
     tokenizer = tokenization.TextTokenizer(
         _vocabulary(work, config, bert), text_config.max_tokens, text_config.max_text_bytes,
         lower_case=lower_case)
-    encoder = TextEncoder.from_config_preset(text_config, tokenizer.vocab_size,
-                                             name="text_encoder")
-    if bert:
-        loaded = load_bert_checkpoint(encoder, bert.checkpoint_prefix)
-        logger.info("loaded %d BERT weights from %s", loaded, bert.checkpoint_prefix)
 
     item_ids, titles = data.catalogue_titles(work)
     table = data.title_table(item_ids, titles)
@@ -135,12 +139,18 @@ def fit_text_encoder(work: str, config: EncoderPreset, seed: int,
     epochs = epochs or fit.epochs_for(steps)
     pairs = data.query_matching_pairs(work, tokenizer, table, batch_size, seed=seed).apply(
         tf.data.experimental.assert_cardinality(steps))  # lets the progress bar show a total
-    model = QueryMatchingModel(encoder, config.temperature, name="query_matching")
-    model({QUERY_IDS: tf.ones([1, 2], tf.int64), TITLE_IDS: tf.ones([1, 2], tf.int64)})
-    model.compile(optimizer=adamw(fit, steps, epochs))
+    with strategy.scope():
+        encoder = TextEncoder.from_config_preset(text_config, tokenizer.vocab_size,
+                                                 name="text_encoder")
+        model = QueryMatchingModel(encoder, config.temperature, name="query_matching")
+        model({QUERY_IDS: tf.ones([1, 2], tf.int64), TITLE_IDS: tf.ones([1, 2], tf.int64)})
+        if bert:
+            loaded = load_bert_checkpoint(encoder, bert.checkpoint_prefix)
+            logger.info("loaded %d BERT weights from %s", loaded, bert.checkpoint_prefix)
+        model.compile(optimizer=adamw(fit, steps, epochs))
     logger.info("query matching: %d pairs, batch %d, %d epochs", num_pairs, batch_size, epochs)
     result = fit_model(model, pairs, epochs, _backup_dir(work), verbose="auto",
-                       callbacks=callbacks)
+                       callbacks=callbacks, save_every_steps=save_every_steps)
 
     item_index = {item_id: row for row, item_id in enumerate(item_ids)}
     queries, targets = heldout_queries(work, item_index)
@@ -164,6 +174,6 @@ def fit_text_encoder(work: str, config: EncoderPreset, seed: int,
             "num_layers", "hidden_size", "num_heads", "intermediate_size")},
         "bert_checkpoint": bert_checkpoint, "temperature": config.temperature,
         "metrics": metrics}
-    export.export_encoder(export.TextEncoderExport(tokenizer, encoder),
-                          WorkLayout(work).encoder_dir(export.TEXT), description)
+    with save_path(WorkLayout(work).encoder_dir(export.TEXT), strategy) as path:
+        export.export_encoder(export.TextEncoderExport(tokenizer, encoder), path, description)
     return metrics

@@ -9,6 +9,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from ppm_tf import features
+from ppm_tf.distribute import global_loss
 
 
 def _ranking_task(name: str) -> tfrs.tasks.Ranking:
@@ -53,6 +54,12 @@ class RankingModel(tfrs.Model):
     def compute_loss(self, batch_features, training=False):
         return self.task(batch_features, self(batch_features, training=training),
                          training=training)
+
+    def train_step(self, inputs):
+        return global_loss(super().train_step(inputs))
+
+    def test_step(self, inputs):
+        return global_loss(super().test_step(inputs))
 
     def predict_probabilities(self, batch_features):
         logits = self(batch_features, training=False)

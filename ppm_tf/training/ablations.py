@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from ppm_tf import features
 from ppm_tf.data.tfrecords import load_preprocess_metadata, read_cached, read_split
-from ppm_tf.distribute import is_chief
+from ppm_tf.distribute import is_chief, save_path
 from ppm_tf.fitting import EarlyStoppingConfig, FitResult, fit, trainable_parameters
 from ppm_tf.models.config import ModelConfig, preset
 from ppm_tf.models.idrec import IDRec
@@ -125,8 +125,10 @@ def train_ablation(work: str, name: str, preset_name: str | None = None, seed: i
                            epochs or config.train_epochs, config.min_train_steps,
                            WorkLayout(work).backup(name), verbose)
     extra = {"preset": preset_name, "seed": seed, "splits": list(row.splits),
-             "workers": strategy.num_replicas_in_sync}
+             "replicas": strategy.num_replicas_in_sync}
     if not is_chief(strategy):
+        with save_path(WorkLayout(work).weights(name), strategy) as scratch:
+            tf.train.Checkpoint(model=model).write(scratch)  # a collective op: see save_path
         return {"model": name, **extra, "written": False}
     return save_trained_model(model, name, work, config, result, extra)
 
@@ -143,6 +145,7 @@ def save_trained_model(model: RankingModel, name: str, work: str, config: ModelC
                "train_seconds": result.train_seconds,
                "examples_per_second": result.examples_per_second,
                "train_examples": result.examples, "epochs": result.epochs,
+               "resumed_from": {"epoch": result.first_epoch, "step": result.first_step},
                "steps_per_epoch": result.steps_per_epoch, "best_epoch": result.best_epoch,
                "validation_click_auc": list(result.validation_curve),
                "final_loss": result.final_loss, "trainable_params": trainable_parameters(model)}

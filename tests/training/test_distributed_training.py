@@ -18,7 +18,7 @@ from ppm_tf.metrics import roc_auc
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
-TIMEOUT = 900
+TIMEOUT = 600
 
 
 def free_ports(count: int) -> list[int]:
@@ -40,7 +40,7 @@ def start_workers(work: Path, *extra: str) -> list[subprocess.Popen]:
             {"cluster": cluster, "task": {"type": "worker", "index": index}})}
         workers.append(subprocess.Popen(
             [sys.executable, "-m", "ppm_tf.cli", "train", "--work", str(work), "--model", "base",
-             "--strategy", "multi_worker", "--collective-timeout", "20", *extra],
+             "--strategy", "multi_worker", "--collective-timeout", "120", *extra],
             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     return workers
 
@@ -78,36 +78,36 @@ def work_copy(tiny_demo_run, tmp_path):
     return run / "work", copy
 
 
-def test_two_workers_train_what_one_trains(work_copy):
+def test_two_workers_killed_mid_epoch_resume_and_train_what_one_trains(work_copy):
+    """Two workers back up every step; one is killed mid-epoch, its peer fails instead of
+    hanging, and the restarted cluster resumes from the last step's backup. Tolerance: the
+    same global batches averaged over two replicas give the single-worker model up to
+    all-reduce rounding, so eval click AUC within 0.005 and every probability within 1e-3."""
     single, work = work_copy
-    results = finish(start_workers(work))
-    for returncode, output in results:
-        assert returncode == 0, output[-4000:]
-    summary = json.loads((work / "models" / "base" / "training.json").read_text())
-    assert summary["workers"] == 2
-    # The same global batches, averaged over two replicas: the same model up to rounding.
-    assert abs(click_auc(work) - click_auc(single)) < 0.01
-    np.testing.assert_allclose(predictions(work)["click_prob"],
-                               predictions(single)["click_prob"], atol=0.02)
-
-
-def test_a_killed_worker_restarted_resumes_from_the_backup(work_copy):
-    single, work = work_copy
-    workers = start_workers(work, "--save-every-steps", "1", "--epochs", "3")
-    backup = work / "models" / "base" / "backup" / "keras" / "chief" / "checkpoint"
+    workers = start_workers(work, "--save-every-steps", "1")
+    backup = work / "models" / "base" / "backup" / "keras"
     deadline = time.monotonic() + TIMEOUT
-    while not backup.exists() and time.monotonic() < deadline and workers[0].poll() is None:
+    while (not (backup / "chief" / "checkpoint").exists() and time.monotonic() < deadline
+           and workers[0].poll() is None):
         time.sleep(0.05)
-    assert backup.exists(), finish(workers)[0][1][-4000:]
+    assert (backup / "chief" / "checkpoint").exists(), finish(workers)[0][1][-4000:]
     assert workers[1].poll() is None, "the run ended before a worker could be killed"
     workers[1].send_signal(signal.SIGKILL)
     (survivor_code, survivor_output), _ = finish(workers)
     assert survivor_code != 0, "the surviving worker should fail once its peer is lost"
     assert not (work / "models" / "base" / "training.json").exists()
 
-    results = finish(start_workers(work, "--save-every-steps", "1", "--epochs", "3"))
+    results = finish(start_workers(work, "--save-every-steps", "1"))
     for returncode, output in results:
         assert returncode == 0, output[-4000:]
-    assert (work / "models" / "base" / "training.json").exists()
+    summary = json.loads((work / "models" / "base" / "training.json").read_text())
+    reference = json.loads((single / "models" / "base" / "training.json").read_text())
+    assert summary["replicas"] == 2
+    assert summary["resumed_from"]["epoch"] == 0 and summary["resumed_from"]["step"] >= 1
+    # The whole run's cost, not only the part after the restart.
+    assert (summary["epochs"], summary["train_examples"]) == (
+        reference["epochs"], reference["train_examples"])
     assert not (work / "models" / "base" / "backup").exists()
-    assert abs(click_auc(work) - click_auc(single)) < 0.05
+    assert abs(click_auc(work) - click_auc(single)) < 0.005
+    np.testing.assert_allclose(predictions(work)["click_prob"],
+                               predictions(single)["click_prob"], atol=1e-3)

@@ -111,3 +111,18 @@ def test_two_workers_killed_mid_epoch_resume_and_train_what_one_trains(work_copy
     assert abs(click_auc(work) - click_auc(single)) < 0.005
     np.testing.assert_allclose(predictions(work)["click_prob"],
                                predictions(single)["click_prob"], atol=1e-3)
+
+
+def test_parameter_servers_shard_the_id_tables_and_fit(tmp_path):
+    """ParameterServerStrategy, for id tables too big for one worker: IDRec built under a
+    variable partitioner has its item table sharded across two parameter servers, and
+    ``model.fit`` trains it (an in-process cluster on 127.0.0.1, in its own process)."""
+    result = subprocess.run([sys.executable, str(Path(__file__).with_name(
+        "parameter_server_fit.py")), str(tmp_path)], cwd=REPO, capture_output=True,
+        text=True, timeout=TIMEOUT)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["table"] == "ShardedVariable"
+    assert sorted(report["shard_devices"]) == [f"/job:ps/replica:0/task:{index}/device:CPU:0"
+                                               for index in range(2)]
+    assert len(report["losses"]) == 2 and all(np.isfinite(report["losses"]))

@@ -9,6 +9,9 @@ A resumed run ends where an uninterrupted one ends: each epoch's batches come fr
 starts exactly at the step the backup was taken after, and early stopping's state (best
 value, patience count, best weights, the validation curve) is backed up beside the model.
 
+Under a ``tf.distribute`` strategy (``ppm_tf.distribute``) every worker runs the same fit on
+its share of each global batch; only the chief writes the run state and removes the backup.
+
 It sits on the ground floor because the encoders (an early stage) and the CTR models (a later
 one) both use it.
 """

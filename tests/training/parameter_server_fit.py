@@ -18,7 +18,9 @@ from ppm_tf.models.idrec import IDRec
 
 MAX_SEQ_LEN = 4
 VOCABULARIES = {features.USER_ID: ["u1", "u2", "u3"], features.ITEM_ID: ["i1", "i2", "i3", "i4"],
-                features.CATEGORY: ["c1", "c2"], features.BRAND: ["b1"]}
+                features.CATEGORY: ["c1", "c2"], features.BRAND: ["b1"],
+                features.CONTENT_VOCABULARY: ["drama", "comedy"]}
+COUNT_PRIORS = {"click_rate": 0.3, "order_rate": 0.1}
 
 
 def free_ports(count: int) -> list[int]:
@@ -33,7 +35,12 @@ def free_ports(count: int) -> list[int]:
 
 def examples(count: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
-    return {features.USER_ID: rng.choice(["u1", "u2", "u9"], count),
+    content = [features.join_content(["drama"]), features.join_content(["drama", "comedy"]), ""]
+    counts = {name: rng.integers(0, 5, (count, features.COUNT_SIZE)).astype(np.float32)
+              for name in features.COUNT_FEATURES}
+    return {**counts, features.ITEM_CONTENT: rng.choice(content, count),
+            features.HIST_CONTENT: rng.choice(content, (count, MAX_SEQ_LEN)),
+            features.USER_ID: rng.choice(["u1", "u2", "u9"], count),
             features.ITEM_ID: rng.choice(["i1", "i2", "i7"], count),
             features.CATEGORY: rng.choice(["c1", "c2"], count),
             features.BRAND: rng.choice(["b1", ""], count),
@@ -62,7 +69,7 @@ def main(vocab_dir: Path) -> None:
         path.write_text("\n".join(tokens) + "\n")
         vocabularies[name] = str(path)
     with strategy.scope():
-        model = IDRec(vocabularies, 2, preset("tiny"), name="base")
+        model = IDRec(vocabularies, 2, preset("tiny"), COUNT_PRIORS, name="base")
         model.compile(optimizer=tf.keras.optimizers.Adam(1e-2), steps_per_execution=2)
     batches = tf.keras.utils.experimental.DatasetCreator(
         lambda context: tf.data.Dataset.from_tensor_slices(examples(64)).repeat().batch(16))

@@ -79,7 +79,7 @@ def _pretrain(args: argparse.Namespace) -> None:
     print(f"pretrained PPM on the long span: {summary['trainable_params']:,} trainable "
           f"parameters ({summary['user_tower_params']:,} user tower, "
           f"{summary['head_params']:,} plug-in head), {summary['train_seconds']:.1f} s; "
-          f"user tower exported to {args.work}/ppm_user_tower")
+          f"user tower exported to {WorkLayout(args.work).user_tower_dir}")
 
 
 def _precompute(args: argparse.Namespace) -> None:

@@ -169,6 +169,14 @@ class WorkLayout:
         return self.path("preprocess.json")
 
     @property
+    def preprocess_outputs(self) -> tuple[str, ...]:
+        """Everything ``ppm preprocess`` writes (folders end in "/"): a new run clears them."""
+        folders = ("examples", "items", "queries", "vocab", "count_tables", "dead_letter",
+                   "oracle")
+        return (*(self.path(folder) + "/" for folder in folders), self.stats_json,
+                self.preprocess_json)
+
+    @property
     def stats_json(self) -> str:
         return self.path("stats.json")
 

@@ -16,11 +16,11 @@ REPO = Path(__file__).resolve().parents[1]
 # The pipeline's stages, in order; a stage may import from itself and from those before it.
 STAGES = ("ground", "data", "preprocessing", "encoders", "caching", "models", "training",
           "evaluation", "export", "serving", "ab", "demo", "cli")
-# Shared by several stages: ``fitting`` (encoders, training) and ``transformer`` (encoders,
-# models) sit here so that neither stage imports the other.
+# Shared by several stages: ``fitting`` and ``distribute`` (encoders, training) and
+# ``transformer`` (encoders, models) sit here so that neither stage imports the other.
 GROUND_FLOOR = {"ppm_tf", "ppm_tf.features", "ppm_tf.work_layout", "ppm_tf.metrics",
                 "ppm_tf.errors", "ppm_tf.atomic", "ppm_tf.filesystem", "ppm_tf.fitting",
-                "ppm_tf.transformer", "ppm_tf.beam_runner"}
+                "ppm_tf.transformer", "ppm_tf.beam_runner", "ppm_tf.distribute"}
 DEPRECATED_SHIMS = {"ppm_tf.demo_report"}  # old entry points kept one release
 
 

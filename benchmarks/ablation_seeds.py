@@ -31,21 +31,24 @@ from ppm_tf.evaluation.bootstrap import (DEFAULT_RESAMPLES, UserResamples,  # no
 from ppm_tf.evaluation.evaluate import (load_predictions, model_metrics,  # noqa: E402
                                         slice_masks, window_item_ids)
 from ppm_tf.training.ablations import train_ablation  # noqa: E402
-from ppm_tf.work_layout import PRETRAINED  # noqa: E402
+from ppm_tf.work_layout import PRETRAINED, WorkLayout  # noqa: E402
 
-WRITTEN_BY_TRAINING = ("models", "predictions", "eval")
 POOLED_METRICS = {"click_auc": "click AUC", "click_request_gauc": "click GAUC per request"}
 
 
 def scratch_work(work: str, scratch: str) -> str:
     """A work directory whose inputs are WORK's (links) and whose outputs are its own."""
+    source, target = WorkLayout(work), WorkLayout(scratch)
+    # The top folders training and evaluation write: models/, predictions/, eval/.
+    written = {os.path.relpath(path, work).split(os.sep)[0] for path in (
+        source.model_dir(PRETRAINED), source.predictions(BASE), source.eval_dir)}
     for name in os.listdir(work):
-        if name not in WRITTEN_BY_TRAINING:
-            os.symlink(os.path.abspath(os.path.join(work, name)), os.path.join(scratch, name))
-    os.makedirs(os.path.join(scratch, "models"))
-    pretrained = os.path.join(work, "models", PRETRAINED)
+        if name not in written:
+            os.symlink(os.path.abspath(source.path(name)), target.path(name))
+    os.makedirs(os.path.dirname(target.model_dir(PRETRAINED)))
+    pretrained = source.model_dir(PRETRAINED)
     if os.path.isdir(pretrained):  # the plug-in head's initial weights
-        os.symlink(os.path.abspath(pretrained), os.path.join(scratch, "models", PRETRAINED))
+        os.symlink(os.path.abspath(pretrained), target.model_dir(PRETRAINED))
     return scratch
 
 
@@ -136,7 +139,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", required=True)
-    parser.add_argument("--preset", default="demo")
+    parser.add_argument("--preset", help="model preset (default: the one WORK was trained with)")
     parser.add_argument("--models", nargs="+", default=[BASE, "urm"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES)

@@ -23,10 +23,12 @@ def loop_items_per_second(work: str, limit: int) -> tuple[float, int]:
 
     from ppm_tf import features
     from ppm_tf.data.tfrecords import read_items
-    from ppm_tf.encoders.export import load_encoder
+    from ppm_tf.encoders.export import IMAGE, SERVING, TEXT, load_encoder
+    from ppm_tf.work_layout import WorkLayout
 
-    text = load_encoder(os.path.join(work, "encoders", "text")).signatures["serving_default"]
-    image = load_encoder(os.path.join(work, "encoders", "image")).signatures["serving_default"]
+    layout = WorkLayout(work)
+    text = load_encoder(layout.encoder_dir(TEXT)).signatures[SERVING]
+    image = load_encoder(layout.encoder_dir(IMAGE)).signatures[SERVING]
     items = []
     for batch in read_items(work, 256, deterministic=True,
                             features=[features.TITLE, features.IMAGE, features.HAS_IMAGE]):
@@ -55,12 +57,16 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
     from beam_jobs.embed_items import run
+    from ppm_tf.work_layout import WorkLayout
 
     # The job writes WORK/item_vectors/; benchmark into a scratch work dir that links the
     # inputs, so a real WORK's vectors stay untouched.
     scratch = tempfile.mkdtemp(prefix="embed_bench_")
-    for name in ("items", "encoders", "preprocess.json"):
-        os.symlink(os.path.abspath(os.path.join(args.work, name)), os.path.join(scratch, name))
+    layout = WorkLayout(args.work)
+    for path in (os.path.dirname(layout.items_prefix), layout.encoders_dir,
+                 layout.preprocess_json):
+        os.symlink(os.path.abspath(path),
+                   os.path.join(scratch, os.path.relpath(path, layout.root)))
     started = time.perf_counter()
     summary = run(["--work", scratch, "--max_batch_size", str(args.max_batch_size),
                    *beam_args])

@@ -9,7 +9,6 @@ largest process. Target: the demo world (>= 1M impressions) in under 10 minutes 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import subprocess
@@ -18,6 +17,9 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from ppm_tf.work_layout import WorkLayout, read_json  # noqa: E402
 
 
 def run_preprocess(data: str, work: str, workers: int) -> tuple[float, dict]:
@@ -28,8 +30,8 @@ def run_preprocess(data: str, work: str, workers: int) -> tuple[float, dict]:
     subprocess.run(command, cwd=REPO, check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
     seconds = time.perf_counter() - started
-    with open(os.path.join(work, "stats.json"), encoding="utf-8") as handle:
-        return seconds, json.load(handle)
+    layout = WorkLayout(work)
+    return seconds, read_json(layout.stats_json, layout.command("preprocess"))
 
 
 def main() -> None:
@@ -41,7 +43,6 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         data = args.data
         if data is None:
-            sys.path.insert(0, REPO)
             from ppm_tf.data.synthetic import generate_world, preset
             data = os.path.join(scratch, "raw")
             generate_world(preset(args.preset), seed=0, out=data, preset_name=args.preset)

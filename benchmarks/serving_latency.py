@@ -43,8 +43,10 @@ from ppm_tf.export.requests import (USER_STATE_INPUTS, CandidateRequest,  # noqa
 from ppm_tf.models.config import preset  # noqa: E402
 from ppm_tf.serving.client import (GrpcClient, RestClient, candidate_rows,  # noqa: E402
                                    predict_document, predict_message)
-from ppm_tf.serving.deployment import production_options  # noqa: E402
+from ppm_tf.serving.deployment import MODELS_MOUNT, production_options  # noqa: E402
 from ppm_tf.serving.server import ModelServer  # noqa: E402
+from ppm_tf.training.ablations import resolve_preset  # noqa: E402
+from ppm_tf.work_layout import RunLayout  # noqa: E402
 
 
 def alternate(calls: dict, rounds: int, per_round: int) -> dict[str, dict[str, float]]:
@@ -160,14 +162,17 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="a finished `ppm demo` run folder")
     parser.add_argument("--data", help="the run's raw data directory (default OUT/data)")
-    parser.add_argument("--preset", default="demo")
+    parser.add_argument("--preset", help="model preset of the un-cached URM (default: the "
+                        "one the run's models were trained with)")
     parser.add_argument("--candidates", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--requests", type=int, default=20, help="calls per contender a round")
     args = parser.parse_args()
-    work, saved_models = os.path.join(args.out, "work"), os.path.join(args.out, "saved_models")
-    full = logged_request(args.data or os.path.join(args.out, "data"), work, args.candidates)
-    production = production_options({"/models": saved_models})
+    folder = RunLayout(args.out)
+    work, saved_models = folder.work.root, folder.saved_models
+    preset_name = resolve_preset(work, args.preset)
+    full = logged_request(args.data or folder.data, work, args.candidates)
+    production = production_options({MODELS_MOUNT: saved_models})
     without_batching = dataclasses.replace(production, enable_batching=False)
     with ModelServer(production) as batching, ModelServer(without_batching) as one_row:
         clients = {
@@ -188,7 +193,7 @@ def main() -> None:
                               for name, call in server_calls(client, request).items()})
             results = alternate(calls, args.rounds, args.requests)
             results.update(alternate({"in-process uncached urm": uncached_call(
-                work, args.preset, request)}, 1, max(args.rounds * args.requests // 10, 5)))
+                work, preset_name, request)}, 1, max(args.rounds * args.requests // 10, 5)))
             for name, result in results.items():
                 print(f"{label:<15} {name:<32} p50 {result['p50']:8.2f} ms  "
                       f"p99 {result['p99']:8.2f} ms", flush=True)

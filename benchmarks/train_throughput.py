@@ -1,6 +1,6 @@
 """Training throughput of base, URM on cached inputs, and an un-cached URM, side by side.
 
-    python benchmarks/train_throughput.py --work WORK [--preset demo] [--steps 30]
+    python benchmarks/train_throughput.py --work WORK [--preset NAME] [--steps 30]
 
 WORK is a finished pipeline run up to ``ppm precompute`` (e.g. runs/demo/work). All three
 train on the same recent-window batches for the same number of steps in one process:
@@ -27,7 +27,7 @@ import tensorflow as tf  # noqa: E402
 from benchmarks.uncached import UncachedURM  # noqa: E402
 from ppm_tf.data.tfrecords import read_cached  # noqa: E402
 from ppm_tf.models.config import preset  # noqa: E402
-from ppm_tf.training.ablations import build_model  # noqa: E402
+from ppm_tf.training.ablations import build_model, resolve_preset  # noqa: E402
 
 
 def examples_per_second(model, batches: list, config) -> float:
@@ -46,10 +46,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", required=True)
-    parser.add_argument("--preset", default="demo")
+    parser.add_argument("--preset", help="model preset (default: the one WORK was trained with)")
     parser.add_argument("--steps", type=int, default=30)
     args = parser.parse_args()
-    config = preset(args.preset)
+    config = preset(resolve_preset(args.work, args.preset))
     batches = list(read_cached(args.work, "train", config.batch_size, shuffle=True, seed=0,
                                drop_remainder=True).take(args.steps))
     rates = {

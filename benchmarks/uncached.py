@@ -16,7 +16,7 @@ from ppm_tf.models.idrec import IDRecBackbone
 from ppm_tf.models.ppm import PlugInHead, PPMUserTower
 from ppm_tf.models.tasks import RankingModel
 from ppm_tf.training.ablations import ID_VOCABULARIES
-from ppm_tf.work_layout import WorkLayout
+from ppm_tf.work_layout import IMAGE_ENCODER, TEXT_ENCODER, WorkLayout
 
 
 class RawItemTable(tf.Module):
@@ -49,8 +49,8 @@ class UncachedURM(RankingModel):
         max_seq_len = metadata["max_seq_len"]
         layout = WorkLayout(work)
         self.items = RawItemTable(work)
-        self.text_encoder = tf.saved_model.load(layout.encoders_dir + "/text")
-        self.image_encoder = tf.saved_model.load(layout.encoders_dir + "/image")
+        self.text_encoder = tf.saved_model.load(layout.encoder_dir(TEXT_ENCODER))
+        self.image_encoder = tf.saved_model.load(layout.encoder_dir(IMAGE_ENCODER))
         self.user_tower = PPMUserTower(config, max_seq_len, name="user_tower")
         self.head = PlugInHead(config, name="plug_in_head")
         vocabularies = {name: layout.vocab(name) for name in ID_VOCABULARIES}

@@ -25,7 +25,7 @@ from ppm_tf.errors import StageError
 from ppm_tf.evaluation.bootstrap import DEFAULT_RESAMPLES
 from ppm_tf.models.config import PRESETS as MODEL_PRESETS
 from ppm_tf.training.registry import EXPORTABLE, MODELS
-from ppm_tf.work_layout import AB_RESULTS, WorkLayout
+from ppm_tf.work_layout import AB_RESULTS, SAVED_MODELS, WorkLayout
 
 
 def _generate(args: argparse.Namespace) -> None:
@@ -99,7 +99,7 @@ def _pretrain(args: argparse.Namespace) -> None:
     print(f"pretrained PPM on the long span: {summary['trainable_params']:,} trainable "
           f"parameters ({summary['user_tower_params']:,} user tower, "
           f"{summary['head_params']:,} plug-in head), {summary['train_seconds']:.1f} s; "
-          f"user tower exported to {args.work}/ppm_user_tower")
+          f"user tower exported to {WorkLayout(args.work).user_tower_dir}")
 
 
 def _precompute(args: argparse.Namespace) -> None:
@@ -137,7 +137,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _export(args: argparse.Namespace) -> None:
     from ppm_tf.export.publish import export_model
 
-    base_path = args.base_path or os.path.join("saved_models", args.model)
+    base_path = args.base_path or os.path.join(SAVED_MODELS, args.model)
     result = export_model(args.work, args.model, base_path, args.min_auc)
     print(f"exported {args.model} version {result['version']} to {result['path']} "
           f"(validation click AUC {result['validation_click_auc']:.4f} on "
@@ -289,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--work", required=True, help="the preprocessed work dir of the world")
     ab.add_argument("--data", required=True, help="the synthetic world's raw data directory")
     ab.add_argument("--saved-models", "--saved_models", dest="saved_models",
-                    default="saved_models", help="the export folder (saved_models/<arm>/<v>)")
+                    default=SAVED_MODELS, help="the export folder (saved_models/<arm>/<v>)")
     ab.add_argument("--arms", default=",".join(AB_ARMS),
                     help="exported models by name, and the built-in arms oracle, popularity, "
                          "random (default: %(default)s)")

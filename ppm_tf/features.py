@@ -55,7 +55,6 @@ HIST_FIELD_SOURCES = {HIST_ITEM_IDS: ITEM_ID, HIST_CATEGORIES: CATEGORY,
                       HIST_CONTENT: ITEM_CONTENT}
 CLICK, ORDER = "click", "order"
 IS_COLD_ITEM, ITEM_AGE_DAYS, SPLIT = "is_cold_item", "item_age_days", "split"
-LABELS = (CLICK, ORDER)
 
 # As-of count features (preprocessing.counts): for an entity, each of COUNT_KINDS before the
 # request over each of COUNT_WINDOWS, window-major: [all impressions, all clicks, all orders,

@@ -40,6 +40,7 @@ TEXT_ENCODER, IMAGE_ENCODER = "text", "image"  # WORK/encoders/<kind>/
 ENCODER_JSON = "encoder.json"  # an encoder export's description, written last
 PRETRAINED = "ppm_pretrained"  # the model folder of PPM pre-trained on the long span
 AB_RESULTS = "ab.json"  # the replayed A/B test's results, in WORK/ab/ or `ppm ab --out`
+SAVED_MODELS = "saved_models"  # the export folder: one TF Serving base path per model
 
 
 def require(path: str, made_by: str) -> None:
@@ -169,6 +170,14 @@ class WorkLayout:
         return self.path("preprocess.json")
 
     @property
+    def preprocess_outputs(self) -> tuple[str, ...]:
+        """Everything ``ppm preprocess`` writes (folders end in "/"): a new run clears them."""
+        folders = ("examples", "items", "queries", "vocab", "count_tables", "dead_letter",
+                   "oracle")
+        return (*(self.path(folder) + "/" for folder in folders), self.stats_json,
+                self.preprocess_json)
+
+    @property
     def stats_json(self) -> str:
         return self.path("stats.json")
 
@@ -265,3 +274,47 @@ class WorkLayout:
     @property
     def ab_results(self) -> str:
         return self.path("ab", AB_RESULTS)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunLayout:
+    """A ``ppm demo --out OUT`` run folder:
+
+        OUT/data/             the raw data (generated, unless ``--data`` names another)
+        OUT/work/             the work dir (``WorkLayout``)
+        OUT/saved_models/     the exports, one TF Serving base path per model
+        OUT/saved_models/<name>/.exported   what the last export of <name> published
+        OUT/metrics.json      the run's summary: the evaluation, serving, the A/B replay, times
+        OUT/report.html       the report (``python -m ppm_tf.demo.report OUT`` rewrites it)
+    """
+    root: str
+
+    def path(self, *parts: str) -> str:
+        return "/".join([self.root.rstrip("/"), *parts])
+
+    @property
+    def data(self) -> str:
+        return self.path("data")
+
+    @property
+    def work(self) -> WorkLayout:
+        return WorkLayout(self.path("work"))
+
+    @property
+    def saved_models(self) -> str:
+        return self.path(SAVED_MODELS)
+
+    def base_path(self, model: str) -> str:
+        return self.path(SAVED_MODELS, model)
+
+    def export_marker(self, model: str) -> str:
+        """Written after each export: the demo's up-to-date check of that stage."""
+        return self.path(SAVED_MODELS, model, ".exported")
+
+    @property
+    def metrics_json(self) -> str:
+        return self.path("metrics.json")
+
+    @property
+    def report_html(self) -> str:
+        return self.path("report.html")

@@ -1,10 +1,13 @@
-"""The layout shows the architecture: imports run one way, down the pipeline, with no cycle.
+"""The layout shows the architecture: imports run one way, down the pipeline, with no cycle,
+and the README's layout table names what is in the tree.
 
 Every ``import`` in the package is read with ``ast`` (those inside functions too, since a lazy
 import is still a dependency), each module is placed on its stage, and a module may import
 only from its own stage or from stages before it. ``serving`` is self-contained.
 """
 import ast
+import fnmatch
+import re
 from pathlib import Path
 
 import pytest
@@ -13,9 +16,11 @@ REPO = Path(__file__).resolve().parents[1]
 # The pipeline's stages, in order; a stage may import from itself and from those before it.
 STAGES = ("ground", "data", "preprocessing", "encoders", "caching", "models", "training",
           "evaluation", "export", "serving", "ab", "demo", "cli")
+# Shared by several stages: ``fitting`` and ``distribute`` (encoders, training) and
+# ``transformer`` (encoders, models) sit here so that neither stage imports the other.
 GROUND_FLOOR = {"ppm_tf", "ppm_tf.features", "ppm_tf.work_layout", "ppm_tf.metrics",
                 "ppm_tf.errors", "ppm_tf.atomic", "ppm_tf.filesystem", "ppm_tf.fitting",
-                "ppm_tf.beam_runner", "ppm_tf.distribute"}
+                "ppm_tf.transformer", "ppm_tf.beam_runner", "ppm_tf.distribute"}
 DEPRECATED_SHIMS = {"ppm_tf.demo_report"}  # old entry points kept one release
 
 
@@ -98,3 +103,39 @@ def test_there_is_no_import_cycle(import_graph):
         if module not in state:
             visit(module, [module])
     assert not cycles, "import cycles:\n" + "\n".join(cycles)
+
+
+def layout_table_paths() -> set[str]:
+    """The paths in the first column of the README's layout table; a cell's later names are
+    in the folder of its first (`ppm_tf/metrics.py`, `fitting.py`)."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    paths = set()
+    for line in section.splitlines():
+        if line.startswith("| `"):
+            names = re.findall(r"`([^`]+)`", line.split("|")[1])
+            folder = names[0].rpartition("/")[0]
+            paths.update([names[0], *(f"{folder}/{name}" for name in names[1:])])
+    return paths
+
+
+def top_level_folders() -> set[str]:
+    """The repository's folders, without hidden and git-ignored ones (.venv/, runs/, ...)."""
+    ignored = [line.strip() for line in (REPO / ".gitignore").read_text().splitlines()
+               if line.strip().endswith("/")]
+    return {f"{path.name}/" for path in REPO.iterdir()
+            if path.is_dir() and not path.name.startswith(".")
+            and not any(fnmatch.fnmatch(f"{path.name}/", pattern) for pattern in ignored)}
+
+
+def test_the_readme_layout_table_matches_the_tree():
+    listed = layout_table_paths()
+    absent = sorted(path for path in listed if not (REPO / path).exists())
+    assert not absent, f"the README's layout table names paths that do not exist: {absent}"
+    packages = {f"{path.parent.relative_to(REPO)}/"
+                for path in (REPO / "ppm_tf").glob("*/__init__.py")}
+    modules = {str(path.relative_to(REPO)) for path in (REPO / "ppm_tf").glob("*.py")
+               if path.name != "__init__.py" and module_name(path) not in DEPRECATED_SHIMS}
+    folders = top_level_folders() - {"ppm_tf/"}
+    unlisted = sorted((packages | modules | folders) - listed)
+    assert not unlisted, f"missing from the README's layout table: {unlisted}"

@@ -26,13 +26,12 @@ from ppm_tf.data import raw_files
 from ppm_tf.data.tfrecords import load_preprocess_metadata
 from ppm_tf.export.requests import LoggedItemCounts
 from ppm_tf.errors import StageError
-from ppm_tf.work_layout import AB_RESULTS, WorkLayout, write_json
+from ppm_tf.serving.deployment import REPOSITORY_SERVING_DIR
+from ppm_tf.work_layout import AB_RESULTS, SAVED_MODELS, WorkLayout, write_json
 
 log = logging.getLogger(__name__)
 
 TRANSPORTS = ("grpc", "rest")
-REPOSITORY_SERVING_DIR = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "serving")
 
 
 @dataclasses.dataclass
@@ -43,7 +42,7 @@ class AbSettings:
 
     work: str
     data: str
-    saved_models: str = "saved_models"
+    saved_models: str = SAVED_MODELS
     arms: tuple[str, ...] = DEFAULT_ARMS
     control: str | None = None
     days: int | None = None

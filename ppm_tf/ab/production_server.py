@@ -4,7 +4,8 @@ with ``serving/docker-compose.yml``'s flags and ``serving/``'s config files.
 The compose file's mounts say where each container path lives: ``/config`` is the ``serving/``
 folder (its files are copied as they are) and ``/models`` is the export folder, so the shipped
 ``models.config`` is rewritten only where a base path names ``/models``. Only the arms' entries
-of the model list are kept; the ports are free ones on loopback.
+of the model list are kept; the ports are free ones on loopback. The compose file is read the
+way ``serving.deployment`` reads it for the in-process server.
 """
 from __future__ import annotations
 
@@ -16,33 +17,19 @@ import subprocess
 import sys
 import time
 
-import yaml
 from google.protobuf import text_format
 from tensorflow_serving.apis.get_model_status_pb2 import ModelVersionStatus
 
 from ppm_tf.errors import StageError
 from ppm_tf.serving import config as config_files
 from ppm_tf.serving.client import GrpcClient, ServingClientError
+from ppm_tf.serving.deployment import (COMPOSE_FILE_NAME, MODELS_MOUNT, compose_service,
+                                       volume_mounts)
 from ppm_tf.serving.testing import free_port
 
 log = logging.getLogger(__name__)
 
-COMPOSE_FILE = "docker-compose.yml"
-MODELS_MOUNT = "/models"  # where the compose file mounts the export folder
 START_TIMEOUT_S = 600.0
-
-
-def compose_service(serving_dir: str) -> dict:
-    """The one service of ``serving_dir/docker-compose.yml``."""
-    path = os.path.join(serving_dir, COMPOSE_FILE)
-    if not os.path.isfile(path):
-        raise StageError(f"{path} not found: --serving-dir must name the repository's serving/ "
-                         "folder (the production TF Serving configs)")
-    with open(path, encoding="utf-8") as handle:
-        services = yaml.safe_load(handle)["services"]
-    if len(services) != 1:
-        raise StageError(f"{path}: expected one service, found {sorted(services)}")
-    return next(iter(services.values()))
 
 
 def production_flags(serving_dir: str, saved_models: str, models: list[str],
@@ -50,15 +37,14 @@ def production_flags(serving_dir: str, saved_models: str, models: list[str],
     """The compose command's flags for a local process: container paths mapped to host paths,
     ``config_dir`` filled with the configs (the model list narrowed to ``models``), free
     loopback ports."""
-    service = compose_service(serving_dir)
-    mounts = {}
-    for volume in service.get("volumes", []):
-        host, container = volume.split(":")[:2]
-        mounts[container] = (os.path.abspath(saved_models) if container == MODELS_MOUNT
-                             else os.path.normpath(os.path.join(serving_dir, host)))
+    compose_file = os.path.join(serving_dir, COMPOSE_FILE_NAME)
+    if not os.path.isfile(compose_file):
+        raise StageError(f"{compose_file} not found: --serving-dir must name the repository's "
+                         "serving/ folder (the production TF Serving configs)")
+    mounts = {**volume_mounts(compose_file), MODELS_MOUNT: os.path.abspath(saved_models)}
     flags = {}
-    for argument in service["command"]:
-        name, _, value = argument.lstrip("-").partition("=")
+    for argument in compose_service(compose_file)["command"]:
+        name, _, value = str(argument).lstrip("-").partition("=")
         flags[name] = value
     for container, host in mounts.items():
         if container != MODELS_MOUNT and os.path.isdir(host):

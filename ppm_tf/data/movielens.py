@@ -4,7 +4,7 @@ PPM needs what MovieLens has: a long time-stamped log (ratings, 1996-2018), item
 entity labels (genres), a query-like signal (free-text tags) and, for ~30% of the movies, an
 image (``posters/<movieId>.jpg``). ``import_movielens`` writes them as the four raw tables
 (``schema.py``) in the ``RawLayout`` of ``raw_files.py``, so every later stage reads MovieLens
-exactly as it reads a generated world. The mapping (DESIGN.md §5):
+exactly as it reads a generated world. The mapping:
 
 - ids: users are ``"u<userId>"``, items ``"m<movieId>"``; the prefixes keep the two id spaces
   apart wherever ids are mixed (vocabularies, logs).

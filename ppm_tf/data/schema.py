@@ -1,6 +1,6 @@
 """The raw data contract: the records every data source must deliver, and their validator.
 
-Four tables feed the pipeline (DESIGN.md §4): ``items`` (the catalogue, with content for the
+Four tables feed the pipeline: ``items`` (the catalogue, with content for the
 modal encoders), ``users`` (who may appear in events), ``events`` (impressions with click and
 order labels) and ``queries`` (search log for query matching). The synthetic world, the
 MovieLens adapter and any user's own export write exactly these records; the Beam

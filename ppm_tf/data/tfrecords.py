@@ -1,4 +1,4 @@
-"""Preprocessed TFRecords -> ``tf.data`` pipelines: the only way training code reads data.
+"""Preprocessed TFRecords -> ``tf.data`` pipelines: how the package reads a work dir's records.
 
 ``ppm preprocess`` writes GZIP TFRecord shards into a work directory (see ``work_layout``);
 these readers parse them with the tables in ``ppm_tf.features``, so a feature added there is
@@ -11,14 +11,13 @@ than one parse per record. Paths go through ``tf.io.gfile``, so ``gs://`` work d
 """
 from __future__ import annotations
 
-import json
 from typing import Any, Iterable, Sequence
 
 import ppm_tf  # noqa: F401  (selects tf-keras before TensorFlow resolves its Keras)
 import tensorflow as tf
 
 from ppm_tf import features as feature_tables
-from ppm_tf.work_layout import WorkLayout
+from ppm_tf.work_layout import WorkLayout, read_json
 
 _RUN_PREPROCESS_FIRST = "run `ppm preprocess --data RAW --out WORK` first"
 
@@ -28,11 +27,8 @@ def load_preprocess_metadata(work: str) -> dict[str, Any]:
 
     The preprocess job writes this file last, so its presence also means the run finished.
     """
-    path = WorkLayout(work).preprocess_json
-    if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f"{path} not found: {_RUN_PREPROCESS_FIRST}")
-    with tf.io.gfile.GFile(path, "r") as handle:
-        return json.load(handle)
+    layout = WorkLayout(work)
+    return read_json(layout.preprocess_json, layout.command("preprocess"))
 
 
 def read_split(work: str, split: str | Sequence[str], batch_size: int, *, shuffle: bool = False,
@@ -91,11 +87,21 @@ def read_cached(work: str, split: str | Sequence[str], batch_size: int, *, shuff
 
 def load_cached_metadata(work: str) -> dict[str, Any]:
     """WORK/cached/metadata.json: ``max_seq_len``, ``tower_dim``, ``item_dim``."""
-    path = WorkLayout(work).cached_metadata
-    if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f"{path} not found: run `ppm precompute --work WORK` first")
-    with tf.io.gfile.GFile(path, "r") as handle:
-        return json.load(handle)
+    layout = WorkLayout(work)
+    return read_json(layout.cached_metadata, layout.command("precompute"))
+
+
+def serialized_examples(work: str, split: str, limit: int, *, cached: bool = False
+                        ) -> list[bytes]:
+    """The first ``limit`` records of a split as serialized ``tf.train.Example``s, in shard
+    order (what a ``predict_examples`` signature takes); ``cached``: precompute's examples.
+    Empty when the split has no shard."""
+    layout = WorkLayout(work)
+    (name,) = _split_names(split)
+    files = sorted(tf.io.gfile.glob(layout.cached_pattern(name) if cached
+                                    else layout.examples_pattern(name)))
+    records = tf.data.TFRecordDataset(files, compression_type="GZIP").take(limit)
+    return [record.numpy() for record in records]
 
 
 def _split_names(split: str | Sequence[str]) -> tuple[str, ...]:

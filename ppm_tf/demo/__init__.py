@@ -17,10 +17,9 @@ import time
 from typing import Callable
 
 from ppm_tf.data import raw_files
-from ppm_tf.work_layout import PRETRAINED, WorkLayout, read_json
+from ppm_tf.work_layout import PRETRAINED, RunLayout, WorkLayout, read_json
 
 DEMO_PRESETS = ("tiny", "demo")  # sized for a laptop; `paper` is for accelerators
-EXPORTED_MARKER = ".exported"  # what the last export published; the up-to-date check
 # The A/B replay's eval days per preset: a few thousand requests (None: every eval day).
 AB_DAYS = {"tiny": None, "demo": 1}
 
@@ -35,20 +34,24 @@ class DemoRun:
     stage_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
-    def data_dir(self) -> str:
-        return self.data or os.path.join(self.out, "data")
+    def folder(self) -> RunLayout:
+        return RunLayout(self.out)
 
     @property
-    def work(self) -> str:
-        return os.path.join(self.out, "work")
+    def data_dir(self) -> str:
+        return self.data or self.folder.data
 
     @property
     def layout(self) -> WorkLayout:
-        return WorkLayout(self.work)
+        return self.folder.work
+
+    @property
+    def work(self) -> str:
+        return self.layout.root
 
     @property
     def saved_models(self) -> str:
-        return os.path.join(self.out, "saved_models")
+        return self.folder.saved_models
 
     def stage(self, name: str, action: Callable[[], object], output: str | None = None,
               inputs: tuple[str, ...] = ()):
@@ -88,7 +91,8 @@ def _synthetic(data_dir: str) -> bool:
 
 
 def run_demo(run: DemoRun) -> dict:
-    """Runs every stage; returns the final metrics (also written to OUT/metrics.json)."""
+    """Runs every stage; returns the final metrics (also written to OUT/metrics.json:
+    ``work_layout.RunLayout`` names the run folder's files)."""
     from ppm_tf.beam_runner import pipeline_options
     from ppm_tf.caching.item_vectors import EmbedItemsSettings, run_embed_items
     from ppm_tf.caching.user_states import PrecomputeSettings, run_precompute
@@ -133,14 +137,13 @@ def run_demo(run: DemoRun) -> dict:
     metrics = run.stage("evaluate", lambda: _evaluate(run.work))
     for name in EXPORTABLE:
         run.stage(f"export {name}", lambda name=name: _export(run, name, export_model),
-                  os.path.join(run.saved_models, name, EXPORTED_MARKER),
+                  run.folder.export_marker(name),
                   (layout.training_summary(name),))
     serving = run.stage("serve", lambda: serve_and_score(run.saved_models, run.work,
                                                          run.data_dir))
     ab = None
     if _synthetic(run.data_dir):
-        exported = tuple(os.path.join(run.saved_models, name, EXPORTED_MARKER)
-                         for name in EXPORTABLE)
+        exported = tuple(run.folder.export_marker(name) for name in EXPORTABLE)
         ab = run.stage("ab", lambda: _replay_ab(run), layout.ab_results, exported)
         if ab is None:  # up to date: the last replay's results
             ab = read_json(layout.ab_results, "ppm ab")
@@ -181,9 +184,8 @@ def _evaluate(work: str) -> dict:
 
 
 def _export(run: DemoRun, name: str, export_model) -> dict:
-    result = export_model(run.work, name, os.path.join(run.saved_models, name))
-    with open(os.path.join(run.saved_models, name, EXPORTED_MARKER), "w",
-              encoding="utf-8") as handle:
+    result = export_model(run.work, name, run.folder.base_path(name))
+    with open(run.folder.export_marker(name), "w", encoding="utf-8") as handle:
         json.dump(result, handle)
     return result
 
@@ -202,10 +204,10 @@ def _finish(run: DemoRun, metrics: dict, serving: dict, ab: dict | None,
 
     summary = {**metrics, "serving": serving, "ab": ab, "stage_seconds": run.stage_seconds,
                "wall_clock_seconds": seconds, "preset": run.preset, "seed": run.seed}
-    with open(os.path.join(run.out, "metrics.json"), "w", encoding="utf-8") as handle:
+    with open(run.folder.metrics_json, "w", encoding="utf-8") as handle:
         write_metrics_json(summary, handle)
     print_results(summary)
-    report = write_html_report(summary, run.layout.eval_dir, os.path.join(run.out, "report.html"))
-    print(f"report: {report}\nmetrics: {os.path.join(run.out, 'metrics.json')}\n"
+    report = write_html_report(summary, run.layout.eval_dir, run.folder.report_html)
+    print(f"report: {report}\nmetrics: {run.folder.metrics_json}\n"
           f"wall clock: {seconds / 60:.1f} min")
     return summary

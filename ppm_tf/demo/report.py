@@ -15,6 +15,7 @@ import sys
 from ppm_tf.ab.table import ab_table_lines
 from ppm_tf.evaluation import DIFFERENCE, INTERVAL, INTERVALS, SLICE_LABELS, SLICES, VS_BASE
 from ppm_tf.evaluation.report import format_number, markdown_report, table_rows
+from ppm_tf.work_layout import RunLayout
 
 
 def half_width_cell(value, interval, signed: bool = False) -> str:
@@ -152,11 +153,11 @@ def write_html_report(summary: dict, eval_dir: str, path: str) -> str:
 
 
 def main(out: str) -> None:
-    with open(os.path.join(out, "metrics.json"), encoding="utf-8") as handle:
+    folder = RunLayout(out)
+    with open(folder.metrics_json, encoding="utf-8") as handle:  # local: no TensorFlow needed
         summary = json.load(handle)
     print_results(summary)
-    print(write_html_report(summary, os.path.join(out, "work", "eval"),
-                            os.path.join(out, "report.html")))
+    print(write_html_report(summary, folder.work.eval_dir, folder.report_html))
 
 
 if __name__ == "__main__":

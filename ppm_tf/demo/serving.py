@@ -16,11 +16,10 @@ from ppm_tf import features
 from ppm_tf.errors import StageError
 from ppm_tf.export.requests import logged_request, score_candidates, score_user, user_states
 from ppm_tf.serving.client import GrpcClient, RestClient
-from ppm_tf.serving.deployment import production_options
+from ppm_tf.serving.deployment import MODELS_MOUNT, production_options
 from ppm_tf.serving.server import ModelServer
 
 TIMED_REQUESTS = 30
-MODELS_MOUNT = "/models"  # where serving/docker-compose.yml mounts saved_models/
 
 
 def _percentiles(timings: list[float]) -> dict[str, float]:

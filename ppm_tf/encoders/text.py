@@ -16,24 +16,14 @@ from __future__ import annotations
 import ppm_tf  # noqa: F401  (selects tf-keras before TensorFlow resolves its Keras)
 import tensorflow as tf
 
-from ppm_tf.encoders.presets import (GELU, GELU_TANH, POOL_CLS, POOL_MEAN_TOKENS,
-                                     POOL_TEXT_TOKENS, TextEncoderConfig)
+from ppm_tf.encoders.presets import (GELU_TANH, POOL_CLS, POOL_MEAN_TOKENS, POOL_TEXT_TOKENS,
+                                     TextEncoderConfig)
 from ppm_tf.encoders.tokenizer import PAD_ID
+from ppm_tf.transformer import BidirectionalTransformerBlock
 
 
 def _initializer() -> tf.keras.initializers.Initializer:
     return tf.keras.initializers.TruncatedNormal(stddev=0.02)  # BERT's
-
-
-def _gelu_exact(x: tf.Tensor) -> tf.Tensor:
-    return tf.nn.gelu(x, approximate=False)  # x * Φ(x), with erf: Hugging Face's "gelu"
-
-
-def _gelu_tanh(x: tf.Tensor) -> tf.Tensor:
-    return tf.nn.gelu(x, approximate=True)  # Google's original BERT code
-
-
-_ACTIVATIONS = {GELU: _gelu_exact, GELU_TANH: _gelu_tanh}
 
 
 def pooling_mask(token_ids: tf.Tensor) -> tf.Tensor:
@@ -69,53 +59,6 @@ def pooling_weights(token_ids: tf.Tensor, pooling: str = POOL_TEXT_TOKENS) -> tf
     raise ValueError(f"unknown pooling {pooling!r}")
 
 
-class TransformerBlock(tf.keras.layers.Layer):
-    """One post-LayerNorm BERT block: ``x + attention -> LN -> + feed-forward -> LN``.
-
-    Bidirectional: every real token attends to every real token; padded keys are masked.
-    ``[batch, seq_len, hidden]`` -> same shape.
-    """
-
-    def __init__(self, hidden_size: int, num_heads: int, intermediate_size: int,
-                 dropout: float = 0.1, hidden_act: str = GELU_TANH,
-                 layer_norm_epsilon: float = 1e-12, **kwargs):
-        super().__init__(**kwargs)
-        self.hidden_size = hidden_size
-        self.num_heads = num_heads
-        self.intermediate_size = intermediate_size
-        self.dropout = dropout
-        self.hidden_act = hidden_act
-        self.layer_norm_epsilon = layer_norm_epsilon
-        self.attention = tf.keras.layers.MultiHeadAttention(
-            num_heads, key_dim=hidden_size // num_heads, dropout=dropout,
-            kernel_initializer=_initializer(), name="attention")
-        self.attention_dropout = tf.keras.layers.Dropout(dropout)
-        self.attention_norm = tf.keras.layers.LayerNormalization(
-            epsilon=layer_norm_epsilon, name="attention_norm")
-        self.intermediate = tf.keras.layers.Dense(
-            intermediate_size, activation=_ACTIVATIONS[hidden_act],
-            kernel_initializer=_initializer(), name="intermediate")
-        self.output_dense = tf.keras.layers.Dense(
-            hidden_size, kernel_initializer=_initializer(), name="output_dense")
-        self.output_dropout = tf.keras.layers.Dropout(dropout)
-        self.output_norm = tf.keras.layers.LayerNormalization(
-            epsilon=layer_norm_epsilon, name="output_norm")
-
-    def call(self, x: tf.Tensor, padding_mask: tf.Tensor, training=None) -> tf.Tensor:
-        """``padding_mask``: ``[batch, seq_len]`` bool, True for real tokens."""
-        attention_mask = tf.logical_and(padding_mask[:, :, None], padding_mask[:, None, :])
-        attended = self.attention(x, x, attention_mask=attention_mask, training=training)
-        x = self.attention_norm(x + self.attention_dropout(attended, training=training))
-        transformed = self.output_dense(self.intermediate(x))
-        return self.output_norm(x + self.output_dropout(transformed, training=training))
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "hidden_size": self.hidden_size,
-                "num_heads": self.num_heads, "intermediate_size": self.intermediate_size,
-                "dropout": self.dropout, "hidden_act": self.hidden_act,
-                "layer_norm_epsilon": self.layer_norm_epsilon}
-
-
 class TextEncoder(tf.keras.layers.Layer):
     """WordPiece ids ``[batch, seq_len]`` -> L2-normalised vectors ``[batch, vector_dim]``
     (``output_dim``, or ``hidden_size`` when ``output_dim`` is None: no projection).
@@ -148,9 +91,10 @@ class TextEncoder(tf.keras.layers.Layer):
         self.embedding_norm = tf.keras.layers.LayerNormalization(
             epsilon=layer_norm_epsilon, name="embedding_norm")
         self.embedding_dropout = tf.keras.layers.Dropout(dropout)
-        self.blocks = [TransformerBlock(hidden_size, num_heads, intermediate_size, dropout,
-                                        hidden_act, layer_norm_epsilon, name=f"block_{index}")
-                       for index in range(num_layers)]
+        self.blocks = [BidirectionalTransformerBlock(
+            num_heads, intermediate_size, dropout, approximate_gelu=hidden_act == GELU_TANH,
+            layer_norm_epsilon=layer_norm_epsilon, kernel_initializer=_initializer(),
+            name=f"block_{index}") for index in range(num_layers)]
         self.projection = (tf.keras.layers.Dense(output_dim, kernel_initializer=_initializer(),
                                                  name="projection") if output_dim else None)
 
@@ -175,7 +119,7 @@ class TextEncoder(tf.keras.layers.Layer):
         super().build(input_shape)
 
     def hidden_states(self, token_ids: tf.Tensor, training=None) -> tf.Tensor:
-        """The last block's states ``[batch, seq_len, hidden_size]``."""
+        """The last block's states ``[batch, seq_len, hidden_size]`` (zero at padding)."""
         padding_mask = tf.not_equal(token_ids, PAD_ID)
         seq_len = tf.shape(token_ids)[1]
         x = (self.word_embeddings(token_ids)
@@ -183,7 +127,7 @@ class TextEncoder(tf.keras.layers.Layer):
              + self.token_type_embeddings[None, None, 0])
         x = self.embedding_dropout(self.embedding_norm(x), training=training)
         for block in self.blocks:
-            x = block(x, padding_mask, training=training)
+            x = block((x, padding_mask), training=training)
         return x
 
     def call(self, token_ids: tf.Tensor, training=None) -> tf.Tensor:

@@ -28,7 +28,8 @@ import tensorflow as tf
 from ppm_tf import features
 from ppm_tf.atomic import atomic_directory
 from ppm_tf.data.count_tables import read_count_table
-from ppm_tf.data.tfrecords import load_cached_metadata, load_preprocess_metadata, read_items
+from ppm_tf.data.tfrecords import (load_cached_metadata, load_preprocess_metadata, read_items,
+                                  serialized_examples)
 from ppm_tf.errors import StageError
 from ppm_tf.export.serving_module import CountTable, ItemAttributeTable, ServingModule
 from ppm_tf.export.warmup import warmup_requests, write_warmup_requests
@@ -96,21 +97,12 @@ def _next_version(base_path: str) -> int:
     return max(existing, default=0) + 1
 
 
-def _validation_examples(work: str, name: str, size: int) -> list[bytes]:
-    """The first ``size`` serialized eval examples, in the form ``predict_examples`` takes."""
-    layout = WorkLayout(work)
-    pattern = (layout.cached_pattern("eval") if ablation_row(name).cached_inputs
-               else layout.examples_pattern("eval"))
-    files = sorted(tf.io.gfile.glob(pattern))
-    records = tf.data.TFRecordDataset(files, compression_type="GZIP").take(size)
-    return [record.numpy() for record in records]
-
-
 def validate_and_publish(module: ServingModule, work: str, name: str, base_path: str,
                          min_auc: float | None = None) -> dict:
     version = _next_version(base_path)
     target = f"{base_path.rstrip('/')}/{version}"
-    serialized = _validation_examples(work, name, VALIDATION_EXAMPLES)
+    serialized = serialized_examples(work, "eval", VALIDATION_EXAMPLES,
+                                     cached=ablation_row(name).cached_inputs)
     if not serialized:
         raise ExportRefused("the eval split is empty: nothing to validate the export on")
     in_memory = module.signatures()["predict_examples"]

@@ -1,4 +1,5 @@
-"""Building blocks of PPM and IDRec: sequence encodings, attention, MLP, count encoding.
+"""Building blocks of PPM and IDRec: sequence encodings, attention, MLP, count encoding; the
+Transformer block, shared with the text encoder, is ``ppm_tf.transformer``'s.
 
 Every layer is serialisable (``get_config``) and mask-aware: padded behaviour positions
 (mask 0) never change a real position's output or the attention result.
@@ -10,6 +11,7 @@ import math
 import tensorflow as tf
 
 from ppm_tf import features
+from ppm_tf.transformer import BidirectionalTransformerBlock  # noqa: F401  (PPM's user tower)
 
 SECONDS_PER_MINUTE = 60.0
 MASKED_LOGIT = -1e9
@@ -66,51 +68,6 @@ class TimeIntervalEncoding(tf.keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "num_buckets": self.num_buckets, "dim": self.dim}
-
-
-class BidirectionalTransformerBlock(tf.keras.layers.Layer):
-    """Self-attention over the whole sequence (no causal mask: every behaviour sees every
-    other), with a padding mask, a feed-forward network, residuals and layer norm.
-
-    Inputs ``(states [batch, seq_len, dim], mask [batch, seq_len])``; output like states, with
-    padded positions set to zero.
-    """
-
-    def __init__(self, num_heads: int, ff_dim: int, dropout: float = 0.1, **kwargs):
-        super().__init__(**kwargs)
-        self.num_heads = num_heads
-        self.ff_dim = ff_dim
-        self.dropout = dropout
-
-    def build(self, input_shape):
-        dim = int(input_shape[0][-1])
-        self.attention = tf.keras.layers.MultiHeadAttention(
-            self.num_heads, key_dim=max(dim // self.num_heads, 1), dropout=self.dropout,
-            name="self_attention")
-        self.feed_forward = tf.keras.Sequential([
-            tf.keras.layers.Dense(self.ff_dim, activation="gelu"),
-            tf.keras.layers.Dense(dim)], name="feed_forward")
-        self.attention_norm = tf.keras.layers.LayerNormalization(epsilon=1e-6)
-        self.output_norm = tf.keras.layers.LayerNormalization(epsilon=1e-6)
-        self.attention_dropout = tf.keras.layers.Dropout(self.dropout)
-        self.output_dropout = tf.keras.layers.Dropout(self.dropout)
-        super().build(input_shape)
-
-    def call(self, inputs, training=None):
-        states, mask = inputs
-        mask = tf.cast(mask, tf.bool)
-        # Keys are masked; a padded query row still gets a (discarded) output.
-        attention_mask = mask[:, tf.newaxis, :] & tf.ones_like(mask)[:, :, tf.newaxis]
-        attended = self.attention(states, states, attention_mask=attention_mask,
-                                  training=training)
-        states = self.attention_norm(states + self.attention_dropout(attended, training=training))
-        transformed = self.feed_forward(states)
-        states = self.output_norm(states + self.output_dropout(transformed, training=training))
-        return states * tf.cast(mask, states.dtype)[..., tf.newaxis]
-
-    def get_config(self):
-        return {**super().get_config(), "num_heads": self.num_heads, "ff_dim": self.ff_dim,
-                "dropout": self.dropout}
 
 
 class MLP(tf.keras.layers.Layer):

@@ -40,8 +40,6 @@ from ppm_tf.work_layout import WorkLayout
 
 DEFAULT_TRAIN_DAYS = DEFAULT_EVAL_DAYS = 7
 REQUIRED_TABLES = (schema.ITEMS, schema.USERS, schema.EVENTS)
-OUTPUTS = ("examples/", "items/", "queries/", "vocab/", "count_tables/", "dead_letter/", "oracle/",
-           "stats.json", "preprocess.json")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,8 +198,8 @@ def check_inputs(settings: PreprocessSettings) -> None:
 
 def clear_outputs(layout: WorkLayout) -> None:
     """Removes an earlier run's outputs: readers glob shards, so stale ones would be read."""
-    for output in OUTPUTS:
-        delete_tree(layout.path(output))
+    for output in layout.preprocess_outputs:
+        delete_tree(output)
 
 
 def read_stats(layout: WorkLayout) -> dict[str, Any]:

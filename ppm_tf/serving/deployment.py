@@ -22,14 +22,18 @@ import yaml
 from ppm_tf.serving import config as config_files
 from ppm_tf.serving.server import ServerOptions, build_parser, options_from_args
 
-COMPOSE_FILE = str(Path(__file__).resolve().parents[2] / "serving" / "docker-compose.yml")
+REPOSITORY_SERVING_DIR = str(Path(__file__).resolve().parents[2] / "serving")
+COMPOSE_FILE_NAME = "docker-compose.yml"
+COMPOSE_FILE = os.path.join(REPOSITORY_SERVING_DIR, COMPOSE_FILE_NAME)
 SERVICE = "tf-serving"
+MODELS_MOUNT = "/models"  # where the compose service mounts the export folder (saved_models/)
 MODEL_SERVER = "tensorflow_model_server"
 _PATH_OPTIONS = ("model_config_file", "batching_parameters_file", "monitoring_config_file",
                  "model_base_path")
 
 
-def _service(compose_file: str, service: str) -> dict:
+def compose_service(compose_file: str = COMPOSE_FILE, service: str = SERVICE) -> dict:
+    """The service's definition in the compose file, checked to run the model server."""
     if not os.path.isfile(compose_file):
         raise config_files.ConfigError(
             f"{compose_file} not found: the production serving configs live in the repository's "
@@ -51,7 +55,7 @@ def volume_mounts(compose_file: str = COMPOSE_FILE, service: str = SERVICE) -> d
     """The service's bind mounts: {container path: host path}."""
     base = os.path.dirname(os.path.abspath(compose_file))
     mounts = {}
-    for volume in _service(compose_file, service).get("volumes", []):
+    for volume in compose_service(compose_file, service).get("volumes", []):
         host, container = str(volume).split(":")[:2]
         mounts[container.rstrip("/") or "/"] = os.path.normpath(os.path.join(base, host))
     return mounts
@@ -73,10 +77,10 @@ def production_options(mounts: Mapping[str, str] | None = None, *,
 
     Args:
         mounts: {container path: host path} replacing the compose file's own mounts, e.g.
-            ``{"/models": "runs/demo/saved_models"}``.
+            ``{MODELS_MOUNT: "runs/demo/saved_models"}``.
         port, rest_api_port: gRPC and REST ports (0: a free port; None: off).
     """
-    command = [str(flag) for flag in _service(compose_file, service).get("command", [])]
+    command = [str(flag) for flag in compose_service(compose_file, service).get("command", [])]
     args, unknown = build_parser().parse_known_args(command)
     if unknown:
         raise config_files.ConfigError(f"{compose_file}: flags the local server does not take: "

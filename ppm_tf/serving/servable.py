@@ -112,10 +112,6 @@ class Servable:
             if self._in_flight == 0:
                 self._idle.notify_all()
 
-    @property
-    def in_flight(self) -> int:
-        return self._in_flight
-
     def close(self, drain_timeout_s: float = 30.0) -> None:
         """Waits for in-flight requests (up to ``drain_timeout_s``), then frees the session."""
         with self._idle:

@@ -12,7 +12,7 @@ import ppm_tf  # noqa: F401  (tf-keras before TensorFlow)
 import tensorflow as tf
 
 from ppm_tf import features
-from ppm_tf.ab.experiment import REPOSITORY_SERVING_DIR, AbSettings, run_ab
+from ppm_tf.ab.experiment import AbSettings, run_ab
 from ppm_tf.ab.production_server import ProductionServer, production_flags
 from ppm_tf.ab.replay import eval_days, replay_eval_days
 from ppm_tf.ab.served_arms import ServedArm, make_clients, request_contexts
@@ -21,6 +21,7 @@ from ppm_tf.data import raw_files
 from ppm_tf.data.tfrecords import load_preprocess_metadata, read_split
 from ppm_tf.errors import StageError
 from ppm_tf.export.requests import LoggedItemCounts
+from ppm_tf.serving.deployment import REPOSITORY_SERVING_DIR
 
 pytestmark = pytest.mark.slow
 NEEDS_HISTORY = "this ranker needs a behaviour history"

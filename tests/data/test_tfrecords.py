@@ -1,4 +1,4 @@
-"""The TFRecord readers training code uses: hand-written shards (fast) and a real preprocessed
+"""The package's TFRecord readers: hand-written shards (fast) and a real preprocessed
 tiny world (slow)."""
 import collections
 import json
@@ -174,6 +174,18 @@ def test_a_record_missing_a_feature_fails_naming_it(tmp_path):
 
 def test_load_preprocess_metadata_reads_the_json(small_work):
     assert tfrecords.load_preprocess_metadata(str(small_work[0])) == {"max_seq_len": MAX_SEQ_LEN}
+
+
+def test_serialized_examples_are_the_first_records_in_shard_order(small_work):
+    work, records, _, _ = small_work
+    serialized = tfrecords.serialized_examples(str(work), "train", 5)
+    spec = features.parse_spec(features.EXAMPLE_FEATURES, MAX_SEQ_LEN)
+    request_ids = tf.io.parse_example(tf.constant(serialized), spec)["request_id"].numpy()
+    # Shard 0 holds records 0, 2, 4, 6; shard 1 holds 1, 3, 5.
+    assert request_ids.tolist() == [b"r0", b"r2", b"r4", b"r6", b"r1"]
+    assert tfrecords.serialized_examples(str(work), "eval", 5) == []  # no shard: nothing
+    with pytest.raises(ValueError, match="unknown split 'test'"):
+        tfrecords.serialized_examples(str(work), "test", 5)
 
 
 # Slow: a real preprocessed tiny world.

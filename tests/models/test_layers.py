@@ -54,10 +54,6 @@ def interval_inputs():
                         tf.int64))
 
 
-def block_inputs():
-    return tf.constant(random_states()), tf.constant(MASK)
-
-
 def attention_inputs():
     return (tf.constant(random_states(1, (BATCH, DIM))), tf.constant(random_states()),
             tf.constant(MASK))
@@ -66,14 +62,12 @@ def attention_inputs():
 @pytest.mark.parametrize("make_layer, make_inputs", [
     (lambda: layers.PositionEmbedding(SEQ_LEN + 3, name="positions"), position_inputs),
     (lambda: layers.TimeIntervalEncoding(24, DIM, name="intervals"), interval_inputs),
-    (lambda: layers.BidirectionalTransformerBlock(2, 16, dropout=0.0, name="block"),
-     block_inputs),
     (lambda: layers.TargetAttention([16, 4], name="attention"), attention_inputs),
     (lambda: layers.DotProductTargetAttention(name="dot_attention"), attention_inputs),
     (lambda: layers.MLP([16, 4], activation="gelu", output_activation="relu", dropout=0.25,
                         name="mlp"), position_inputs),
     (lambda: layers.CountEncoding(0.1, 0.02, name="counts"), count_inputs),
-], ids=["position", "time_interval", "transformer_block", "target_attention",
+], ids=["position", "time_interval", "target_attention",
         "dot_product_target_attention", "mlp", "count_encoding"])
 def test_every_layer_round_trips_through_its_config(make_layer, make_inputs):
     layer = make_layer()
@@ -113,8 +107,6 @@ def test_layer_configs_hold_their_settings():
     assert layers.PositionEmbedding(9).get_config()["max_length"] == 9
     interval = layers.TimeIntervalEncoding(12, 3).get_config()
     assert (interval["num_buckets"], interval["dim"]) == (12, 3)
-    block = layers.BidirectionalTransformerBlock(4, 32, dropout=0.2).get_config()
-    assert (block["num_heads"], block["ff_dim"], block["dropout"]) == (4, 32, 0.2)
     assert layers.TargetAttention([8, 2]).get_config()["hidden_units"] == [8, 2]
     mlp = layers.MLP([8, 2], output_activation="relu", dropout=0.5).get_config()
     assert (mlp["units"], mlp["activation"], mlp["output_activation"], mlp["dropout"]) == (
@@ -174,61 +166,6 @@ def test_time_interval_encoding_looks_up_the_bucket_embedding():
     table = layer.embedding.embeddings.numpy()
     expected = table[layer.buckets(request_ts, behaviour_ts).numpy()]
     np.testing.assert_array_equal(outputs, expected)
-
-
-# BidirectionalTransformerBlock.
-
-def test_transformer_block_keeps_the_shape_and_zeroes_padded_positions():
-    block = layers.BidirectionalTransformerBlock(2, 16, dropout=0.0)
-    outputs = block(block_inputs()).numpy()
-    assert outputs.shape == (BATCH, SEQ_LEN, DIM)
-    assert np.all(outputs[0, 3:] == 0.0)
-    assert np.all(np.abs(outputs[0, :3]).sum(-1) > 0)
-    assert np.all(np.abs(outputs[1]).sum(-1) > 0)
-
-
-@pytest.mark.parametrize("training", [False, True])
-def test_transformer_block_ignores_values_at_padded_positions(training):
-    block = layers.BidirectionalTransformerBlock(2, 16, dropout=0.0)
-    states = random_states()
-    outputs = block((tf.constant(states), tf.constant(MASK)), training=training).numpy()
-    changed = block((tf.constant(with_padding_replaced(states, MASK, seed=5)), tf.constant(MASK)),
-                    training=training).numpy()
-    real = MASK.astype(bool)
-    np.testing.assert_allclose(changed[real], outputs[real], rtol=1e-5, atol=1e-5)
-    np.testing.assert_array_equal(changed[~real], 0.0)
-    # Not vacuous: unmasked, the same values do reach the real positions.
-    unmasked = tf.ones_like(MASK)
-    assert not np.allclose(
-        block((tf.constant(with_padding_replaced(states, MASK, seed=5)), unmasked)).numpy()[0, 0],
-        block((tf.constant(states), unmasked)).numpy()[0, 0], atol=1e-3)
-
-
-def test_transformer_block_is_bidirectional_not_causal():
-    block = layers.BidirectionalTransformerBlock(2, 16, dropout=0.0)
-    states = random_states()
-    outputs = block((tf.constant(states), tf.constant(MASK))).numpy()
-    later = states.copy()
-    later[0, 2] += 1.0  # the last real position of sequence 0
-    changed = block((tf.constant(later), tf.constant(MASK))).numpy()
-    # Position 0 attends to position 2 although it comes first in the sequence.
-    assert not np.allclose(changed[0, 0], outputs[0, 0], atol=1e-4)
-    np.testing.assert_allclose(changed[1], outputs[1], atol=1e-6)  # the other sequence
-
-
-def test_transformer_block_on_an_all_padding_sequence_gives_zeros_not_nan():
-    block = layers.BidirectionalTransformerBlock(2, 16, dropout=0.0)
-    mask = np.array([[0] * SEQ_LEN, [1] * SEQ_LEN], np.int64)
-    outputs = block((tf.constant(random_states()), tf.constant(mask))).numpy()
-    assert np.all(np.isfinite(outputs))
-    np.testing.assert_array_equal(outputs[0], 0.0)
-
-
-def test_transformer_block_accepts_a_boolean_mask():
-    block = layers.BidirectionalTransformerBlock(2, 16, dropout=0.0)
-    states = tf.constant(random_states())
-    np.testing.assert_allclose(block((states, tf.constant(MASK.astype(bool)))).numpy(),
-                               block((states, tf.constant(MASK))).numpy(), atol=1e-6)
 
 
 # TargetAttention (DIN's MLP scorer) and DotProductTargetAttention: same contract.

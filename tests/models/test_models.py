@@ -14,7 +14,7 @@ from ppm_tf import features
 from ppm_tf.models.config import preset
 from ppm_tf.models.idrec import ContentBag, IDRec, IdEmbedding
 from ppm_tf.models.item_table import ItemVectorTable
-from ppm_tf.models.layers import BidirectionalTransformerBlock
+from ppm_tf.transformer import BidirectionalTransformerBlock
 from ppm_tf.models.ppm import PPM, PlugInHead, PPMOnCachedStates, PPMUserTower
 from ppm_tf.models.unified import UnifiedModel
 from ppm_tf.fitting import trainable_parameters

@@ -63,7 +63,8 @@ class WorldConfig:
     @classmethod
     def from_json(cls, values: dict) -> "WorldConfig":
         """Rebuilds the config stored in a world's world.json (JSON turned tuples into lists)."""
-        return cls(**{**values, "candidate_mix": tuple(values["candidate_mix"])})
+        return cls(**{name: tuple(value) if isinstance(value, list) else value
+                      for name, value in values.items()})
 
     @property
     def pretrain_days(self) -> int:

@@ -82,8 +82,7 @@ def _world_config(world: dict) -> WorldConfig:
     if world.get("source") != "synthetic":
         raise ValueError("hidden effects exist for synthetic worlds only; this world.json "
                          f"says source={world.get('source')!r}")
-    return WorldConfig(**{name: tuple(value) if isinstance(value, list) else value
-                          for name, value in world["config"].items()})
+    return WorldConfig.from_json(world["config"])
 
 
 def _generate_into(config: WorldConfig, seed: int, out: str, preset_name: str) -> dict:

@@ -1,12 +1,14 @@
 """Serving latency of one user's request, side by side, in one run on this machine.
 
     python benchmarks/serving_latency.py --out runs/demo [--data DIR] [--candidates 100]
-        [--rounds 10] [--requests 20]
+        [--rounds 10] [--round-seconds 1]
 
 OUT is a finished ``ppm demo`` run (its work/ and saved_models/; the raw log is OUT/data unless
 ``--data`` names it). The request is a real eval request rebuilt from the raw log by
 ``ppm_tf.export.requests``, with ``--candidates`` candidates. Every group of contenders is
-timed alternately: ``--rounds`` rounds, each running ``--requests`` calls of every contender.
+timed in alternating rounds (``rounds.py``): ``--rounds`` rounds in which each contender runs
+for at least ``--round-seconds``. A p50 is the median of the rounds' medians [lowest, highest
+round], a ratio the ratio of two contenders' p50s with a 95% interval over paired rounds.
 
 1. **Request form**: what repeating the user-level inputs per candidate costs. For ``base``
    and ``urm`` (cached user states), over REST and gRPC, request bytes and p50/p99 (ms) of
@@ -36,6 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from benchmarks.rounds import RATIO_LEGEND, Ratio, Round, Spread, alternate  # noqa: E402
 from benchmarks.uncached import UncachedURM  # noqa: E402
 from ppm_tf import features  # noqa: E402
 from ppm_tf.export.requests import (USER_STATE_INPUTS, CandidateRequest,  # noqa: E402
@@ -49,20 +52,19 @@ from ppm_tf.training.ablations import resolve_preset  # noqa: E402
 from ppm_tf.work_layout import RunLayout  # noqa: E402
 
 
-def alternate(calls: dict, rounds: int, per_round: int) -> dict[str, dict[str, float]]:
-    """p50/p99 (ms) of each call, timed in alternating rounds after a few warm-up calls."""
-    for call in calls.values():
-        for _ in range(3):
-            call()  # connections, first-run costs
-    timings = {name: [] for name in calls}
-    for _ in range(rounds):
-        for name, call in calls.items():
-            for _ in range(per_round):
-                started = time.perf_counter()
-                call()
-                timings[name].append((time.perf_counter() - started) * 1000)
-    return {name: {"p50": float(np.percentile(values, 50)),
-                   "p99": float(np.percentile(values, 99))} for name, values in timings.items()}
+def timed(calls: dict, rounds: int, round_seconds: float) -> dict[str, list[Round]]:
+    """Each call's rounds, alternating (``rounds.alternate``); a round of calls takes at least
+    ``round_seconds``."""
+    return alternate(calls, rounds, round_seconds, warmup_calls=3)
+
+
+def latency(results: list[Round]) -> dict:
+    """p50 as the median of the rounds' medians (and its spread over rounds), p99 over every
+    call, and the rounds' medians themselves (for ratios)."""
+    medians = [one.median_ms for one in results]
+    calls = [seconds * 1000 for one in results for seconds in one.seconds]
+    return {"p50": Spread.of(medians), "p99": float(np.percentile(calls, 99)),
+            "round_p50": medians, "calls": len(calls)}
 
 
 def latest_version(base_path: str) -> str:
@@ -146,15 +148,41 @@ def throughput(call, threads: int, requests_per_thread: int) -> float:
 
 
 def print_forms(results: dict, sizes: dict, candidates: int) -> None:
-    print(f"Request form, {candidates} candidates          request bytes   p50 ms   p99 ms")
+    print(f"Request form, {candidates} candidates          request bytes   "
+          "p50 ms [lowest, highest round]   p99 ms")
     for name, result in results.items():
-        print(f"  {name:<38} {sizes[name]:>13,} {result['p50']:8.2f} {result['p99']:8.2f}")
+        print(f"  {name:<38} {sizes[name]:>13,} {result['p50'].format('8.2f'):<32} "
+              f"{result['p99']:8.2f}")
     for name in results:
         if name.endswith("one user row"):
             repeated = name.replace("one user row", "row per candidate")
+            ratio = Ratio.of_medians(results[repeated]["round_p50"], results[name]["round_p50"])
             print(f"  {name[:-len(' one user row')]}: row per candidate / one user row: bytes "
-                  f"{sizes[repeated] / sizes[name]:.1f}x, p50 "
-                  f"{results[repeated]['p50'] / results[name]['p50']:.2f}x")
+                  f"{sizes[repeated] / sizes[name]:.1f}x, p50 {ratio.format()}")
+
+
+def print_latencies(label: str, results: dict) -> None:
+    print(f"{label}: p50 ms [lowest, highest round], p99 ms over every call")
+    for name, result in results.items():
+        print(f"  {name:<32} p50 {result['p50'].format('8.2f'):<32} p99 "
+              f"{result['p99']:8.2f}   calls {result['calls']:>6}", flush=True)
+
+
+def print_ratios(results: dict) -> None:
+    """The headline ratios of one latency group, each with its interval over rounds."""
+    def ratio(numerator: str, denominator: str) -> str:
+        return Ratio.of_medians(results[numerator]["round_p50"],
+                                results[denominator]["round_p50"]).format()
+
+    print(f"  urm (cached) / base, in-process p50: "
+          f"{ratio('in-process urm cached states', 'in-process base')} (target <= 1.3)")
+    print(f"  urm with user_states / base, in-process p50: "
+          f"{ratio('in-process urm with user_states', 'in-process base')}")
+    print(f"  urm (cached) / base, grpc p50: {ratio('grpc urm cached states', 'grpc base')}")
+    print(f"  grpc / in-process, urm cached p50: "
+          f"{ratio('grpc urm cached states', 'in-process urm cached states')} (target <= 1.5)")
+    print(f"  uncached / cached urm, in-process p50: "
+          f"{ratio('in-process uncached urm', 'in-process urm cached states')}")
 
 
 def main() -> None:
@@ -166,7 +194,10 @@ def main() -> None:
                         "one the run's models were trained with)")
     parser.add_argument("--candidates", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--requests", type=int, default=20, help="calls per contender a round")
+    parser.add_argument("--round-seconds", type=float, default=1.0,
+                        help="each contender's least time per round")
+    parser.add_argument("--concurrent-requests", type=int, default=20,
+                        help="requests per client in the 4-client throughput run")
     args = parser.parse_args()
     folder = RunLayout(args.out)
     work, saved_models = folder.work.root, folder.saved_models
@@ -174,6 +205,8 @@ def main() -> None:
     full = logged_request(args.data or folder.data, work, args.candidates)
     production = production_options({MODELS_MOUNT: saved_models})
     without_batching = dataclasses.replace(production, enable_batching=False)
+    print(f"{args.rounds} rounds of >= {args.round_seconds:g} s per contender, alternating; "
+          f"{RATIO_LEGEND}")
     with ModelServer(production) as batching, ModelServer(without_batching) as one_row:
         clients = {
             "rest": (RestClient(f"http://127.0.0.1:{one_row.rest_port}"),
@@ -181,37 +214,29 @@ def main() -> None:
             "grpc": (GrpcClient(f"127.0.0.1:{one_row.grpc_port}"),
                      GrpcClient(f"127.0.0.1:{batching.grpc_port}"))}
         calls, sizes = form_calls(clients, full)
-        print_forms(alternate(calls, args.rounds, args.requests), sizes, args.candidates)
+        forms = timed(calls, args.rounds, args.round_seconds)
+        print_forms({name: latency(rounds) for name, rounds in forms.items()}, sizes,
+                    args.candidates)
 
         single = CandidateRequest(full.user, full.item_ids[:1])
-        p50 = {}
         for label, request in ((f"{args.candidates} candidates", full), ("1 candidate", single)):
             calls = {f"in-process {name}": call
                      for name, call in in_process_calls(saved_models, request).items()}
+            calls["in-process uncached urm"] = uncached_call(work, preset_name, request)
             for protocol, (_, client) in clients.items():
                 calls.update({f"{protocol} {name}": call
                               for name, call in server_calls(client, request).items()})
-            results = alternate(calls, args.rounds, args.requests)
-            results.update(alternate({"in-process uncached urm": uncached_call(
-                work, preset_name, request)}, 1, max(args.rounds * args.requests // 10, 5)))
-            for name, result in results.items():
-                print(f"{label:<15} {name:<32} p50 {result['p50']:8.2f} ms  "
-                      f"p99 {result['p99']:8.2f} ms", flush=True)
+            results = {name: latency(rounds) for name, rounds in
+                       timed(calls, args.rounds, args.round_seconds).items()}
+            print_latencies(label, results)
+            print_ratios(results)
             if request is full:
-                p50 = {name: result["p50"] for name, result in results.items()}
                 rate = throughput(calls["grpc urm cached states"], threads=4,
-                                  requests_per_thread=max(args.requests, 10))
-                print(f"{label:<15} grpc urm cached states, 4 concurrent clients: "
+                                  requests_per_thread=args.concurrent_requests)
+                print(f"  grpc urm cached states, 4 concurrent clients: "
                       f"{rate:,.0f} requests/s", flush=True)
         clients["grpc"][0].close()
         clients["grpc"][1].close()
-    print(f"urm (cached) / base, in-process p50: "
-          f"{p50['in-process urm cached states'] / p50['in-process base']:.2f}x (target <= 1.3)")
-    print(f"grpc / in-process, urm cached p50: "
-          f"{p50['grpc urm cached states'] / p50['in-process urm cached states']:.2f}x "
-          "(target <= 1.5)")
-    print(f"uncached / cached urm, in-process p50: "
-          f"{p50['in-process uncached urm'] / p50['in-process urm cached states']:.1f}x")
 
 
 if __name__ == "__main__":

@@ -205,7 +205,8 @@ def encode_example(values: Mapping[str, Any], features: Iterable[Feature],
                    max_seq_len: int = 0) -> bytes:
     """Serialises one record as a ``tf.train.Example``; sequences are padded to
     ``max_seq_len``. A missing feature or an over-long sequence raises, naming the feature."""
-    encoded = {}
+    example = tf.train.Example()
+    encoded = example.features.feature
     for feature in features:
         if feature.name not in values:
             raise KeyError(f"feature {feature.name!r} is missing from the record")
@@ -217,24 +218,29 @@ def encode_example(values: Mapping[str, Any], features: Iterable[Feature],
                             f"got {type(value).__name__}")
         elif feature.shape == SEQUENCE:
             value = pad_sequence(feature, value, max_seq_len)
-        else:
-            value = list(value)
-            if feature.shape == COUNTS and len(value) != COUNT_SIZE:
-                raise ValueError(f"feature {feature.name!r} has {len(value)} values; "
-                                 f"counts have {COUNT_SIZE}")
-        encoded[feature.name] = _to_tf_feature(feature, value)
-    return tf.train.Example(features=tf.train.Features(feature=encoded)).SerializeToString()
+        elif feature.shape == COUNTS and len(value) != COUNT_SIZE:
+            raise ValueError(f"feature {feature.name!r} has {len(value)} values; "
+                             f"counts have {COUNT_SIZE}")
+        _fill_tf_feature(encoded[feature.name], feature, value)
+    return example.SerializeToString()
 
 
-def _to_tf_feature(feature: Feature, values: list) -> tf.train.Feature:
+def _fill_tf_feature(proto: tf.train.Feature, feature: Feature, values) -> None:
+    """Fills the record's ``tf.train.Feature`` in place (every example of a preprocessing
+    run passes here, so no intermediate messages are built)."""
     if feature.dtype == STRING:
-        return tf.train.Feature(bytes_list=tf.train.BytesList(
-            value=[v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in values]))
-    if feature.dtype == INT64:
-        if any(v != int(v) for v in values):
-            raise ValueError(f"feature {feature.name!r} is int64; got non-integer {values}")
-        return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
-    return tf.train.Feature(float_list=tf.train.FloatList(value=[float(v) for v in values]))
+        proto.bytes_list.value.extend(
+            [v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in values])
+    elif feature.dtype == INT64:
+        try:
+            proto.int64_list.value.extend(values)
+        except TypeError:  # floats (1.0 is accepted as 1) or something that is no number
+            values = list(values)
+            if any(v != int(v) for v in values):
+                raise ValueError(f"feature {feature.name!r} is int64; got non-integer {values}")
+            proto.int64_list.value.extend(int(v) for v in values)
+    else:
+        proto.float_list.value.extend(values)
 
 
 def decode_example(serialized: bytes, features: Iterable[Feature]) -> dict[str, Any]:

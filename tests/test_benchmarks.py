@@ -8,6 +8,10 @@ import sys
 import pytest
 from conftest import REPO
 
+NUMBER = r"[\d,]+\.?\d*"
+SPREAD = rf"{NUMBER} \[ *{NUMBER}, +{NUMBER}\]"  # median [lowest, highest round]
+RATIO = r"\d+\.\d+x \[\d+\.\d+, \d+\.\d+\]"  # ratio of medians [95% interval]
+
 
 def run_benchmark(script: str, *args: str) -> str:
     result = subprocess.run([sys.executable, f"benchmarks/{script}", *args], cwd=REPO,
@@ -58,7 +62,8 @@ def test_serving_latency_compares_the_request_forms_through_the_production_deplo
         tiny_demo_run):
     out, _ = tiny_demo_run
     stdout = run_benchmark("serving_latency.py", "--out", str(out), "--preset", "tiny",
-                           "--rounds", "1", "--requests", "2")
+                           "--rounds", "2", "--round-seconds", "0.05",
+                           "--concurrent-requests", "2")
     request_bytes = {" ".join(name.split()): int(size.replace(",", "")) for name, size in
                      re.findall(r"^  (\w+ \w+ +(?:one user row|row per candidate)) +([\d,]+) ",
                                 stdout, re.MULTILINE)}
@@ -68,7 +73,30 @@ def test_serving_latency_compares_the_request_forms_through_the_production_deplo
             assert (request_bytes[f"{protocol} {model} row per candidate"]
                     > request_bytes[f"{protocol} {model} one user row"])
     assert "grpc urm cached states, 4 concurrent clients" in stdout
-    assert re.search(r"uncached / cached urm, in-process p50: [\d.]+x", stdout)
+    # Every contender: the median of its rounds' medians with the lowest and highest round.
+    for label in ("100 candidates", "1 candidate"):
+        block = stdout.split(f"\n{label}: ")[1]
+        for name in ("in-process base", "in-process urm cached states",
+                     "in-process uncached urm", "rest urm with user_states", "grpc base"):
+            assert re.search(rf"^  {name} +p50 +{SPREAD} +p99 +{NUMBER} +calls +\d+$", block,
+                             re.MULTILINE), (label, name)
+        for ratio in ("urm \\(cached\\) / base, in-process p50",
+                      "grpc / in-process, urm cached p50",
+                      "uncached / cached urm, in-process p50"):
+            assert re.search(rf"^  {ratio}: {RATIO}", block, re.MULTILINE), (label, ratio)
+
+
+@pytest.mark.slow
+def test_train_throughput_alternates_the_models_in_rounds_and_prints_ratios(tiny_demo_run):
+    out, _ = tiny_demo_run
+    stdout = run_benchmark("train_throughput.py", "--work", str(out / "work"), "--preset",
+                           "tiny", "--rounds", "2", "--round-seconds", "0.05", "--batches", "3")
+    assert "2 rounds of >= 0.05 s per model, alternating" in stdout
+    for name in ("base", "urm", "uncached"):
+        assert re.search(rf"^{name} +{SPREAD} +\d+$", stdout, re.MULTILINE), name
+    assert re.search(rf"^urm / base: {RATIO} \(target >= 0.7\)$", stdout, re.MULTILINE)
+    assert re.search(r"^uncached / urm: \d+\.\d{3}x \[\d+\.\d{3}, \d+\.\d{3}\]", stdout,
+                     re.MULTILINE)
 
 
 def test_bootstrap_speed_compares_both_ways_and_checks_they_agree():
@@ -78,3 +106,28 @@ def test_bootstrap_speed_compares_both_ways_and_checks_they_agree():
     assert re.search(r"vectorised +\d+\.\d{2} ms", stdout)
     assert re.search(r"plain +\d+\.\d{2} ms", stdout)
     assert re.search(r"vectorised is \d+\.\dx faster", stdout)
+
+
+def test_rounds_alternate_the_contenders_and_pair_their_rounds_in_ratios():
+    from benchmarks.rounds import Ratio, Spread, alternate
+
+    calls = []
+    results = alternate({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+                        rounds=3, round_seconds=1e-4, warmup_calls=1,
+                        units_per_call={"a": 5})
+    assert calls[:2] == ["a", "b"]  # one warm-up call each
+    timed = calls[2:]
+    runs = [name for index, name in enumerate(timed) if index == 0 or timed[index - 1] != name]
+    assert runs == ["a", "b", "a", "b"]  # rounds a|b, b|a, a|b: the order reverses
+    assert [len(results[name]) for name in "ab"] == [3, 3]
+    assert all(one.units == 5 * len(one.seconds) for one in results["a"])
+    assert all(one.units == len(one.seconds) for one in results["b"])
+
+    assert Ratio.of_medians([4.0, 4.0, 4.0], [2.0, 2.0, 2.0]).format() == "2.00x [2.00, 2.00]"
+    ratio = Ratio.of_medians([1.0, 2.0, 9.0], [1.0, 1.0, 1.0])
+    assert ratio.value == 2.0 and ratio.low >= 1.0 and ratio.high <= 9.0 and ratio.rounds == 3
+    assert Spread.of([3.0, 1.0, 2.0]).format(".1f") == "2.0 [1.0, 3.0]"
+    with pytest.raises(ValueError, match="same rounds"):
+        Ratio.of_medians([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError, match="rounds >= 1"):
+        alternate({"a": lambda: None}, rounds=0, round_seconds=1.0)

@@ -39,7 +39,7 @@ _BUILDERS: dict[str, Callable[..., RankingModel]] = {
     registry.IDREC_WITH_ITEM_VECTOR: lambda vocabularies, oov, priors, config, name: IDRec(
         vocabularies, oov, config, priors, extra_feature=features.PPM_ITEM_VEC, name=name),
     registry.PLUG_IN_HEAD: lambda vocabularies, oov, priors, config, name: PPMOnCachedStates(
-        config, name=name),
+        config, priors, name=name),
     registry.UNIFIED: lambda vocabularies, oov, priors, config, name: UnifiedModel(
         vocabularies, oov, config, priors, name=name),
     registry.LOGISTIC_REGRESSION: lambda vocabularies, oov, priors, config, name:

@@ -8,24 +8,18 @@ The job is ``ppm_tf.caching.user_states.run_precompute``.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 
-from ppm_tf.beam_runner import pipeline_options
+from ppm_tf.beam_runner import WorkOptions, parse_job_options
 from ppm_tf.caching.user_states import PrecomputeSettings, run_precompute
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ppm precompute", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", required=True, help="work directory (local or gs://)")
-    return parser
-
-
 def run(argv: list[str] | None = None) -> dict:
-    args, beam_args = build_parser().parse_known_args(argv)
-    return run_precompute(PrecomputeSettings(work=args.work), pipeline_options(beam_args))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    options = parse_job_options(WorkOptions, argv, "ppm precompute", __doc__,
+                                required=("work",))
+    return run_precompute(PrecomputeSettings(work=options.work), options)
 
 
 if __name__ == "__main__":

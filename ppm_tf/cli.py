@@ -19,6 +19,7 @@ import warnings
 from ppm_tf.ab import DEFAULT_ARMS as AB_ARMS
 from ppm_tf.data.synthetic import PRESETS as WORLD_PRESETS
 from ppm_tf.demo import DEMO_PRESETS
+from ppm_tf.distribute import STRATEGIES
 from ppm_tf.encoders.presets import AUTO, PRESETS as ENCODER_PRESETS, TEXT_OBJECTIVES
 from ppm_tf.errors import StageError
 from ppm_tf.evaluation.bootstrap import DEFAULT_RESAMPLES
@@ -57,11 +58,19 @@ def _preprocess(args: argparse.Namespace) -> None:
 
 
 def _train_encoders(args: argparse.Namespace) -> None:
+    from ppm_tf.distribute import make_strategy
+
+    strategy = make_strategy(args.strategy, args.collective_timeout)  # before any other op
     from ppm_tf.encoders.training import format_metrics, train_encoders
 
-    print(format_metrics(train_encoders(args.work, args.preset, args.seed, args.bert_checkpoint,
-                                        args.imagenet_weights, epochs=args.epochs,
-                                        text_objective=args.text_objective)))
+    metrics = train_encoders(args.work, args.preset, args.seed, args.bert_checkpoint,
+                             args.imagenet_weights, epochs=args.epochs, strategy=strategy,
+                             save_every_steps=args.save_every_steps,
+                             text_objective=args.text_objective)
+    if not metrics.get("written", True):
+        print("train-encoders: worker done; the chief wrote the outputs")
+        return
+    print(format_metrics(metrics))
 
 
 def _embed_items(args: argparse.Namespace) -> None:
@@ -72,10 +81,21 @@ def _embed_items(args: argparse.Namespace) -> None:
         "items", "items_with_image", "text_dim", "image_dim", "item_dim") if key in metadata))
 
 
+def _overrides(args: argparse.Namespace) -> dict:
+    return {"save_every_steps": args.save_every_steps} if args.save_every_steps else {}
+
+
 def _pretrain(args: argparse.Namespace) -> None:
+    from ppm_tf.distribute import make_strategy
+
+    strategy = make_strategy(args.strategy, args.collective_timeout)  # before any other op
     from ppm_tf.training.pretrain import pretrain_ppm
 
-    summary = pretrain_ppm(args.work, args.preset, args.seed, args.epochs)
+    summary = pretrain_ppm(args.work, args.preset, args.seed, args.epochs, strategy=strategy,
+                           overrides=_overrides(args))
+    if not summary.get("written", True):
+        print("pretrain: worker done; the chief wrote the outputs")
+        return
     print(f"pretrained PPM on the long span: {summary['trainable_params']:,} trainable "
           f"parameters ({summary['user_tower_params']:,} user tower, "
           f"{summary['head_params']:,} plug-in head), {summary['train_seconds']:.1f} s; "
@@ -89,10 +109,17 @@ def _precompute(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
+    from ppm_tf.distribute import make_strategy
+
+    strategy = make_strategy(args.strategy, args.collective_timeout)  # before any other op
     from ppm_tf.training.ablations import train_ablation
 
     for name in MODELS if args.model == "all" else [args.model]:
-        summary = train_ablation(args.work, name, args.preset, args.seed, args.epochs)
+        summary = train_ablation(args.work, name, args.preset, args.seed, args.epochs,
+                                 strategy=strategy, overrides=_overrides(args))
+        if not summary.get("written", True):
+            print(f"trained {name} as a worker; the chief wrote the outputs")
+            continue
         print(f"trained {name}: {summary['trainable_params']:,} trainable parameters, "
               f"{summary['train_examples']:,} examples in {summary['train_seconds']:.1f} s "
               f"({summary['examples_per_second']:,.0f} examples/s)")
@@ -143,6 +170,18 @@ def _demo(args: argparse.Namespace) -> None:
 
     run_demo(DemoRun(out=args.out, preset=args.preset, seed=args.seed, data=args.data,
                      force=args.force))
+
+
+def _add_distribution_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--strategy", choices=STRATEGIES, default="default",
+                        help="tf.distribute strategy: one process, all local GPUs, or several "
+                             "workers described by TF_CONFIG (default: %(default)s)")
+    parser.add_argument("--save-every-steps", "--save_every_steps", dest="save_every_steps",
+                        type=int, help="also back up every N steps, not only at epoch ends")
+    parser.add_argument("--collective-timeout", "--collective_timeout",
+                        dest="collective_timeout", type=float, default=300.0,
+                        help="multi_worker: seconds a worker waits for a lost peer before it "
+                             "fails, so the restarted cluster resumes (default %(default)s)")
 
 
 def _add_training_flags(parser: argparse.ArgumentParser, presets, default: str | None) -> None:
@@ -202,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
                                "with enough queries, else frozen if pre-trained, else SimCSE)")
     encoders.add_argument("--imagenet-weights", "--imagenet_weights", dest="imagenet_weights",
                           help="local ImageNet ResNet weights file (paper preset)")
+    _add_distribution_flags(encoders)
     encoders.set_defaults(handler=_train_encoders)
 
     _add_pass_through(commands, "embed-items", _embed_items,
@@ -209,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     pretrain = commands.add_parser("pretrain", help="pre-train PPM on the long span")
     _add_training_flags(pretrain, MODEL_PRESETS, None)
+    _add_distribution_flags(pretrain)
     pretrain.set_defaults(handler=_pretrain)
 
     _add_pass_through(commands, "precompute", _precompute,
@@ -216,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train an ablation model on the recent window")
     _add_training_flags(train, MODEL_PRESETS, None)
+    _add_distribution_flags(train)
     train.add_argument("--model", required=True, choices=[*MODELS, "all"],
                        help="an ablation row, or all of them")
     train.set_defaults(handler=_train)

@@ -9,6 +9,9 @@ A resumed run ends where an uninterrupted one ends: each epoch's batches come fr
 starts exactly at the step the backup was taken after, and early stopping's state (best
 value, patience count, best weights, the validation curve) is backed up beside the model.
 
+Under a ``tf.distribute`` strategy (``ppm_tf.distribute``) every worker runs the same fit on
+its share of each global batch; only the chief writes the run state and removes the backup.
+
 It sits on the ground floor because the encoders (an early stage) and the CTR models (a later
 one) both use it.
 """
@@ -24,6 +27,7 @@ from typing import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
+from ppm_tf.distribute import is_chief
 from ppm_tf.errors import StageError
 
 VALIDATION_METRIC = "val_click_auc"
@@ -53,7 +57,8 @@ class FitResult:
     examples: int  # examples trained on, over all epochs of the run
     epochs: int  # epochs trained (fewer than the budget when early stopping ended the run)
     final_loss: float
-    first_epoch: int = 0  # the epoch this call started at: > 0 when it resumed from a backup
+    first_epoch: int = 0  # where this call started: (0, 0) unless it resumed from a backup
+    first_step: int = 0
     best_epoch: int | None = None  # 1-based, chosen on validation; None without validation
     validation_curve: tuple[float, ...] = ()  # validation click AUC after each epoch
     steps_per_epoch: int = 0
@@ -92,27 +97,35 @@ def fit(model: tf.keras.Model, data: tf.data.Dataset | Callable[[int], tf.data.D
     first_epoch, first_step = resume_point(keras_backup, steps_per_epoch)
     state = _RunState.load(backup_dir)
     stream = _stream(epoch_data, first_epoch, first_step, epochs, steps_per_epoch)
+    chief = is_chief(model.distribute_strategy)
+    # Metrics are synchronised across replicas and losses reduced in the step
+    # (``distribute.global_loss``): every replica's logs are the global ones.
+    model.distribute_reduction_method = "first"
     if not model.built:  # BackupAndRestore restores into built variables
-        model(placeholder_batch(stream.element_spec))
-    stopper = (ResumableEarlyStopping(backup_dir, early_stopping)
+        with model.distribute_strategy.scope():
+            model(placeholder_batch(stream.element_spec))
+    stopper = (ResumableEarlyStopping(backup_dir, early_stopping, writes=chief)
                if early_stopping is not None else None)
     if first_epoch >= epochs or state.stopped:
         # Training had ended when the run stopped, before its model was written.
         _restore_finished_run(model, keras_backup, stopper)
     else:
-        run_callbacks = [_FiniteGuard(backup_dir), tf.keras.callbacks.TerminateOnNaN(),
-                         *([stopper] if stopper else []), state.recorder(),
+        run_callbacks = [_FiniteGuard(backup_dir if chief else None),
+                         tf.keras.callbacks.TerminateOnNaN(),
+                         *([stopper] if stopper else []), state.recorder(writes=chief),
                          _EpochEndBackup(keras_backup, save_every_steps, steps_per_epoch),
                          *callbacks]
-        model.fit(stream, epochs=epochs, initial_epoch=first_epoch, steps_per_epoch=steps_per_epoch,
-                  validation_data=validation_data, verbose=verbose, callbacks=run_callbacks)
-    if tf.io.gfile.exists(backup_dir):
+        model.fit(_sharded_by_data(stream), epochs=epochs, initial_epoch=first_epoch,
+                  steps_per_epoch=steps_per_epoch,
+                  validation_data=validation_data and _sharded_by_data(validation_data),
+                  verbose=verbose, callbacks=run_callbacks)
+    if chief and tf.io.gfile.exists(backup_dir):
         tf.io.gfile.rmtree(backup_dir)
     trained = len(state.losses)
     return FitResult(
         train_seconds=state.train_seconds, examples=examples_per_epoch * trained,
         epochs=trained, final_loss=float(state.losses[-1]) if trained else math.nan,
-        first_epoch=first_epoch,
+        first_epoch=first_epoch, first_step=first_step,
         best_epoch=stopper.best_epoch + 1 if stopper and stopper.best_weights is not None
         else None,
         validation_curve=tuple(state.validation_curve), steps_per_epoch=steps_per_epoch)
@@ -163,6 +176,15 @@ def _known_steps(dataset: tf.data.Dataset) -> int:
     return steps
 
 
+def _sharded_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Under several workers, each takes its share of every global batch: sharding by file
+    would need at least one shard file per worker, and keeps the batches of a
+    single-worker run only when files divide evenly."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
 def _stream(epoch_data: Callable[[int], tf.data.Dataset], first_epoch: int, first_step: int,
             epochs: int, steps_per_epoch: int) -> tf.data.Dataset:
     """The epochs still to run as one dataset, starting at ``first_step`` of ``first_epoch``;
@@ -208,8 +230,8 @@ class _RunState:
         with tf.io.gfile.GFile(path) as handle:
             return cls(backup_dir, json.load(handle))
 
-    def recorder(self) -> tf.keras.callbacks.Callback:
-        return _RunStateRecorder(self)
+    def recorder(self, writes: bool) -> tf.keras.callbacks.Callback:
+        return _RunStateRecorder(self, writes)
 
     def write(self) -> None:
         tf.io.gfile.makedirs(self.path.rpartition("/")[0])
@@ -221,9 +243,10 @@ class _RunState:
 class _RunStateRecorder(tf.keras.callbacks.Callback):
     """Records each epoch's loss, validation AUC and training time (validation excluded)."""
 
-    def __init__(self, state: _RunState):
+    def __init__(self, state: _RunState, writes: bool):
         super().__init__()
         self.state = state
+        self.writes = writes  # one writer per cluster: the chief
         self.started = self.trained = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -241,7 +264,8 @@ class _RunStateRecorder(tf.keras.callbacks.Callback):
             self.state.validation_curve.append(float(logs[VALIDATION_METRIC]))
         self.state.train_seconds += self.trained or time.perf_counter() - self.started
         self.state.stopped = bool(self.model.stop_training)
-        self.state.write()
+        if self.writes:
+            self.state.write()
 
 
 class ResumableEarlyStopping(tf.keras.callbacks.EarlyStopping):
@@ -249,11 +273,12 @@ class ResumableEarlyStopping(tf.keras.callbacks.EarlyStopping):
     backed up with the run, so a resumed run stops and restores exactly as an uninterrupted
     one would."""
 
-    def __init__(self, backup_dir: str, config: EarlyStoppingConfig):
+    def __init__(self, backup_dir: str, config: EarlyStoppingConfig, writes: bool = True):
         super().__init__(monitor=VALIDATION_METRIC, mode="max", patience=config.patience,
                          restore_best_weights=True, start_from_epoch=config.min_epochs - 1)
         self.state_path = f"{backup_dir}/early_stopping.json"
         self.weights_path = f"{backup_dir}/{_BEST_WEIGHTS}"
+        self.writes = writes  # one writer per cluster: the chief
         self.last_epoch = -1
 
     def on_train_begin(self, logs=None):
@@ -275,6 +300,8 @@ class ResumableEarlyStopping(tf.keras.callbacks.EarlyStopping):
         best_before = self.best_epoch if self.best_weights is not None else None
         super().on_epoch_end(epoch, logs)
         self.last_epoch = epoch
+        if not self.writes:
+            return
         tf.io.gfile.makedirs(self.state_path.rpartition("/")[0])
         if self.best_weights is not None and self.best_epoch != best_before:
             buffer = io.BytesIO()  # numpy's zip writer seeks, which GFile does not allow
@@ -291,9 +318,9 @@ class _FiniteGuard(tf.keras.callbacks.Callback):
     """At each epoch's end, before anything is backed up: a non-finite loss or weight stops
     the run with ``TrainingDiverged`` and drops the backup."""
 
-    def __init__(self, backup_dir: str):
+    def __init__(self, backup_dir: str | None):
         super().__init__()
-        self.backup_dir = backup_dir
+        self.backup_dir = backup_dir  # None: another worker removes the backup
 
     def on_epoch_end(self, epoch, logs=None):
         loss = float((logs or {}).get("loss", math.nan))
@@ -309,7 +336,7 @@ class _FiniteGuard(tf.keras.callbacks.Callback):
                 problem = (f"training left non-finite weights in {len(broken)} variable(s), "
                            f"first {broken[0]}, although the loss stayed {loss}")
         if problem:
-            if tf.io.gfile.exists(self.backup_dir):
+            if self.backup_dir and tf.io.gfile.exists(self.backup_dir):
                 tf.io.gfile.rmtree(self.backup_dir)
             raise TrainingDiverged(f"{problem}; no model was written. Lower the learning rate "
                                    "or check the input features for NaN/inf values.")

@@ -203,6 +203,11 @@ class WorkLayout:
     def item_vectors_metadata(self) -> str:
         return self.path("item_vectors", "metadata.json")
 
+    @property
+    def item_table_dir(self) -> str:
+        """The item vectors as the models' table loads them (``models.item_table``)."""
+        return self.path("item_vectors", "table")
+
     def cached_prefix(self, split: str) -> str:
         return self.path("cached", split, "part")
 

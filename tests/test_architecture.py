@@ -15,7 +15,7 @@ STAGES = ("ground", "data", "preprocessing", "encoders", "caching", "models", "t
           "evaluation", "export", "serving", "ab", "demo", "cli")
 GROUND_FLOOR = {"ppm_tf", "ppm_tf.features", "ppm_tf.work_layout", "ppm_tf.metrics",
                 "ppm_tf.errors", "ppm_tf.atomic", "ppm_tf.filesystem", "ppm_tf.fitting",
-                "ppm_tf.beam_runner"}
+                "ppm_tf.beam_runner", "ppm_tf.distribute"}
 DEPRECATED_SHIMS = {"ppm_tf.demo_report"}  # old entry points kept one release
 
 

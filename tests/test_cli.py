@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from beam_jobs import embed_items, precompute_towers, preprocess
+from beam_jobs import embed_items, preprocess
+from ppm_tf.beam_runner import WorkOptions
 from ppm_tf.cli import build_parser
 from ppm_tf.serving import server
 
@@ -21,11 +22,20 @@ def ppm(*args: str, **extra_env: str) -> subprocess.CompletedProcess:
                           env={**env, **extra_env}, capture_output=True, text=True, timeout=600)
 
 
+def _options_parser(*options_classes) -> argparse.ArgumentParser:
+    """A Beam job's own flags (its ``PipelineOptions`` classes) on one parser."""
+    parser = argparse.ArgumentParser()
+    for options_class in options_classes:
+        options_class._add_argparse_args(parser)
+    return parser
+
+
 # A pass-through command's flags are parsed by the job it runs.
-PASS_THROUGH_PARSERS = {"preprocess": preprocess.build_parser,
-                        "embed-items": embed_items.build_parser,
-                        "precompute": precompute_towers.build_parser,
-                        "serve": server.build_parser}
+PASS_THROUGH_PARSERS = {
+    "preprocess": lambda: _options_parser(WorkOptions, preprocess.PreprocessOptions),
+    "embed-items": lambda: _options_parser(WorkOptions, embed_items.EmbedItemsOptions),
+    "precompute": lambda: _options_parser(WorkOptions),
+    "serve": server.build_parser}
 
 
 def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

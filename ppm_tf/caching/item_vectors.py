@@ -5,15 +5,13 @@
       --RunInference(image)--> (item_id, image_vec, has)    >-- CoGroupByKey --> item vectors
     items without an image skip the image model: fallback  /
 
-Both models run through Beam's ``RunInference`` with ``TFModelHandlerTensor`` (batching by
-its ``min_batch_size``/``max_batch_size``), wrapped in a ``KeyedModelHandler`` keyed by
-``item_id``. ``SignatureModelHandler`` subclasses the stock handler in two places, because
-the exports are plain ``tf.Module`` SavedModels with a named signature on *string* inputs:
-``load_model`` uses ``tf.saved_model.load`` (the stock loader goes through
-``tf.keras.models.load_model``, which treats them as pre-TF-2.5 Keras models and warns), after
-importing tensorflow-text so the tokeniser's ops exist in the worker; and the inference
-function stacks the raw bytes of a batch into one ``tf.string`` tensor and calls the
-signature by name. PCollections carry plain bytes and numpy arrays, never tf.Tensors.
+Both models run through Beam's ``RunInference`` with a ``TFModelHandlerTensor`` keyed by
+``item_id`` (``caching.inference``: plain SavedModels called through their signature; the
+text model's tokeniser ops come from tensorflow-text). Each inference function stacks the
+raw bytes of a batch into one ``tf.string`` tensor. An item an encoder fails on, after its
+batch is retried one item at a time, goes to WORK/item_vectors/dead_letter/ with the
+reason, counted by ``embed_items/dead_lettered``, and gets no vector (models treat it as
+an unknown item: the zero vector).
 
 Bad images never fail the job: an item whose image does not decode gets the documented
 fallback (zero vector, ``has_image`` 0), counted by ``embed_items/image_fallbacks``.
@@ -33,11 +31,12 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
-from apache_beam.ml.inference.tensorflow_inference import TFModelHandlerTensor
+from apache_beam.ml.inference.base import PredictionResult
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from ppm_tf import features
+from ppm_tf.caching.inference import InferenceWithDeadLetters, SavedModelHandler
+from ppm_tf.filesystem import delete_tree
 from ppm_tf.work_layout import (IMAGE_ENCODER, TEXT_ENCODER, TFRECORD_SUFFIX, WorkLayout,
                                 read_json)
 
@@ -87,20 +86,6 @@ def image_inference_fn(model, batch: Sequence[bytes], inference_args: dict[str, 
                 for result in image_inference_fn(model, [image], inference_args, model_id)]
 
 
-class SignatureModelHandler(TFModelHandlerTensor):
-    """``TFModelHandlerTensor`` for a plain SavedModel called through a named signature on
-    raw bytes (see the module docstring for why the stock loader is replaced)."""
-
-    def load_model(self):
-        import tensorflow as tf
-        import tensorflow_text  # noqa: F401  (registers the text model's ops)
-
-        return tf.saved_model.load(self._model_uri)
-
-    def get_num_bytes(self, batch: Sequence[bytes]) -> int:
-        return sum(len(element) for element in batch)
-
-
 def parse_item(serialized: bytes) -> dict[str, Any]:
     """The fields the encoders need, as raw bytes (titles are not decoded: a non-UTF-8 one
     reaches the tokeniser, which defines its encoding)."""
@@ -114,8 +99,11 @@ def parse_item(serialized: bytes) -> dict[str, Any]:
 
 
 def _join(element, image_dim: int) -> Iterable[dict[str, Any]]:
-    """(item_id, {"text": [vec], "image": [(vec, has_image)]}) -> one item-vector record."""
+    """(item_id, {"text": [vec], "image": [(vec, has_image)], "failed": [...]}) -> one
+    item-vector record, none for an item an encoder dead-lettered."""
     item_id, grouped = element
+    if grouped["failed"] or not grouped["text"]:
+        return
     if len(grouped["text"]) != 1:
         beam.metrics.Metrics.counter(COUNTERS, "duplicate_item_ids").inc()
     text_vec = np.asarray(grouped["text"][0], np.float32)
@@ -137,38 +125,65 @@ def _count_catalogue_image(item: dict[str, Any]) -> dict[str, Any]:
     return item
 
 
+def _encoder_handler(model: str, inference_fn, custom_ops: tuple[str, ...] = ()):
+    """``(min_batch_size, max_batch_size)`` -> an encoder's model handler."""
+    def make(min_batch_size: int, max_batch_size: int) -> SavedModelHandler:
+        return SavedModelHandler(model, inference_fn, min_batch_size=min_batch_size,
+                                 max_batch_size=max_batch_size, custom_ops=custom_ops,
+                                 element_bytes=len)
+    return make
+
+
+def _describe_item(encoder: str):
+    return lambda item_id: [{"encoder": encoder, features.ITEM_ID: item_id}]
+
+
 class EmbedItems(beam.PTransform):
-    """Serialized catalogue records -> item-vector dicts (``features.ITEM_VECTOR_FEATURES``)."""
+    """Serialized catalogue records -> ``(item-vector dicts, dead letters)``: an item an
+    encoder fails on (after its batch is retried one by one) is dead-lettered with the
+    reason and left out of the vectors."""
 
     def __init__(self, text_model: str, image_model: str, image_dim: int,
                  min_batch_size: int = 16, max_batch_size: int = 256):
         super().__init__()
-        self.text_handler = KeyedModelHandler(SignatureModelHandler(
-            text_model, inference_fn=text_inference_fn, min_batch_size=min_batch_size,
-            max_batch_size=max_batch_size))
-        self.image_handler = KeyedModelHandler(SignatureModelHandler(
-            image_model, inference_fn=image_inference_fn, min_batch_size=min_batch_size,
-            max_batch_size=max_batch_size))
+        # tensorflow_text registers the text model's tokeniser ops on the worker.
+        self.text_encoder = InferenceWithDeadLetters(
+            _encoder_handler(text_model, text_inference_fn, ("tensorflow_text",)),
+            min_batch_size, max_batch_size, (COUNTERS, "dead_lettered"),
+            _describe_item(TEXT_ENCODER))
+        self.image_encoder = InferenceWithDeadLetters(
+            _encoder_handler(image_model, image_inference_fn), min_batch_size, max_batch_size,
+            (COUNTERS, "dead_lettered"), _describe_item(IMAGE_ENCODER))
         self.image_dim = image_dim
 
     def expand(self, serialized):
         items = (serialized
                  | "Parse" >> beam.Map(parse_item)
                  | "CountImages" >> beam.Map(_count_catalogue_image))
-        text = (items
-                | "KeyTitles" >> beam.Map(lambda item: (item[features.ITEM_ID],
-                                                        item[features.TITLE]))
-                | "TextEncoder" >> RunInference(self.text_handler)
-                | "TextVectors" >> beam.MapTuple(lambda key, result: (key, result.inference)))
-        image = (items
-                 | "WithImage" >> beam.Filter(lambda item: item[features.HAS_IMAGE] > 0)
-                 | "KeyImages" >> beam.Map(lambda item: (item[features.ITEM_ID],
-                                                         item[features.IMAGE]))
-                 | "ImageEncoder" >> RunInference(self.image_handler)
-                 | "ImageVectors" >> beam.MapTuple(lambda key, result: (key, result.inference)))
-        return ({"text": text, "image": image}
-                | "JoinByItem" >> beam.CoGroupByKey()
-                | "ItemVectors" >> beam.FlatMap(_join, image_dim=self.image_dim))
+        text, text_failed = (
+            items
+            | "KeyTitles" >> beam.Map(lambda item: (item[features.ITEM_ID],
+                                                    item[features.TITLE]))
+            | "TextEncoder" >> self.text_encoder)
+        image, image_failed = (
+            items
+            | "WithImage" >> beam.Filter(lambda item: item[features.HAS_IMAGE] > 0)
+            | "KeyImages" >> beam.Map(lambda item: (item[features.ITEM_ID],
+                                                    item[features.IMAGE]))
+            | "ImageEncoder" >> self.image_encoder)
+        dead_letters = (text_failed, image_failed) | "DeadLetters" >> beam.Flatten()
+        failed = dead_letters | "FailedItems" >> beam.Map(
+            lambda record: (record[features.ITEM_ID], record["encoder"]))
+        vectors = ({"text": text | "TextVectors" >> beam.MapTuple(_inference),
+                    "image": image | "ImageVectors" >> beam.MapTuple(_inference),
+                    "failed": failed}
+                   | "JoinByItem" >> beam.CoGroupByKey()
+                   | "ItemVectors" >> beam.FlatMap(_join, image_dim=self.image_dim))
+        return vectors, dead_letters
+
+
+def _inference(key, result: PredictionResult):
+    return key, result.inference
 
 
 def _sum_rows(rows: Iterable[np.ndarray]) -> np.ndarray:
@@ -234,7 +249,10 @@ def encoder_descriptions(layout: WorkLayout) -> dict[str, dict[str, Any]]:
 
 
 def clear_outputs(layout: WorkLayout) -> None:
-    """Removes an earlier run's shards: readers glob them, so stale ones would be read."""
+    """Removes an earlier run's shards (readers glob them, so stale ones would be read),
+    its dead letters and the table files made from them."""
+    delete_tree(layout.item_table_dir + "/")
+    delete_tree(layout.path("item_vectors", "dead_letter") + "/")
     stale = [metadata.path
              for result in FileSystems.match([layout.item_vectors_pattern,
                                               layout.item_vectors_metadata])
@@ -256,12 +274,18 @@ def run_embed_items(settings: EmbedItemsSettings, options: PipelineOptions) -> d
                 "encoders": descriptions}
     clear_outputs(layout)
     with beam.Pipeline(options=options) as pipeline:
-        _ = (pipeline
-             | "ReadItems" >> beam.io.ReadFromTFRecord(
-                 layout.items_pattern, compression_type=CompressionTypes.GZIP)
-             | "EmbedItems" >> EmbedItems(
-                 layout.encoder_dir(TEXT_ENCODER), layout.encoder_dir(IMAGE_ENCODER), image_dim,
-                 settings.min_batch_size, settings.max_batch_size)
-             | "WriteItemVectors" >> WriteItemVectors(
-                 layout.item_vectors_prefix, layout.item_vectors_metadata, metadata))
+        vectors, dead_letters = (
+            pipeline
+            | "ReadItems" >> beam.io.ReadFromTFRecord(
+                layout.items_pattern, compression_type=CompressionTypes.GZIP)
+            | "EmbedItems" >> EmbedItems(
+                layout.encoder_dir(TEXT_ENCODER), layout.encoder_dir(IMAGE_ENCODER), image_dim,
+                settings.min_batch_size, settings.max_batch_size))
+        _ = vectors | "WriteItemVectors" >> WriteItemVectors(
+            layout.item_vectors_prefix, layout.item_vectors_metadata, metadata)
+        _ = (dead_letters
+             | "DeadLetterJson" >> beam.Map(json.dumps, sort_keys=True)
+             | "WriteDeadLetters" >> beam.io.WriteToText(
+                 layout.path("item_vectors", "dead_letter", "items"),
+                 file_name_suffix=".jsonl"))
     return read_json(layout.item_vectors_metadata, "ppm embed-items --work WORK")

@@ -1,66 +1,78 @@
 """Cache level 2: PPM's user states and item vectors cached into the train/eval examples
 (Beam).
 
-``RunInference`` with the frozen ``PPMUserTower`` SavedModel turns each example's behaviour
-sequence into ``ppm_user_states`` (L x d) and its mask; a join by item id adds the candidate's
-``ppm_item_vec``. The models on the recent window then read these cached tensors, so the
-tower never enters their training graph.
+The user tower depends only on the history at request time, so it runs once per distinct
+history of a request, not once per impression::
+
+    examples --Decode--> GroupByKey (user_id, request_id)       one request's impressions
+      --DistinctHistories--> (impressions, tower input)           one per distinct history
+      --RunInference(user tower, dead letters)--> states          the tower's only calls
+      --AttachCachedTensors(item vectors as a side input)--> impressions with
+        ``ppm_user_states`` (L x d), ``ppm_user_mask`` and ``ppm_item_vec`` --> TFRecords
+
+No key holds more than one request's impressions, and item vectors reach the impressions as
+a side input (a dict the catalogue fits in), not by a join on ``item_id`` that would put
+every impression of a popular item on one worker. The states are joined back to every
+impression, so the cached examples keep one self-contained record per impression and
+training reads stay a plain TFRecord scan (storing them once per request would save bytes,
+not compute, at the price of a join in every training read).
+
+A record that does not decode, or a history the tower rejects, goes to
+WORK/cached/dead_letter/<split>-*.jsonl with its reason and is counted; the rest is written.
 
 ``run_precompute`` is the job (``beam_jobs.precompute_towers`` parses its flags): it checks
-its inputs, clears an earlier run's output, checks that nothing was lost and writes
-WORK/cached/metadata.json last.
+its inputs, clears an earlier run's output, checks that every example read was written or
+dead-lettered and writes WORK/cached/metadata.json last.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any, Iterable, Sequence
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.ml.inference.base import ModelHandler, RunInference
+from apache_beam.ml.inference.base import PredictionResult
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from ppm_tf import features
+from ppm_tf.caching.inference import InferenceWithDeadLetters, SavedModelHandler, failure_reason
 from ppm_tf.errors import StageError
 from ppm_tf.filesystem import delete_tree
 from ppm_tf.preprocessing.outputs import WriteRecords
 from ppm_tf.work_layout import PRETRAINED, WorkLayout, read_json, write_json
 
 CACHED_SPLITS = ("train", "valid", "eval")
+COUNTERS = "precompute"  # Beam counter namespace: per split read, written, dead-lettered
+SERVING = "serving_default"
+TOWER_INPUTS = (features.HIST_ITEM_IDS, features.HIST_TS, features.TS)
 
 
-class UserTowerHandler(ModelHandler):
-    """RunInference handler for the exported user tower (its ``serving_default``)."""
+def tower_inference_fn(model, batch: Sequence[dict[str, Any]], inference_args=None,
+                       model_id: str | None = None) -> list[PredictionResult]:
+    """Histories -> ``PredictionResult(history, {ppm_user_states [L, d], ppm_user_mask
+    [L]})``, one call of the exported tower's ``serving_default`` per batch."""
+    import tensorflow as tf
 
-    def __init__(self, saved_model_dir: str, min_batch_size: int = 64,
-                 max_batch_size: int = 1024):
-        super().__init__()
-        self.saved_model_dir = saved_model_dir
-        self.min_batch_size = min_batch_size
-        self.max_batch_size = max_batch_size
-
-    def load_model(self):
-        import tensorflow as tf  # loaded on the worker
-        return tf.saved_model.load(self.saved_model_dir).signatures["serving_default"]
-
-    def run_inference(self, batch: Sequence[dict[str, Any]], model,
-                      inference_args=None) -> Iterable[dict[str, Any]]:
-        import tensorflow as tf
-        outputs = model(
-            hist_item_ids=tf.constant([example[features.HIST_ITEM_IDS] for example in batch]),
-            hist_ts=tf.constant([example[features.HIST_TS] for example in batch], tf.int64),
-            ts=tf.constant([example[features.TS] for example in batch], tf.int64))
-        states = outputs[features.PPM_USER_STATES].numpy()
-        masks = outputs[features.PPM_USER_MASK].numpy()
-        return [{**example, features.PPM_USER_STATES: states[index].ravel().tolist(),
-                 features.PPM_USER_MASK: masks[index].tolist()}
-                for index, example in enumerate(batch)]
-
-    def batch_elements_kwargs(self):
-        return {"min_batch_size": self.min_batch_size, "max_batch_size": self.max_batch_size}
+    outputs = model.signatures[SERVING](
+        hist_item_ids=tf.constant([history[features.HIST_ITEM_IDS] for history in batch],
+                                  tf.string),
+        hist_ts=tf.constant([history[features.HIST_TS] for history in batch], tf.int64),
+        ts=tf.constant([history[features.TS] for history in batch], tf.int64))
+    states = outputs[features.PPM_USER_STATES].numpy()
+    masks = outputs[features.PPM_USER_MASK].numpy()
+    return [PredictionResult(history, {features.PPM_USER_STATES: states[index],
+                                       features.PPM_USER_MASK: masks[index]}, model_id)
+            for index, history in enumerate(batch)]
 
 
-COUNTERS = "precompute"  # Beam counter namespace: examples read and written per split
+def tower_handler(saved_model_dir: str):
+    """``(min_batch_size, max_batch_size)`` -> the user tower's model handler."""
+    def make(min_batch_size: int, max_batch_size: int) -> SavedModelHandler:
+        return SavedModelHandler(saved_model_dir, tower_inference_fn,
+                                 min_batch_size=min_batch_size, max_batch_size=max_batch_size)
+    return make
 
 
 def _decode(serialized: bytes, split: str) -> dict[str, Any]:
@@ -68,43 +80,98 @@ def _decode(serialized: bytes, split: str) -> dict[str, Any]:
     return features.decode_example(serialized, features.EXAMPLE_FEATURES)
 
 
-def _attach_item_vector(element, item_dim: int, split: str):
-    _, grouped = element
-    vectors = grouped["vectors"]
-    # Items the encoders never saw get the zero vector, as the serving table does.
-    vector = list(vectors[0]) if vectors else [0.0] * item_dim
+def _undecodable(failure, split: str) -> Iterable[dict[str, Any]]:
+    record, error = failure
+    beam.metrics.Metrics.counter(COUNTERS, f"{split}_dead_lettered").inc()
+    yield {"split": split, "record_bytes": len(record), "record_start": record[:64].hex(),
+           "reason": failure_reason(error)}
+
+
+def _request_key(example: dict[str, Any]) -> tuple[tuple[str, str], dict[str, Any]]:
+    return (example[features.USER_ID], example[features.REQUEST_ID]), example
+
+
+def _distinct_histories(element, split: str):
+    """One request's impressions -> ``(impressions, history)`` per distinct tower input
+    (one, unless the request's impressions were logged at different times)."""
+    _, impressions = element
+    by_history: dict[tuple, list[dict[str, Any]]] = {}
+    for impression in impressions:
+        history = (tuple(impression[features.HIST_ITEM_IDS]),
+                   tuple(impression[features.HIST_TS]), impression[features.TS])
+        by_history.setdefault(history, []).append(impression)
+    histories = beam.metrics.Metrics.counter(COUNTERS, f"{split}_tower_inputs")
+    for (hist_item_ids, hist_ts, ts), group in by_history.items():
+        histories.inc()
+        yield tuple(group), {features.HIST_ITEM_IDS: list(hist_item_ids),
+                             features.HIST_TS: list(hist_ts), features.TS: ts}
+
+
+def _describe_impressions(impressions, split: str) -> list[dict[str, Any]]:
+    return [{"split": split, features.REQUEST_ID: impression[features.REQUEST_ID],
+             features.USER_ID: impression[features.USER_ID],
+             features.ITEM_ID: impression[features.ITEM_ID]} for impression in impressions]
+
+
+def _attach_cached_tensors(element, item_vectors: dict[str, np.ndarray], item_dim: int,
+                           split: str):
+    """``(impressions, tower result)`` -> each impression with its request's states and its
+    item's vector (items the encoders never saw get the zero vector, as the serving table
+    does)."""
+    impressions, result = element
+    states = result.inference[features.PPM_USER_STATES].ravel()
+    mask = result.inference[features.PPM_USER_MASK]
+    zeros = np.zeros([item_dim], np.float32)
     written = beam.metrics.Metrics.counter(COUNTERS, f"{split}_written")
-    for example in grouped["examples"]:
+    for impression in impressions:
         written.inc()
-        yield {**example, features.PPM_ITEM_VEC: vector}
+        yield {**impression, features.PPM_USER_STATES: states,
+               features.PPM_USER_MASK: mask,
+               features.PPM_ITEM_VEC: item_vectors.get(impression[features.ITEM_ID], zeros)}
 
 
 class CacheTowerOutputs(beam.PTransform):
-    """Examples of one split -> the same examples with the cached PPM tensors, written."""
+    """Examples of one split -> the same examples with the cached PPM tensors, written;
+    returns the split's dead letters."""
 
-    def __init__(self, split: str, layout: WorkLayout, handler: UserTowerHandler,
-                 item_vectors, item_dim: int, max_seq_len: int):
+    def __init__(self, split: str, layout: WorkLayout, saved_model_dir: str, item_vectors,
+                 item_dim: int, max_seq_len: int, max_batch_size: int = 1024):
         super().__init__()
         self.split = split
         self.layout = layout
-        self.handler = handler
+        self.saved_model_dir = saved_model_dir
         self.item_vectors = item_vectors
         self.item_dim = item_dim
         self.max_seq_len = max_seq_len
+        self.max_batch_size = max_batch_size
 
     def expand(self, pbegin):
-        examples = (pbegin
-                    | "Read" >> beam.io.ReadFromTFRecord(self.layout.examples_pattern(self.split))
-                    | "Decode" >> beam.Map(_decode, self.split)
-                    | "UserTower" >> RunInference(self.handler)
-                    | "ByItem" >> beam.Map(lambda example: (example[features.ITEM_ID], example)))
-        return ({"examples": examples, "vectors": self.item_vectors}
-                | "Join" >> beam.CoGroupByKey()
-                | "AttachItemVector" >> beam.FlatMap(_attach_item_vector, self.item_dim,
-                                                    self.split)
-                | "Write" >> WriteRecords(features.CACHED_EXAMPLE_FEATURES,
-                                          self.layout.cached_prefix(self.split),
-                                          self.max_seq_len))
+        split = self.split
+        examples, undecodable = (
+            pbegin
+            | "Read" >> beam.io.ReadFromTFRecord(self.layout.examples_pattern(split))
+            | "Decode" >> beam.Map(_decode, split).with_exception_handling())
+        states, rejected = (
+            examples
+            | "ByRequest" >> beam.Map(_request_key)
+            | "GroupByRequest" >> beam.GroupByKey()
+            | "DistinctHistories" >> beam.FlatMap(_distinct_histories, split)
+            | "UserTower" >> InferenceWithDeadLetters(
+                tower_handler(self.saved_model_dir), 1, self.max_batch_size,
+                (COUNTERS, f"{split}_dead_lettered"),
+                lambda impressions: _describe_impressions(impressions, split)))
+        _ = (states
+             | "AttachCachedTensors" >> beam.FlatMap(
+                 _attach_cached_tensors, beam.pvalue.AsDict(self.item_vectors),
+                 self.item_dim, split)
+             | "Write" >> WriteRecords(features.CACHED_EXAMPLE_FEATURES,
+                                       self.layout.cached_prefix(split), self.max_seq_len))
+        return ((undecodable | "UndecodableReasons" >> beam.FlatMap(_undecodable, split)),
+                rejected) | "DeadLetters" >> beam.Flatten()
+
+
+def _item_vector(row: dict[str, Any]) -> tuple[str, np.ndarray]:
+    return row[features.ITEM_ID], np.asarray(row[features.PPM_ITEM_VEC], np.float32)
 
 
 def build_pipeline(pipeline: beam.Pipeline, work: str, item_dim: int, max_seq_len: int) -> None:
@@ -113,12 +180,14 @@ def build_pipeline(pipeline: beam.Pipeline, work: str, item_dim: int, max_seq_le
                     | "ReadItemVectors" >> beam.io.ReadFromTFRecord(layout.item_vectors_pattern)
                     | "DecodeItemVectors" >> beam.Map(features.decode_example,
                                                       features.ITEM_VECTOR_FEATURES)
-                    | "KeyItemVectors" >> beam.Map(
-                        lambda row: (row[features.ITEM_ID], row[features.PPM_ITEM_VEC])))
-    handler = UserTowerHandler(layout.user_tower_dir)
+                    | "KeyItemVectors" >> beam.Map(_item_vector))
     for split in CACHED_SPLITS:
-        _ = pipeline | f"Cache[{split}]" >> CacheTowerOutputs(
-            split, layout, handler, item_vectors, item_dim, max_seq_len)
+        dead_letters = pipeline | f"Cache[{split}]" >> CacheTowerOutputs(
+            split, layout, layout.user_tower_dir, item_vectors, item_dim, max_seq_len)
+        _ = (dead_letters
+             | f"DeadLetterJson[{split}]" >> beam.Map(json.dumps, sort_keys=True)
+             | f"WriteDeadLetters[{split}]" >> beam.io.WriteToText(
+                 layout.path("cached", "dead_letter", split), file_name_suffix=".jsonl"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,16 +197,29 @@ class PrecomputeSettings:
     work: str
 
 
-def check_nothing_lost(result) -> None:
-    """Every example read must be written with its cached tensors: fail loudly otherwise."""
+def precompute_counts(result) -> dict[str, dict[str, int]]:
+    """Per split: examples read, written, dead-lettered, and the tower's inputs (distinct
+    histories: what the tower ran on)."""
     counters = result.metrics().query(MetricsFilter().with_namespace(COUNTERS))["counters"]
-    totals = {counter.key.metric.name: counter.committed for counter in counters}
-    for split in CACHED_SPLITS:
-        read, written = totals.get(f"{split}_read"), totals.get(f"{split}_written")
-        if read is not None and read != written:
+    totals: dict[str, int] = {}
+    for counter in counters:  # one result per step that counts under a name
+        totals[counter.key.metric.name] = (totals.get(counter.key.metric.name, 0)
+                                           + (counter.committed or 0))
+    return {split: {name: int(totals.get(f"{split}_{name}", 0))
+                    for name in ("read", "written", "dead_lettered", "tower_inputs")}
+            for split in CACHED_SPLITS}
+
+
+def check_nothing_lost(counts: dict[str, dict[str, int]]) -> None:
+    """Every example read must be written with its cached tensors or dead-lettered: fail
+    loudly otherwise."""
+    for split, split_counts in counts.items():
+        read, written, dead = (split_counts[name]
+                               for name in ("read", "written", "dead_lettered"))
+        if read != written + dead:
             raise StageError(f"precompute lost {split} examples: read {read:,}, wrote "
-                             f"{written or 0:,}; WORK/cached is incomplete and its metadata.json "
-                             "was not written")
+                             f"{written:,}, dead-lettered {dead:,}; WORK/cached is "
+                             "incomplete and its metadata.json was not written")
 
 
 def run_precompute(settings: PrecomputeSettings, options: PipelineOptions) -> dict[str, Any]:
@@ -152,8 +234,9 @@ def run_precompute(settings: PrecomputeSettings, options: PipelineOptions) -> di
     build_pipeline(pipeline, settings.work, item_dim, max_seq_len)
     result = pipeline.run()
     result.wait_until_finish()
-    check_nothing_lost(result)
+    counts = precompute_counts(result)
+    check_nothing_lost(counts)
     metadata = {"max_seq_len": max_seq_len, "tower_dim": pretrained["tower_dim"],
-                "item_dim": item_dim}
+                "item_dim": item_dim, "counts": counts}
     write_json(layout.cached_metadata, metadata)
     return metadata

@@ -16,6 +16,7 @@ import ppm_tf  # noqa: F401  (selects tf-keras before TensorFlow resolves its Ke
 import tensorflow as tf
 
 from ppm_tf import features
+from ppm_tf.distribute import save_path
 from ppm_tf.encoders import data, evaluation, export
 from ppm_tf.encoders.image import EntityPredictionModel, ImageEncoder, TrainingAugmentation
 from ppm_tf.encoders.presets import EncoderPreset
@@ -57,24 +58,29 @@ def predict_entities(model: EntityPredictionModel, dataset: tf.data.Dataset,
 
 def fit_image_encoder(work: str, config: EncoderPreset, seed: int,
                       imagenet_weights: str | None = None, epochs: int | None = None,
-                      callbacks: Sequence[tf.keras.callbacks.Callback] = ()) -> dict[str, Any]:
-    """Trains, evaluates and exports the image encoder; returns its metrics."""
+                      callbacks: Sequence[tf.keras.callbacks.Callback] = (),
+                      strategy: tf.distribute.Strategy | None = None,
+                      save_every_steps: int | None = None) -> dict[str, Any]:
+    """Trains (under ``strategy``, default one process), evaluates and exports the image
+    encoder; returns its metrics. ``save_every_steps``: also back up within epochs."""
+    strategy = strategy or tf.distribute.get_strategy()
     tf.keras.utils.set_random_seed(seed)
     entities = data.read_entity_vocabulary(work)
     image_config = config.image
     pixel_scaling = ("caffe" if imagenet_weights
                      and resnet_weights_format(imagenet_weights) == KERAS_APPLICATIONS
                      else "unit")
-    encoder = ImageEncoder.from_config_preset(image_config, pixel_scaling=pixel_scaling,
-                                              name="image_encoder")
-    if imagenet_weights:
-        loaded = load_resnet_weights(encoder, imagenet_weights)
-        logger.info("loaded %d ResNet layers from %s", loaded, imagenet_weights)
-    model = EntityPredictionModel(
-        encoder, len(entities),
-        TrainingAugmentation(image_config.translation, image_config.contrast, seed=seed),
-        name="entity_prediction")
-    model(tf.zeros([1, image_config.image_size, image_config.image_size, 3]))
+    with strategy.scope():
+        encoder = ImageEncoder.from_config_preset(image_config, pixel_scaling=pixel_scaling,
+                                                  name="image_encoder")
+        if imagenet_weights:
+            loaded = load_resnet_weights(encoder, imagenet_weights)
+            logger.info("loaded %d ResNet layers from %s", loaded, imagenet_weights)
+        model = EntityPredictionModel(
+            encoder, len(entities),
+            TrainingAugmentation(image_config.translation, image_config.contrast, seed=seed),
+            name="entity_prediction")
+        model(tf.zeros([1, image_config.image_size, image_config.image_size, 3]))
 
     train = _examples(work, entities, config, seed, heldout=False)
     num_train = int(train.map(lambda pixels, labels: 0).reduce(0, lambda n, _: n + 1))
@@ -91,13 +97,14 @@ def fit_image_encoder(work: str, config: EncoderPreset, seed: int,
              .batch(batch_size).map(_as_float).prefetch(tf.data.AUTOTUNE)
              .apply(tf.data.experimental.assert_cardinality(steps)))
     epochs = epochs or fit.epochs_for(steps)
-    model.compile(optimizer=adamw(fit, steps, epochs),
-                  loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
-                  metrics=[tf.keras.metrics.AUC(from_logits=True, name="auc")])
+    with strategy.scope():
+        model.compile(optimizer=adamw(fit, steps, epochs),
+                      loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
+                      metrics=[tf.keras.metrics.AUC(from_logits=True, name="auc")])
     logger.info("entity prediction: %d training images, %d entities, batch %d, %d epochs",
                 num_train, len(entities), batch_size, epochs)
     result = fit_model(model, train, epochs, WorkLayout(work).encoders_train("image_backup"),
-                       verbose="auto", callbacks=callbacks)
+                       verbose="auto", callbacks=callbacks, save_every_steps=save_every_steps)
 
     train_labels = np.concatenate([labels.numpy() for _, labels in train])
     heldout_labels, probabilities = predict_entities(
@@ -125,6 +132,6 @@ def fit_image_encoder(work: str, config: EncoderPreset, seed: int,
                          "stackwise_blocks": list(image_config.stackwise_blocks),
                          "block_type": image_config.block_type},
         "imagenet_weights": imagenet_weights, "metrics": metrics}
-    export.export_encoder(export.ImageEncoderExport(encoder),
-                          WorkLayout(work).encoder_dir(export.IMAGE), description)
+    with save_path(WorkLayout(work).encoder_dir(export.IMAGE), strategy) as path:
+        export.export_encoder(export.ImageEncoderExport(encoder), path, description)
     return metrics

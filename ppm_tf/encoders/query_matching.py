@@ -20,17 +20,20 @@ import ppm_tf  # noqa: F401  (selects tf-keras before TensorFlow resolves its Ke
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from ppm_tf.distribute import global_loss
 from ppm_tf.encoders.text import TextEncoder
 
 QUERY_IDS, TITLE_IDS, ITEM_ID = "query_ids", "title_ids", "item_id"
 
 
 def in_batch_retrieval_task(temperature: float) -> tfrs.tasks.Retrieval:
-    """InfoNCE over in-batch negatives, averaged over the batch (tfrs sums by default)."""
+    """InfoNCE over in-batch negatives, per query (``QueryMatchingModel`` averages them
+    over the global batch, as ``tf.distribute`` needs; tfrs sums by default)."""
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
     return tfrs.tasks.Retrieval(
-        loss=tf.keras.losses.CategoricalCrossentropy(from_logits=True),
+        loss=tf.keras.losses.CategoricalCrossentropy(
+            from_logits=True, reduction=tf.keras.losses.Reduction.NONE),
         temperature=temperature, remove_accidental_hits=True, name="query_matching")
 
 
@@ -50,8 +53,14 @@ class QueryMatchingModel(tfrs.models.Model):
 
     def compute_loss(self, features, training=False) -> tf.Tensor:
         queries, titles = self(features, training=training)
-        return self.task(queries, titles, candidate_ids=features[ITEM_ID],
-                         compute_metrics=False)
+        return tf.nn.compute_average_loss(self.task(
+            queries, titles, candidate_ids=features[ITEM_ID], compute_metrics=False))
+
+    def train_step(self, inputs):
+        return global_loss(super().train_step(inputs))
+
+    def test_step(self, inputs):
+        return global_loss(super().test_step(inputs))
 
     def get_config(self) -> dict:
         return {"encoder": tf.keras.layers.serialize(self.encoder),

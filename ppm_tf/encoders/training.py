@@ -19,6 +19,7 @@ from typing import Any, Sequence
 import ppm_tf  # noqa: F401  (selects tf-keras before TensorFlow resolves its Keras)
 import tensorflow as tf
 
+from ppm_tf.distribute import is_chief
 from ppm_tf.encoders import export, presets
 from ppm_tf.encoders.presets import AUTO
 from ppm_tf.encoders.image_training import fit_image_encoder
@@ -31,11 +32,13 @@ ENCODERS = (export.TEXT, export.IMAGE)
 
 
 class _RunState:
-    """``train/run.json``: the settings of an unfinished run and the encoders it exported."""
+    """``train/run.json``: the settings of an unfinished run and the encoders it exported.
+    Only the chief writes it (``writes``); every worker reads it."""
 
-    def __init__(self, work: str, settings: dict[str, Any]):
+    def __init__(self, work: str, settings: dict[str, Any], writes: bool = True):
         self.path = WorkLayout(work).encoders_train("run.json")
         self.settings = settings
+        self.writes = writes
         self.done: list[str] = []
         if tf.io.gfile.exists(self.path):
             with tf.io.gfile.GFile(self.path, "r") as handle:
@@ -45,6 +48,8 @@ class _RunState:
         self._write()
 
     def _write(self) -> None:
+        if not self.writes:
+            return
         tf.io.gfile.makedirs(self.path.rsplit("/", 1)[0])
         with tf.io.gfile.GFile(self.path, "w") as handle:
             json.dump({"settings": self.settings, "done": self.done}, handle, indent=2)
@@ -54,14 +59,17 @@ class _RunState:
         self._write()
 
     def finish(self) -> None:
-        tf.io.gfile.remove(self.path)
+        if self.writes:
+            tf.io.gfile.remove(self.path)
 
 
 def train_encoders(work: str, preset: str = "demo", seed: int = 0,
                    bert_checkpoint: str | None = None, imagenet_weights: str | None = None, *,
                    encoders: Sequence[str] = ENCODERS, epochs: int | None = None,
                    callbacks: Sequence[tf.keras.callbacks.Callback] = (),
-                   text_objective: str = AUTO) -> dict[str, Any]:
+                   text_objective: str = AUTO,
+                   strategy: tf.distribute.Strategy | None = None,
+                   save_every_steps: int | None = None) -> dict[str, Any]:
     """Fits the text encoder (query matching, SimCSE, or frozen) and the image encoder
     (entity prediction) on the preprocessed ``work`` directory, exports both frozen, and
     writes metrics.json.
@@ -78,6 +86,9 @@ def train_encoders(work: str, preset: str = "demo", seed: int = 0,
         callbacks: extra Keras callbacks for both fits (run after the backup callback).
         text_objective: ``auto``, ``query_matching``, ``simcse`` or ``frozen``
             (``text_objective.choose``).
+        strategy: the ``tf.distribute`` strategy both fits run under (default: one
+            process); with several workers only the chief keeps the exports and metrics.
+        save_every_steps: also back up every so many steps (default: at epoch ends).
 
     Returns:
         metrics.json's content: ``{"preset", "seed", "text": {...}, "image": {...}}``.
@@ -91,12 +102,15 @@ def train_encoders(work: str, preset: str = "demo", seed: int = 0,
                 "encoders": list(encoders), "text_objective": text_objective}
     layout = WorkLayout(work)
     layout.require_stages("preprocess")
-    state = _RunState(work, settings)
+    strategy = strategy or tf.distribute.get_strategy()
+    chief = is_chief(strategy)
+    state = _RunState(work, settings, writes=chief)
     fitters = {
         export.TEXT: lambda: fit_text_encoder(work, config, seed, bert_checkpoint, epochs,
-                                              callbacks, text_objective),
+                                              callbacks, text_objective, strategy,
+                                              save_every_steps),
         export.IMAGE: lambda: fit_image_encoder(work, config, seed, imagenet_weights, epochs,
-                                                callbacks),
+                                                callbacks, strategy, save_every_steps),
     }
     for kind in ENCODERS:
         if kind not in encoders:
@@ -107,6 +121,8 @@ def train_encoders(work: str, preset: str = "demo", seed: int = 0,
         fitters[kind]()
         state.mark_done(kind)
     metrics = {"preset": preset, "seed": seed}
+    if not chief:
+        return {**metrics, "written": False}
     for kind in ENCODERS:
         try:
             metrics[kind] = export.read_description(layout.encoder_dir(kind))["metrics"]

@@ -33,7 +33,7 @@ from ppm_tf.errors import StageError
 from ppm_tf.export.serving_module import CountTable, ItemAttributeTable, ServingModule
 from ppm_tf.export.warmup import warmup_requests, write_warmup_requests
 from ppm_tf.metrics import roc_auc
-from ppm_tf.models.item_table import ItemVectorTable, load_item_vectors
+from ppm_tf.models.item_table import load_item_table
 from ppm_tf.training.ablations import (build_model, load_training_summary, read_examples,
                                        trained_config)
 from ppm_tf.training.registry import EXPORTABLE, ablation_row
@@ -84,11 +84,10 @@ def build_serving_module(work: str, name: str) -> ServingModule:
     max_seq_len = load_preprocess_metadata(work)["max_seq_len"]
     if not ablation_row(name).cached_inputs:
         return ServingModule(model, attributes, count_tables, None, max_seq_len=max_seq_len)
-    item_ids, vectors = load_item_vectors(work)
     tower_dim = load_cached_metadata(work)["tower_dim"]
     user_tower = tf.saved_model.load(layout.user_tower_dir)
-    return ServingModule(model, attributes, count_tables, ItemVectorTable(item_ids, vectors),
-                         user_tower, max_seq_len=max_seq_len, tower_dim=tower_dim)
+    return ServingModule(model, attributes, count_tables, load_item_table(work), user_tower,
+                         max_seq_len=max_seq_len, tower_dim=tower_dim)
 
 
 def _next_version(base_path: str) -> int:

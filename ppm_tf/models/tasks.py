@@ -9,11 +9,15 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from ppm_tf import features
+from ppm_tf.distribute import global_loss
 
 
 def _ranking_task(name: str) -> tfrs.tasks.Ranking:
+    # Per-example losses: ClickOrderTask averages them over the global batch, which is what
+    # tf.distribute needs (each replica's gradients are summed across replicas).
     return tfrs.tasks.Ranking(
-        loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
+        loss=tf.keras.losses.BinaryCrossentropy(
+            from_logits=True, reduction=tf.keras.losses.Reduction.NONE),
         metrics=[tf.keras.metrics.AUC(name=f"{name}_auc", from_logits=True)],
         name=f"{name}_task")
 
@@ -34,7 +38,7 @@ class ClickOrderTask(tf.keras.layers.Layer):
         order_loss = self.order(
             labels=tf.cast(batch_features[features.ORDER], tf.float32)[:, tf.newaxis],
             predictions=logits["order"][:, tf.newaxis], training=training)
-        return click_loss + self.order_weight * order_loss
+        return tf.nn.compute_average_loss(click_loss + self.order_weight * order_loss)
 
     def get_config(self):
         return {**super().get_config(), "order_weight": self.order_weight}
@@ -50,6 +54,12 @@ class RankingModel(tfrs.Model):
     def compute_loss(self, batch_features, training=False):
         return self.task(batch_features, self(batch_features, training=training),
                          training=training)
+
+    def train_step(self, inputs):
+        return global_loss(super().train_step(inputs))
+
+    def test_step(self, inputs):
+        return global_loss(super().test_step(inputs))
 
     def predict_probabilities(self, batch_features):
         logits = self(batch_features, training=False)

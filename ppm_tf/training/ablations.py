@@ -7,6 +7,7 @@ to WORK/models/<name>/training.json.
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 from typing import Callable
@@ -16,6 +17,7 @@ import tensorflow as tf
 
 from ppm_tf import features
 from ppm_tf.data.tfrecords import load_preprocess_metadata, read_cached, read_split
+from ppm_tf.distribute import is_chief, save_path
 from ppm_tf.fitting import EarlyStoppingConfig, FitResult, fit, trainable_parameters
 from ppm_tf.models.config import ModelConfig, preset
 from ppm_tf.models.idrec import IDRec
@@ -106,26 +108,38 @@ def fit_on_splits(model: RankingModel, work: str, reader, splits, config: ModelC
 
 
 def train_ablation(work: str, name: str, preset_name: str | None = None, seed: int = 0,
-                   epochs: int | None = None, verbose: int = 1) -> dict:
+                   epochs: int | None = None, verbose: int = 1, *,
+                   strategy: tf.distribute.Strategy | None = None,
+                   overrides: dict | None = None) -> dict:
+    """Trains row ``name`` under ``strategy`` (default: one process); ``overrides`` replace
+    preset fields (e.g. ``{"save_every_steps": 100}``) and are recorded in the config. With
+    several workers, only the chief writes the run's outputs."""
+    strategy = strategy or tf.distribute.get_strategy()
     row = ablation_row(name)
     WorkLayout(work).require_stages(*row.required_stages)
     tf.keras.utils.set_random_seed(seed)
     preset_name = resolve_preset(work, preset_name)
-    config = preset(preset_name)
-    model = build_model(name, work, config)
-    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+    config = dataclasses.replace(preset(preset_name), **(overrides or {}))
     reader = read_cached if row.cached_inputs else read_split
-    if row.head_from_pretraining:
-        initialise_head_from_pretraining(
-            model, work, next(iter(reader(work, row.splits, 2, deterministic=True))))
+    with strategy.scope():
+        model = build_model(name, work, config)
+        model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+        if row.head_from_pretraining:
+            initialise_head_from_pretraining(
+                model, work, next(iter(reader(work, row.splits, 2, deterministic=True))))
     if row.fine_tuned:
         result = fit_on_splits(model, work, reader, row.splits, config, seed,
                                epochs or config.train_epochs, config.min_train_steps,
                                WorkLayout(work).backup(name), verbose)
     else:  # zero-shot: scored as it starts, at no training cost
         result = FitResult(train_seconds=0.0, examples=0, epochs=0, final_loss=math.nan)
-    return save_trained_model(model, name, work, config, result,
-                              {"preset": preset_name, "seed": seed, "splits": list(row.splits)})
+    extra = {"preset": preset_name, "seed": seed, "splits": list(row.splits),
+             "replicas": strategy.num_replicas_in_sync}
+    if not is_chief(strategy):
+        with save_path(WorkLayout(work).weights(name), strategy) as scratch:
+            tf.train.Checkpoint(model=model).write(scratch)  # a collective op: see save_path
+        return {"model": name, **extra, "written": False}
+    return save_trained_model(model, name, work, config, result, extra)
 
 
 def save_trained_model(model: RankingModel, name: str, work: str, config: ModelConfig,
@@ -140,6 +154,7 @@ def save_trained_model(model: RankingModel, name: str, work: str, config: ModelC
                "train_seconds": result.train_seconds,
                "examples_per_second": result.examples_per_second,
                "train_examples": result.examples, "epochs": result.epochs,
+               "resumed_from": {"epoch": result.first_epoch, "step": result.first_step},
                "steps_per_epoch": result.steps_per_epoch, "best_epoch": result.best_epoch,
                "validation_click_auc": list(result.validation_curve),
                "final_loss": result.final_loss if math.isfinite(result.final_loss) else None,

@@ -6,14 +6,17 @@ category over the long span, and the click/order labels.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import tensorflow as tf
 
 from ppm_tf import features
 from ppm_tf.atomic import atomic_directory
 from ppm_tf.data.tfrecords import load_preprocess_metadata, read_split
+from ppm_tf.distribute import is_chief, save_path
 from ppm_tf.fitting import trainable_parameters
 from ppm_tf.models.config import preset
-from ppm_tf.models.item_table import ItemVectorTable, load_item_vectors
+from ppm_tf.models.item_table import load_item_table
 from ppm_tf.models.ppm import PPM
 from ppm_tf.training.ablations import fit_on_splits, resolve_preset
 from ppm_tf.work_layout import PRETRAINED, WorkLayout, write_json
@@ -42,25 +45,34 @@ class UserTowerModule(tf.Module):
 
 
 def pretrain_ppm(work: str, preset_name: str | None = None, seed: int = 0,
-                 epochs: int | None = None, verbose: int = 1) -> dict:
+                 epochs: int | None = None, verbose: int = 1, *,
+                 strategy: tf.distribute.Strategy | None = None,
+                 overrides: dict | None = None) -> dict:
     """Trains PPM on the pretrain split; writes the head checkpoint and the user tower.
-    ``preset_name`` defaults to the encoders' preset."""
+    ``preset_name`` defaults to the encoders' preset; ``strategy`` and ``overrides`` as in
+    ``ablations.train_ablation``."""
+    strategy = strategy or tf.distribute.get_strategy()
     layout = WorkLayout(work)
     layout.require_stages("preprocess", "embed-items")
     tf.keras.utils.set_random_seed(seed)
     preset_name = resolve_preset(work, preset_name)
-    config = preset(preset_name)
+    config = dataclasses.replace(preset(preset_name), **(overrides or {}))
     metadata = load_preprocess_metadata(work)
     max_seq_len = metadata["max_seq_len"]
-    item_ids, vectors = load_item_vectors(work)
-    model = PPM(ItemVectorTable(item_ids, vectors, name="item_vectors"), config, max_seq_len,
-                metadata["count_priors"])
-    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+    with strategy.scope():
+        item_table = load_item_table(work, name="item_vectors")
+        model = PPM(item_table, config, max_seq_len, metadata["count_priors"])
+        model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
     result = fit_on_splits(model, work, read_split, ("pretrain",), config, seed,
                            epochs or config.pretrain_epochs, config.min_pretrain_steps,
                            layout.backup(PRETRAINED), verbose)
-    tf.train.Checkpoint(head=model.head).write(layout.head_checkpoint)
-    export_user_tower(model, max_seq_len, layout.user_tower_dir)
+    # Every worker saves (a collective op under several workers); only the chief's is kept.
+    with save_path(layout.head_checkpoint, strategy) as path:
+        tf.train.Checkpoint(head=model.head).write(path)
+    with save_path(layout.user_tower_dir, strategy) as path:
+        export_user_tower(model, max_seq_len, path)
+    if not is_chief(strategy):
+        return {"model": PRETRAINED, "preset": preset_name, "written": False}
     summary = {"model": PRETRAINED, "preset": preset_name, "config": config.to_dict(),
                "seed": seed,
                "train_seconds": result.train_seconds,
@@ -73,7 +85,7 @@ def pretrain_ppm(work: str, preset_name: str | None = None, seed: int = 0,
                "user_tower_params": trainable_parameters(model.user_tower),
                "head_params": trainable_parameters(model.head),
                "tower_dim": config.tower_dim, "max_seq_len": max_seq_len,
-               "item_dim": int(vectors.shape[1])}
+               "item_dim": item_table.dim}
     write_json(layout.training_summary(PRETRAINED), summary)
     return summary
 

@@ -64,11 +64,12 @@ def test_parse_item_keeps_title_and_image_bytes_as_they_are():
 
 def test_join_concatenates_and_gives_items_without_image_the_zero_vector():
     text = np.array([0.5, 0.25], np.float32)
-    [record] = list(_join(("i1", {"text": [text], "image": []}), image_dim=3))
+    [record] = list(_join(("i1", {"text": [text], "image": [], "failed": []}), image_dim=3))
     assert record[features.HAS_IMAGE] == 0
     np.testing.assert_array_equal(record[features.PPM_ITEM_VEC], [0.5, 0.25, 0, 0, 0])
     image = np.array([1.0, 0.0, 0.0], np.float32)
-    [record] = list(_join(("i2", {"text": [text], "image": [(image, 1)]}), image_dim=3))
+    [record] = list(_join(("i2", {"text": [text], "image": [(image, 1)], "failed": []}),
+                          image_dim=3))
     assert record[features.HAS_IMAGE] == 1
     np.testing.assert_array_equal(record[features.PPM_ITEM_VEC], [0.5, 0.25, 1, 0, 0])
 

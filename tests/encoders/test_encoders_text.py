@@ -124,8 +124,8 @@ def test_retrieval_task_loss_equals_hand_computed_info_nce():
     queries = _unit(rng.normal(size=(5, 8))).astype(np.float32)
     titles = _unit(rng.normal(size=(5, 8))).astype(np.float32)
     ids = np.array([b"a", b"b", b"c", b"d", b"e"])
-    loss = in_batch_retrieval_task(0.05)(queries, titles, candidate_ids=ids,
-                                         compute_metrics=False)
+    loss = tf.reduce_mean(in_batch_retrieval_task(0.05)(  # per query: see the task
+        queries, titles, candidate_ids=ids, compute_metrics=False))
     assert float(loss) == pytest.approx(info_nce(queries, titles, 0.05), rel=1e-4)
 
 
@@ -134,8 +134,8 @@ def test_retrieval_task_does_not_use_the_same_item_as_its_own_negative():
     queries = _unit(rng.normal(size=(4, 8))).astype(np.float32)
     titles = _unit(rng.normal(size=(4, 8))).astype(np.float32)
     ids = np.array([b"a", b"b", b"a", b"c"])  # item a clicked twice in the batch
-    loss = in_batch_retrieval_task(0.1)(queries, titles, candidate_ids=ids,
-                                        compute_metrics=False)
+    loss = tf.reduce_mean(in_batch_retrieval_task(0.1)(
+        queries, titles, candidate_ids=ids, compute_metrics=False))
     assert float(loss) == pytest.approx(info_nce(queries, titles, 0.1, ids), rel=1e-4)
     assert float(loss) != pytest.approx(info_nce(queries, titles, 0.1), rel=1e-3)
 

@@ -20,7 +20,7 @@ from ppm_tf.models.ppm import (PPM, PlugInHead, PPMOnCachedStates, PPMUserTower,
                                cached_head_inputs)
 from ppm_tf.models.unified import UnifiedModel
 from ppm_tf.fitting import trainable_parameters
-from ppm_tf.training.ablations import initialise_head_from_pretraining
+from ppm_tf.training.ablations import _slow_pretrained_head, initialise_head_from_pretraining
 from ppm_tf.training.pretrain import UserTowerModule, export_user_tower
 from ppm_tf.work_layout import WorkLayout
 
@@ -469,3 +469,25 @@ def test_exported_user_tower_gives_the_same_states_in_a_fresh_process(tmp_path, 
                                rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(loaded["direct_states"], loaded["states"])
     np.testing.assert_array_equal(loaded["mask"], expected[features.PPM_USER_MASK].numpy())
+
+
+@pytest.mark.parametrize("scale", [0.0, 0.1])
+def test_the_pretrained_head_fine_tunes_at_its_own_learning_rate(vocabularies, scale):
+    config = dataclasses.replace(CONFIG, head_learning_rate_scale=scale, learning_rate=1e-2)
+    urm = UnifiedModel(vocabularies, 2, config, PRIORS)
+    batch = make_batch()
+    urm(batch)
+    _slow_pretrained_head(urm, config)
+    urm.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+    before = {id(variable): variable.numpy() for variable in urm.variables}
+    urm.fit(tf.data.Dataset.from_tensors(batch), verbose=0)
+
+    def largest_step(module):
+        return max(np.abs(variable.numpy() - before[id(variable)]).max()
+                   for variable in module.variables if id(variable) in before)
+
+    # Adam's first step moves each weight by about its learning rate.
+    assert largest_step(urm.backbone) == pytest.approx(config.learning_rate, rel=0.05)
+    assert largest_step(urm.head) <= scale * config.learning_rate * 1.05
+    if scale:
+        assert largest_step(urm.head) == pytest.approx(scale * config.learning_rate, rel=0.05)

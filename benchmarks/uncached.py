@@ -13,7 +13,7 @@ import tensorflow_text  # noqa: F401  (the text encoder's tokenizer ops)
 from ppm_tf import features
 from ppm_tf.data.tfrecords import load_preprocess_metadata, read_items
 from ppm_tf.models.idrec import IDRecBackbone
-from ppm_tf.models.ppm import PlugInHead, PPMUserTower
+from ppm_tf.models.ppm import PlugInHead, PPMUserTower, head_counts
 from ppm_tf.models.tasks import RankingModel
 from ppm_tf.training.ablations import ID_VOCABULARIES
 from ppm_tf.work_layout import IMAGE_ENCODER, TEXT_ENCODER, WorkLayout
@@ -52,7 +52,7 @@ class UncachedURM(RankingModel):
         self.text_encoder = tf.saved_model.load(layout.encoder_dir(TEXT_ENCODER))
         self.image_encoder = tf.saved_model.load(layout.encoder_dir(IMAGE_ENCODER))
         self.user_tower = PPMUserTower(config, max_seq_len, name="user_tower")
-        self.head = PlugInHead(config, name="plug_in_head")
+        self.head = PlugInHead(config, metadata["count_priors"], name="plug_in_head")
         vocabularies = {name: layout.vocab(name) for name in ID_VOCABULARIES}
         self.backbone = IDRecBackbone(vocabularies, metadata["oov_buckets"], config,
                                       metadata["count_priors"], name="idrec")
@@ -71,6 +71,7 @@ class UncachedURM(RankingModel):
                                   batch[features.HIST_TS], batch[features.TS], mask),
                                  training=training)
         representation, ppm_click, ppm_order = self.head(
-            (states, mask, self._item_vectors(batch[features.ITEM_ID])), training=training)
+            (states, mask, self._item_vectors(batch[features.ITEM_ID]), head_counts(batch)),
+            training=training)
         click, order = self.backbone((batch, representation), training=training)
         return {"click": click + ppm_click, "order": order + ppm_order}

@@ -8,6 +8,11 @@ from __future__ import annotations
 import dataclasses
 
 
+# How URM joins PPM's plug-in head to IDRec: the head's representation always joins IDRec's
+# MLP input; its logits are added to IDRec's, added through a learned per-example gate, or not.
+URM_INTEGRATIONS = ("logits_and_representation", "gated_logits", "representation")
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     # PPM user tower and plug-in head.
@@ -30,10 +35,25 @@ class ModelConfig:
     train_epochs: int
     order_loss_weight: float = 1.0
     embedding_l2: float = 0.0  # L2 penalty on id embedding rows (IDRec), per row used
+    # PPM and its plug-in: options measured on the valid split (README, "URM's integration").
+    ppm_counts: bool = True  # the head reads the as-of counts (user, candidate, category)
+    urm_integration: str = "logits_and_representation"  # see URM_INTEGRATIONS
+    content_norm: bool = False  # LayerNorm where content enters IDRec (qm_ep's ME vector,
+    # URM's PPM representation)
+    head_learning_rate_scale: float = 1.0  # the pre-trained head's learning rate, relative
+    # to the rest of the model's, when fine-tuned (0: frozen)
     min_pretrain_steps: int = 0  # budgets raised to at least this many optimizer steps, so
     min_train_steps: int = 0  # a small window still gets enough updates
     patience: int = 2  # epochs without a better validation click AUC before stopping
     save_every_steps: int | None = None  # resume points within epochs (always at their ends)
+
+    def __post_init__(self):
+        if not 0.0 <= self.head_learning_rate_scale <= 1.0:
+            raise ValueError("head_learning_rate_scale must be in [0, 1], got "
+                             f"{self.head_learning_rate_scale}")
+        if self.urm_integration not in URM_INTEGRATIONS:
+            raise ValueError(f"urm_integration must be one of {URM_INTEGRATIONS}, got "
+                             f"{self.urm_integration!r}")
 
     @property
     def ppm_repr_dim(self) -> int:
@@ -58,7 +78,8 @@ PRESETS: dict[str, ModelConfig] = {
     "demo": ModelConfig(tower_dim=32, tower_blocks=2, tower_heads=2, tower_ff_dim=64,
                         time_buckets=24, head_units=(64, 32), attention_units=(32,),
                         id_embedding_dim=16, cross_layers=2, mlp_units=(128, 64), dropout=0.1,
-                        learning_rate=2e-3, batch_size=512, pretrain_epochs=3, train_epochs=1),
+                        learning_rate=2e-3, batch_size=512, pretrain_epochs=3, train_epochs=10,
+                        min_pretrain_steps=1500, min_train_steps=200),
     "paper": ModelConfig(tower_dim=128, tower_blocks=4, tower_heads=4, tower_ff_dim=512,
                          time_buckets=24, head_units=(256, 128), attention_units=(128, 64),
                          id_embedding_dim=64, cross_layers=3, mlp_units=(512, 256, 128),

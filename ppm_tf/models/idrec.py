@@ -146,10 +146,14 @@ class IDRec(RankingModel):
                  count_priors: dict[str, float], extra_feature: str | None = None, **kwargs):
         super().__init__(config.order_loss_weight, **kwargs)
         self.extra_feature = extra_feature
+        self.extra_norm = (tf.keras.layers.LayerNormalization(name="content_norm")
+                           if extra_feature and config.content_norm else None)
         self.backbone = IDRecBackbone(vocabularies, oov_buckets, config, count_priors,
                                       name="idrec")
 
     def call(self, batch_features, training=None):
         extra = batch_features[self.extra_feature] if self.extra_feature else None
+        if self.extra_norm is not None:
+            extra = self.extra_norm(extra)
         click, order = self.backbone((batch_features, extra), training=training)
         return {"click": click, "order": order}

@@ -7,11 +7,13 @@ Two parts with a clean boundary (DESIGN.md §3):
   ``H_u [batch, L, d]``. It depends only on the user's history, never on the candidate, so it
   is computed once per request (or per new click) and cached.
 - ``PlugInHead`` (trained and served): the candidate's projection, target attention over
-  ``H_u``, an MLP -> a PPM representation and click/order logits.
+  ``H_u``, the as-of counts of the user, the candidate and its category (long-span, ID-free
+  statistics: what the long span knows of how often each is shown and clicked), an MLP -> a
+  PPM representation and click/order logits.
 
 ``PPM`` joins them with the item-vector table for pre-training on the long span;
 ``PPMOnCachedStates`` is the head alone on cached states (the ``ppm`` ablation row).
-No user or item id is an input of either: only content vectors and timestamps.
+No user or item id is an input of either: only content vectors, timestamps and counts.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import tensorflow as tf
 from ppm_tf import features
 from ppm_tf.models.config import ModelConfig
 from ppm_tf.models.item_table import ItemVectorTable
-from ppm_tf.models.layers import (MLP, BidirectionalTransformerBlock,
+from ppm_tf.models.layers import (MLP, BidirectionalTransformerBlock, CountEncoding,
                                   DotProductTargetAttention, PositionEmbedding,
                                   TimeIntervalEncoding)
 from ppm_tf.models.tasks import RankingModel
@@ -55,17 +57,21 @@ class PPMUserTower(tf.keras.layers.Layer):
 
 
 class PlugInHead(tf.keras.layers.Layer):
-    """``(H_u [batch, L, d], mask [batch, L], candidate m [batch, item_dim])`` ->
-    ``(representation [batch, r], click_logit [batch], order_logit [batch])``.
+    """``(H_u [batch, L, d], mask [batch, L], candidate m [batch, item_dim], counts)`` ->
+    ``(representation [batch, r], click_logit [batch], order_logit [batch])``; ``counts``
+    maps ``features.COUNT_FEATURES`` to their ``[batch, COUNT_SIZE]`` values (read only when
+    the config's ``ppm_counts`` is on).
 
     Its target attention is a scaled dot product, not DIN's MLP scorer: ``H_u`` is already
     contextualised by the tower, and the head runs in every URM step and request beside
     IDRec, so its cost is what URM adds to IDRec's (``benchmarks/train_throughput.py``).
     """
 
-    def __init__(self, config: ModelConfig, **kwargs):
+    def __init__(self, config: ModelConfig, count_priors: dict[str, float], **kwargs):
         super().__init__(**kwargs)
         self.config = config
+        self.counts = (CountEncoding(count_priors["click_rate"], count_priors["order_rate"],
+                                     name="count_encoding") if config.ppm_counts else None)
         self.candidate_projection = tf.keras.layers.Dense(config.tower_dim,
                                                           name="candidate_projection")
         self.attention = DotProductTargetAttention(name="target_attention")
@@ -75,13 +81,20 @@ class PlugInHead(tf.keras.layers.Layer):
         self.order_logit = tf.keras.layers.Dense(1, name="order_logit")
 
     def call(self, inputs, training=None):
-        states, mask, candidate_vectors = inputs
+        states, mask, candidate_vectors, counts = inputs
         candidate = self.candidate_projection(candidate_vectors)
         interest = self.attention((candidate, states, mask))
-        representation = self.mlp(tf.concat([candidate, interest, candidate * interest], -1),
-                                  training=training)
+        parts = [candidate, interest, candidate * interest]
+        if self.counts is not None:
+            parts += [self.counts(counts[name]) for name in features.COUNT_FEATURES]
+        representation = self.mlp(tf.concat(parts, -1), training=training)
         return (representation, tf.squeeze(self.click_logit(representation), -1),
                 tf.squeeze(self.order_logit(representation), -1))
+
+
+def head_counts(batch_features) -> dict:
+    """The head's ``counts`` input from a batch (every example carries them)."""
+    return {name: batch_features[name] for name in features.COUNT_FEATURES}
 
 
 def history_mask(batch_features) -> tf.Tensor:
@@ -92,11 +105,11 @@ class PPM(RankingModel):
     """Pre-training model: item-vector table + user tower + plug-in head, on raw examples."""
 
     def __init__(self, item_table: ItemVectorTable, config: ModelConfig, max_seq_len: int,
-                 **kwargs):
+                 count_priors: dict[str, float], **kwargs):
         super().__init__(config.order_loss_weight, **kwargs)
         self.item_table = item_table
         self.user_tower = PPMUserTower(config, max_seq_len, name="user_tower")
-        self.head = PlugInHead(config, name="plug_in_head")
+        self.head = PlugInHead(config, count_priors, name="plug_in_head")
 
     def user_states(self, batch_features, training=None):
         """What precompute caches: ``{ppm_user_states [batch, L, d], ppm_user_mask [batch, L]}``."""
@@ -109,20 +122,24 @@ class PPM(RankingModel):
     def call(self, batch_features, training=None):
         cached = self.user_states(batch_features, training=training)
         _, click, order = self.head((cached[PPM_USER_STATES], cached[PPM_USER_MASK],
-                                     self.item_table(batch_features[features.ITEM_ID])),
-                                    training=training)
+                                     self.item_table(batch_features[features.ITEM_ID]),
+                                     head_counts(batch_features)), training=training)
         return {"click": click, "order": order}
 
 
 class PPMOnCachedStates(RankingModel):
     """The plug-in head alone, fed by cached states: PPM fine-tuned on the recent window."""
 
-    def __init__(self, config: ModelConfig, **kwargs):
+    def __init__(self, config: ModelConfig, count_priors: dict[str, float], **kwargs):
         super().__init__(config.order_loss_weight, **kwargs)
-        self.head = PlugInHead(config, name="plug_in_head")
+        self.head = PlugInHead(config, count_priors, name="plug_in_head")
 
     def call(self, batch_features, training=None):
-        _, click, order = self.head((batch_features[PPM_USER_STATES],
-                                     batch_features[PPM_USER_MASK],
-                                     batch_features[features.PPM_ITEM_VEC]), training=training)
+        _, click, order = self.head(cached_head_inputs(batch_features), training=training)
         return {"click": click, "order": order}
+
+
+def cached_head_inputs(batch_features) -> tuple:
+    """The plug-in head's inputs from a batch of cached examples (``ppm precompute``)."""
+    return (batch_features[PPM_USER_STATES], batch_features[PPM_USER_MASK],
+            batch_features[features.PPM_ITEM_VEC], head_counts(batch_features))

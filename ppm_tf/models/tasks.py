@@ -45,18 +45,44 @@ class ClickOrderTask(tf.keras.layers.Layer):
 
 
 class RankingModel(tfrs.Model):
-    """A click/order ranking model: subclasses define ``call(features) -> logits dict``."""
+    """A click/order ranking model: subclasses define ``call(features) -> logits dict``.
+
+    A pre-trained part (``slow_part``, e.g. URM's plug-in head) can train with its own
+    optimizer (``slow_optimizer``, e.g. a lower learning rate), so fine-tuning on a short
+    window does not wash out what pre-training on the long span taught it.
+    """
 
     def __init__(self, order_weight: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         self.task = ClickOrderTask(order_weight, name="click_order")
+        self.slow_part: tf.keras.layers.Layer | None = None
+        self.slow_optimizer: tf.keras.optimizers.Optimizer | None = None
+
+    def train_slowly(self, part: tf.keras.layers.Layer,
+                     optimizer: tf.keras.optimizers.Optimizer) -> None:
+        """``part``'s variables train with ``optimizer``, the others with the compiled one."""
+        self.slow_part, self.slow_optimizer = part, optimizer
 
     def compute_loss(self, batch_features, training=False):
         return self.task(batch_features, self(batch_features, training=training),
                          training=training)
 
     def train_step(self, inputs):
-        return global_loss(super().train_step(inputs))
+        if self.slow_part is None:
+            return global_loss(super().train_step(inputs))
+        with tf.GradientTape() as tape:  # tfrs.Model.train_step, with two optimizers
+            loss = self.compute_loss(inputs, training=True)
+            regularization_loss = tf.reduce_sum([tf.reduce_sum(part) for part in self.losses])
+            total_loss = loss + regularization_loss
+        slow = self.slow_part.trainable_variables
+        slow_ids = {id(variable) for variable in slow}
+        fast = [variable for variable in self.trainable_variables if id(variable) not in slow_ids]
+        gradients = tape.gradient(total_loss, fast + slow)
+        self.optimizer.apply_gradients(zip(gradients[:len(fast)], fast))
+        self.slow_optimizer.apply_gradients(zip(gradients[len(fast):], slow))
+        metrics = {metric.name: metric.result() for metric in self.metrics}
+        return global_loss({**metrics, "loss": loss, "regularization_loss": regularization_loss,
+                            "total_loss": total_loss})
 
     def test_step(self, inputs):
         return global_loss(super().test_step(inputs))

@@ -1,17 +1,18 @@
 """URM: IDRec with PPM's plug-in head, trained end to end on the recent window.
 
-The head (initialised from the pre-trained PPM) reads the cached user states ``H_u`` and the
-candidate's cached vector; its representation joins IDRec's MLP input and its logits are
-added to IDRec's. The user tower and the encoders are not in this graph: only the head's
+The head (initialised from the pre-trained PPM) reads the cached user states ``H_u``, the
+candidate's cached vector and the as-of counts; its representation joins IDRec's MLP input
+and its logits are added to IDRec's (``config.urm_integration``: added, gated, or not). The user tower and the encoders are not in this graph: only the head's
 parameters (a small subset of PPM) train and serve beside IDRec, which is why URM costs
 nearly what IDRec costs.
 """
 from __future__ import annotations
 
-from ppm_tf import features
+import tensorflow as tf
+
 from ppm_tf.models.config import ModelConfig
 from ppm_tf.models.idrec import IDRecBackbone
-from ppm_tf.models.ppm import PPM_USER_MASK, PPM_USER_STATES, PlugInHead
+from ppm_tf.models.ppm import PlugInHead, cached_head_inputs
 from ppm_tf.models.tasks import RankingModel
 
 
@@ -19,13 +20,25 @@ class UnifiedModel(RankingModel):
     def __init__(self, vocabularies: dict[str, str], oov_buckets: int, config: ModelConfig,
                  count_priors: dict[str, float], **kwargs):
         super().__init__(config.order_loss_weight, **kwargs)
-        self.head = PlugInHead(config, name="plug_in_head")
+        self.integration = config.urm_integration
+        self.head = PlugInHead(config, count_priors, name="plug_in_head")
         self.backbone = IDRecBackbone(vocabularies, oov_buckets, config, count_priors,
                                       name="idrec")
+        self.representation_norm = (tf.keras.layers.LayerNormalization(name="ppm_norm")
+                                    if config.content_norm else None)
+        # Starts at 1 for every example: the plain sum, until training moves it.
+        self.gate = (tf.keras.layers.Dense(2, kernel_initializer="zeros", name="ppm_logit_gate")
+                     if self.integration == "gated_logits" else None)
 
     def call(self, batch_features, training=None):
-        representation, ppm_click, ppm_order = self.head(
-            (batch_features[PPM_USER_STATES], batch_features[PPM_USER_MASK],
-             batch_features[features.PPM_ITEM_VEC]), training=training)
-        click, order = self.backbone((batch_features, representation), training=training)
+        representation, ppm_click, ppm_order = self.head(cached_head_inputs(batch_features),
+                                                         training=training)
+        joined = (self.representation_norm(representation) if self.representation_norm
+                  else representation)
+        click, order = self.backbone((batch_features, joined), training=training)
+        if self.integration == "representation":
+            return {"click": click, "order": order}
+        if self.gate is not None:
+            gate = 2.0 * tf.sigmoid(self.gate(representation))
+            ppm_click, ppm_order = ppm_click * gate[:, 0], ppm_order * gate[:, 1]
         return {"click": click + ppm_click, "order": order + ppm_order}

@@ -41,7 +41,7 @@ _BUILDERS: dict[str, Callable[..., RankingModel]] = {
     registry.IDREC_WITH_ITEM_VECTOR: lambda vocabularies, oov, priors, config, name: IDRec(
         vocabularies, oov, config, priors, extra_feature=features.PPM_ITEM_VEC, name=name),
     registry.PLUG_IN_HEAD: lambda vocabularies, oov, priors, config, name: PPMOnCachedStates(
-        config, name=name),
+        config, priors, name=name),
     registry.UNIFIED: lambda vocabularies, oov, priors, config, name: UnifiedModel(
         vocabularies, oov, config, priors, name=name),
     registry.LOGISTIC_REGRESSION: lambda vocabularies, oov, priors, config, name:
@@ -85,6 +85,16 @@ def initialise_head_from_pretraining(model: RankingModel, work: str, sample_batc
     checkpoint.read(WorkLayout(work).head_checkpoint).assert_existing_objects_matched()
 
 
+def pace_pretrained_head(model: RankingModel, config: ModelConfig) -> None:
+    """The pre-trained head fine-tunes at ``head_learning_rate_scale`` times the learning
+    rate, or stays frozen at 0 (chosen on the valid split: README, "URM's integration")."""
+    if config.head_learning_rate_scale == 0.0:
+        model.head.trainable = False
+    elif config.head_learning_rate_scale < 1.0:
+        model.train_slowly(model.head, tf.keras.optimizers.Adam(
+            config.learning_rate * config.head_learning_rate_scale))
+
+
 def fit_on_splits(model: RankingModel, work: str, reader, splits, config: ModelConfig,
                   seed: int, epochs: int, min_steps: int, backup_dir: str,
                   verbose: int = 1) -> FitResult:
@@ -123,10 +133,11 @@ def train_ablation(work: str, name: str, preset_name: str | None = None, seed: i
     reader = read_cached if row.cached_inputs else read_split
     with strategy.scope():
         model = build_model(name, work, config)
-        model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
         if row.head_from_pretraining:
             initialise_head_from_pretraining(
                 model, work, next(iter(reader(work, row.splits, 2, deterministic=True))))
+            pace_pretrained_head(model, config)
+        model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
     if row.fine_tuned:
         result = fit_on_splits(model, work, reader, row.splits, config, seed,
                                epochs or config.train_epochs, config.min_train_steps,

@@ -1,7 +1,8 @@
 """``ppm pretrain``: PPM on the long (pretrain) span, then the frozen user tower's export.
 
-Inputs are content only: the behaviour items' and the candidate's ME vectors (looked up in the
-frozen item-vector table), timestamps, and the click/order labels.
+Inputs are ID-free: the behaviour items' and the candidate's ME vectors (looked up in the
+frozen item-vector table), timestamps, the as-of counts of the user, the candidate and its
+category over the long span, and the click/order labels.
 """
 from __future__ import annotations
 
@@ -56,10 +57,11 @@ def pretrain_ppm(work: str, preset_name: str | None = None, seed: int = 0,
     tf.keras.utils.set_random_seed(seed)
     preset_name = resolve_preset(work, preset_name)
     config = dataclasses.replace(preset(preset_name), **(overrides or {}))
-    max_seq_len = load_preprocess_metadata(work)["max_seq_len"]
+    metadata = load_preprocess_metadata(work)
+    max_seq_len = metadata["max_seq_len"]
     with strategy.scope():
         item_table = load_item_table(work, name="item_vectors")
-        model = PPM(item_table, config, max_seq_len)
+        model = PPM(item_table, config, max_seq_len, metadata["count_priors"])
         model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
     result = fit_on_splits(model, work, read_split, ("pretrain",), config, seed,
                            epochs or config.pretrain_epochs, config.min_pretrain_steps,

@@ -1,5 +1,6 @@
 """PPM (ID-free), its user tower / plug-in head boundary, IDRec, URM and the item-vector table,
 on small random batches with the ``tiny`` preset."""
+import dataclasses
 import subprocess
 import sys
 import textwrap
@@ -11,14 +12,15 @@ import ppm_tf  # noqa: F401  (selects tf-keras before TensorFlow loads)
 import tensorflow as tf
 
 from ppm_tf import features
-from ppm_tf.models.config import preset
+from ppm_tf.models.config import URM_INTEGRATIONS, preset
 from ppm_tf.models.idrec import ContentBag, IDRec, IdEmbedding
 from ppm_tf.models.item_table import ItemVectorTable
 from ppm_tf.transformer import BidirectionalTransformerBlock
-from ppm_tf.models.ppm import PPM, PlugInHead, PPMOnCachedStates, PPMUserTower
+from ppm_tf.models.ppm import (PPM, PlugInHead, PPMOnCachedStates, PPMUserTower,
+                               cached_head_inputs)
 from ppm_tf.models.unified import UnifiedModel
 from ppm_tf.fitting import trainable_parameters
-from ppm_tf.training.ablations import initialise_head_from_pretraining
+from ppm_tf.training.ablations import pace_pretrained_head, initialise_head_from_pretraining
 from ppm_tf.training.pretrain import UserTowerModule, export_user_tower
 from ppm_tf.work_layout import WorkLayout
 
@@ -31,9 +33,11 @@ VOCABULARIES = {features.USER_ID: ["u0", "u1"], features.ITEM_ID: list(ITEMS),
 TS = 1_742_600_000
 PRIORS = {"click_rate": 0.05, "order_rate": 0.01}
 # What PPM may read: the behaviour items (through the item table), their times, the request
-# time and the candidate (through the item table).
-PPM_INPUTS = (features.HIST_ITEM_IDS, features.HIST_TS, features.TS, features.ITEM_ID)
-CACHED_INPUTS = (features.PPM_USER_STATES, features.PPM_USER_MASK, features.PPM_ITEM_VEC)
+# time, the candidate (through the item table) and the as-of counts (ID-free statistics).
+PPM_INPUTS = (features.HIST_ITEM_IDS, features.HIST_TS, features.TS, features.ITEM_ID,
+              *features.COUNT_FEATURES)
+CACHED_INPUTS = (features.PPM_USER_STATES, features.PPM_USER_MASK, features.PPM_ITEM_VEC,
+                 *features.COUNT_FEATURES)
 
 
 @pytest.fixture(autouse=True)
@@ -108,7 +112,7 @@ def variable_names(model: tf.Module) -> list[str]:
 
 @pytest.fixture
 def ppm() -> PPM:
-    return PPM(item_table(), CONFIG, MAX_SEQ_LEN, name="ppm")
+    return PPM(item_table(), CONFIG, MAX_SEQ_LEN, PRIORS, name="ppm")
 
 
 # PPM: ID-free.
@@ -136,7 +140,7 @@ def test_ppm_ignores_user_category_brand_and_every_other_id(ppm):
 def test_ppm_sees_items_only_through_their_content_vectors():
     vectors = item_vectors()
     vectors[3] = vectors[0]  # i3 has the same content as i0
-    model = PPM(item_table(vectors), CONFIG, MAX_SEQ_LEN)
+    model = PPM(item_table(vectors), CONFIG, MAX_SEQ_LEN, PRIORS)
     batch = make_batch()
     expected = model(batch)
     renamed = replaced(batch, item_id=["i3", "i0", "new-item"],
@@ -202,13 +206,13 @@ def test_the_exported_tower_signature_takes_history_and_request_time_only(ppm):
 
 
 def test_plug_in_head_reads_the_cached_tensors_only():
-    head = PlugInHead(CONFIG)
+    head = PlugInHead(CONFIG, PRIORS)
     batch = make_batch()
-    representation, click, order = head(tuple(batch[name] for name in CACHED_INPUTS))
+    representation, click, order = head(cached_head_inputs(batch))
     assert representation.shape == (BATCH, CONFIG.ppm_repr_dim)
     assert click.shape == order.shape == (BATCH,)
     cached_only = {name: batch[name] for name in CACHED_INPUTS}
-    model = PPMOnCachedStates(CONFIG)
+    model = PPMOnCachedStates(CONFIG, PRIORS)
     logits = model(cached_only)
     assert_same_logits(model(batch), logits)
     assert_same_logits(model(replaced(batch, user_id=["a", "b", "c"], item_id=["x", "y", "z"],
@@ -220,13 +224,45 @@ def test_ppm_on_cached_states_equals_ppm_on_the_states_it_caches(ppm):
     batch = make_batch()
     expected = ppm(batch)
     cached = {**ppm.user_states(batch),
-              features.PPM_ITEM_VEC: ppm.item_table(batch[features.ITEM_ID])}
-    head_only = PPMOnCachedStates(CONFIG)
+              features.PPM_ITEM_VEC: ppm.item_table(batch[features.ITEM_ID]),
+              **{name: batch[name] for name in features.COUNT_FEATURES}}
+    head_only = PPMOnCachedStates(CONFIG, PRIORS)
     head_only(cached)
     head_only.head.set_weights(ppm.head.get_weights())
     for task, values in head_only(cached).items():
         np.testing.assert_allclose(values.numpy(), expected[task].numpy(), rtol=1e-5,
                                    atol=1e-6)
+
+
+def test_the_head_reads_the_counts_and_can_be_told_not_to():
+    batch = make_batch()
+    more_clicks = replaced(batch, item_counts=np.tile([[50.0, 40.0, 9.0, 5.0, 4.0, 1.0]],
+                                                      (BATCH, 1)).astype(np.float32))
+    with_counts = PPMOnCachedStates(CONFIG, PRIORS)
+    assert not np.allclose(with_counts(batch)["click"].numpy(),
+                           with_counts(more_clicks)["click"].numpy())
+    content_only = PPMOnCachedStates(dataclasses.replace(CONFIG, ppm_counts=False), PRIORS)
+    assert_same_logits(content_only(batch), content_only(more_clicks))
+
+
+@pytest.mark.parametrize("integration", URM_INTEGRATIONS)
+def test_urm_integrations_join_the_head_as_configured(vocabularies, integration):
+    config = dataclasses.replace(CONFIG, urm_integration=integration, content_norm=True)
+    urm = UnifiedModel(vocabularies, 2, config, PRIORS)
+    batch = make_batch()
+    logits = urm(batch)
+    representation, ppm_click, ppm_order = urm.head(cached_head_inputs(batch))
+    click, order = urm.backbone((batch, urm.representation_norm(representation)))
+    # The gate starts at 1: the plain sum until training moves it.
+    expected = {"representation": (click, order)}.get(integration,
+                                                      (click + ppm_click, order + ppm_order))
+    for task, values in zip(("click", "order"), expected):
+        np.testing.assert_allclose(logits[task].numpy(), values.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_an_unknown_integration_is_refused():
+    with pytest.raises(ValueError, match="urm_integration must be one of"):
+        dataclasses.replace(CONFIG, urm_integration="product")
 
 
 # ItemVectorTable.
@@ -295,8 +331,7 @@ def test_urm_adds_the_ppm_logits_and_representation_to_idrec(vocabularies):
     urm = UnifiedModel(vocabularies, 2, CONFIG, PRIORS)
     batch = make_batch()
     logits = urm(batch)
-    representation, ppm_click, ppm_order = urm.head(
-        tuple(batch[name] for name in CACHED_INPUTS))
+    representation, ppm_click, ppm_order = urm.head(cached_head_inputs(batch))
     click, order = urm.backbone((batch, representation))
     np.testing.assert_allclose(logits["click"].numpy(), (click + ppm_click).numpy(), rtol=1e-6)
     np.testing.assert_allclose(logits["order"].numpy(), (order + ppm_order).numpy(), rtol=1e-6)
@@ -310,7 +345,7 @@ def test_plug_in_head_starts_from_the_pretrained_weights(tmp_path, vocabularies,
     work = str(tmp_path)
     tf.train.Checkpoint(head=ppm.head).write(WorkLayout(work).head_checkpoint)
     model = (UnifiedModel(vocabularies, 2, CONFIG, PRIORS, name="urm") if model_name == "urm"
-             else PPMOnCachedStates(CONFIG, name="ppm_on_cache"))
+             else PPMOnCachedStates(CONFIG, PRIORS, name="ppm_on_cache"))
     model(batch)
     assert not np.allclose(model.head.get_weights()[0], ppm.head.get_weights()[0])
     initialise_head_from_pretraining(model, work, batch)
@@ -323,7 +358,7 @@ def test_plug_in_head_starts_from_the_pretrained_weights(tmp_path, vocabularies,
 
 def test_a_head_checkpoint_of_another_shape_is_refused(tmp_path, vocabularies):
     other = PPM(ItemVectorTable(list(ITEMS), np.ones((len(ITEMS), ITEM_DIM + 2), np.float32)),
-                CONFIG, MAX_SEQ_LEN)
+                CONFIG, MAX_SEQ_LEN, PRIORS)
     other(make_batch())
     tf.train.Checkpoint(head=other.head).write(WorkLayout(str(tmp_path)).head_checkpoint)
     with pytest.raises((ValueError, tf.errors.InvalidArgumentError), match="shape"):
@@ -434,3 +469,25 @@ def test_exported_user_tower_gives_the_same_states_in_a_fresh_process(tmp_path, 
                                rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(loaded["direct_states"], loaded["states"])
     np.testing.assert_array_equal(loaded["mask"], expected[features.PPM_USER_MASK].numpy())
+
+
+@pytest.mark.parametrize("scale", [0.0, 0.1])
+def test_the_pretrained_head_fine_tunes_at_its_own_learning_rate(vocabularies, scale):
+    config = dataclasses.replace(CONFIG, head_learning_rate_scale=scale, learning_rate=1e-2)
+    urm = UnifiedModel(vocabularies, 2, config, PRIORS)
+    batch = make_batch()
+    urm(batch)
+    pace_pretrained_head(urm, config)
+    urm.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+    before = {id(variable): variable.numpy() for variable in urm.variables}
+    urm.fit(tf.data.Dataset.from_tensors(batch), verbose=0)
+
+    def largest_step(module):
+        return max(np.abs(variable.numpy() - before[id(variable)]).max()
+                   for variable in module.variables if id(variable) in before)
+
+    # Adam's first step moves each weight by about its learning rate.
+    assert largest_step(urm.backbone) == pytest.approx(config.learning_rate, rel=0.05)
+    assert largest_step(urm.head) <= scale * config.learning_rate * 1.05
+    if scale:
+        assert largest_step(urm.head) == pytest.approx(scale * config.learning_rate, rel=0.05)

@@ -89,10 +89,11 @@ def write_cached_work(root, *, drop: str | None = None, nan_item_vec: bool = Fal
 def write_pretrained_head(work: str) -> None:
     """The plug-in head checkpoint ``ppm pretrain`` leaves, from an untrained PPM."""
     model = PPM(ItemVectorTable(ITEMS, np.random.default_rng(1).normal(
-        size=(len(ITEMS), ITEM_DIM)).astype(np.float32)), CONFIG, MAX_SEQ_LEN)
+        size=(len(ITEMS), ITEM_DIM)).astype(np.float32)), CONFIG, MAX_SEQ_LEN, PRIORS)
     batch = deterministic_batches()[0]
     model({name: tf.constant(batch[name]) for name in (
-        features.ITEM_ID, features.HIST_ITEM_IDS, features.HIST_TS, features.TS)})
+        features.ITEM_ID, features.HIST_ITEM_IDS, features.HIST_TS, features.TS,
+        *features.COUNT_FEATURES)})
     tf.train.Checkpoint(head=model.head).write(WorkLayout(work).head_checkpoint)
 
 

@@ -20,6 +20,7 @@ from ppm_tf.data.tfrecords import load_preprocess_metadata, read_cached, read_sp
 from ppm_tf.distribute import is_chief, save_path
 from ppm_tf.fitting import EarlyStoppingConfig, FitResult, fit, trainable_parameters
 from ppm_tf.models.config import ModelConfig, preset
+from ppm_tf.models.count_rates import CountRates
 from ppm_tf.models.idrec import IDRec
 from ppm_tf.models.logistic_regression import LogisticRegression
 from ppm_tf.models.ppm import PPMOnCachedStates
@@ -46,6 +47,8 @@ _BUILDERS: dict[str, Callable[..., RankingModel]] = {
         vocabularies, oov, config, priors, name=name),
     registry.LOGISTIC_REGRESSION: lambda vocabularies, oov, priors, config, name:
         LogisticRegression(vocabularies, oov, config, priors, name=name),
+    registry.COUNT_RATES: lambda vocabularies, oov, priors, config, name: CountRates(
+        priors, config.order_loss_weight, name=name),
 }
 
 
@@ -142,7 +145,7 @@ def train_ablation(work: str, name: str, preset_name: str | None = None, seed: i
         result = fit_on_splits(model, work, reader, row.splits, config, seed,
                                epochs or config.train_epochs, config.min_train_steps,
                                WorkLayout(work).backup(name), verbose)
-    else:  # zero-shot: scored as it starts, at no training cost
+    else:  # zero-shot or not learnt: scored as it starts, at no training cost
         result = FitResult(train_seconds=0.0, examples=0, epochs=0, final_loss=math.nan)
     extra = {"preset": preset_name, "seed": seed, "splits": list(row.splits),
              "replicas": strategy.num_replicas_in_sync}

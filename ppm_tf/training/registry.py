@@ -9,8 +9,9 @@ from __future__ import annotations
 import dataclasses
 
 # Model kinds (``ablations.build_model`` maps each to its Keras class).
-IDREC, IDREC_WITH_ITEM_VECTOR, PLUG_IN_HEAD, UNIFIED, LOGISTIC_REGRESSION = (
-    "idrec", "idrec_with_item_vector", "plug_in_head", "unified", "logistic_regression")
+IDREC, IDREC_WITH_ITEM_VECTOR, PLUG_IN_HEAD, UNIFIED, LOGISTIC_REGRESSION, COUNT_RATES = (
+    "idrec", "idrec_with_item_vector", "plug_in_head", "unified", "logistic_regression",
+    "count_rates")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +48,9 @@ ROWS: dict[str, AblationRow] = {row.name: row for row in (
                 IDREC, splits=("pretrain", "train")),
     AblationRow("lr", "the floor: logistic regression on the same features (ids one-hot, "
                 "numeric features), one linear layer", LOGISTIC_REGRESSION),
+    AblationRow("counts", "no learning: the user's and the item's smoothed rates over "
+                "everything before the request, summed as logits (the count baseline)",
+                COUNT_RATES, fine_tuned=False),
 )}
 MODELS = tuple(ROWS)
 EXPORTABLE = tuple(name for name, row in ROWS.items() if row.exportable)

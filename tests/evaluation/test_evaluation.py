@@ -122,7 +122,7 @@ def test_cold_items_split_by_whether_the_recent_window_showed_them():
 
 ROWS = 240
 NOISE = {"base": 0.25, "qm_ep": 0.2, "ppm": 0.22, "ppm_zero_shot": 0.3, "urm": 0.1,
-         "base_long": 0.15, "lr": 0.35}
+         "base_long": 0.15, "lr": 0.35, "counts": 0.3}
 
 
 def eval_rows(seed: int = 0) -> dict[str, np.ndarray]:
@@ -166,7 +166,7 @@ def write_predictions(work: str, name: str, rows, order=None) -> None:
 
 TRAINING = {"base": (30.0, 5000, 1000), "qm_ep": (33.0, 5400, 1000), "ppm": (20.0, 3300, 1000),
             "ppm_zero_shot": (0.0, 3300, 0), "urm": (35.0, 8300, 1000),
-            "base_long": (120.0, 5000, 4000), "lr": (10.0, 900, 1000)}
+            "base_long": (120.0, 5000, 4000), "lr": (10.0, 900, 1000), "counts": (0.0, 0, 0)}
 
 
 def window_item(item_id: str) -> bool:
@@ -424,7 +424,7 @@ def test_the_demo_html_report_shows_each_table_once_with_intervals_and_every_plo
 
 def test_evaluate_scores_whichever_models_were_trained(work, tmp_path):
     work, _ = work
-    for name in ("qm_ep", "ppm", "ppm_zero_shot", "base_long", "lr"):
+    for name in ("qm_ep", "ppm", "ppm_zero_shot", "base_long", "lr", "counts"):
         (tmp_path / "predictions" / f"{name}.npz").unlink()
     (tmp_path / "oracle" / "eval-00000-of-00001.jsonl").unlink()
     results = evaluate(work)

@@ -1,0 +1,43 @@
+"""The count baseline as a row (``counts``): no learning, only what the logs plainly say.
+
+Scores an impression by the user's and the candidate item's smoothed click (order) rates over
+everything before the request, summed as logits on top of the data set's prior rate: the
+baseline of ``../shared/tools/count_baseline.py``, computed from the example's own as-of count
+features (``CountEncoding``), so it is scored, sliced and bootstrapped on exactly the rows every
+model is, and a paired interval says whether a model beats it.
+"""
+from __future__ import annotations
+
+import math
+
+import tensorflow as tf
+
+from ppm_tf import features
+from ppm_tf.models.layers import CountEncoding
+from ppm_tf.models.tasks import RankingModel
+
+_ALL_WINDOW = features.COUNT_WINDOWS.index("all")
+_ENCODED_PER_WINDOW = 3  # CountEncoding: log1p(impressions), click logit, order logit
+
+
+def _logit(rate: float) -> float:
+    return math.log(rate / (1.0 - rate))
+
+
+class CountRates(RankingModel):
+    """``features -> {"click": [batch], "order": [batch]}`` logits; no trainable weights."""
+
+    def __init__(self, count_priors: dict[str, float], order_weight: float = 1.0, **kwargs):
+        super().__init__(order_weight, **kwargs)
+        self.counts = CountEncoding(count_priors["click_rate"], count_priors["order_rate"],
+                                    name="count_encoding")
+        self.prior_logits = (_logit(count_priors["click_rate"]),
+                             _logit(count_priors["order_rate"]))
+
+    def call(self, batch_features, training=None):
+        click = order = 0.0
+        for name in (features.USER_COUNTS, features.ITEM_COUNTS):
+            encoded = self.counts(batch_features[name])
+            click += encoded[:, _ALL_WINDOW * _ENCODED_PER_WINDOW + 1]
+            order += encoded[:, _ALL_WINDOW * _ENCODED_PER_WINDOW + 2]
+        return {"click": click + self.prior_logits[0], "order": order + self.prior_logits[1]}

@@ -13,7 +13,7 @@ import tensorflow_recommenders as tfrs
 from ppm_tf import features
 from ppm_tf.distribute import global_loss
 from ppm_tf.models.config import ModelConfig
-from ppm_tf.models.request_losses import NONE, ranking_loss
+from ppm_tf.models import request_losses
 
 
 def _ranking_task(name: str) -> tfrs.tasks.Ranking:
@@ -29,7 +29,7 @@ def _ranking_task(name: str) -> tfrs.tasks.Ranking:
 class ClickOrderTask(tf.keras.layers.Layer):
     """Loss and AUC metrics of both heads. ``logits``: {"click": [batch], "order": [batch]}."""
 
-    def __init__(self, order_weight: float = 1.0, ranking_loss: str = NONE,
+    def __init__(self, order_weight: float = 1.0, ranking_loss: str = request_losses.NONE,
                  ranking_loss_weight: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         self.order_weight = order_weight
@@ -46,8 +46,8 @@ class ClickOrderTask(tf.keras.layers.Layer):
             labels=tf.cast(batch_features[features.ORDER], tf.float32)[:, tf.newaxis],
             predictions=logits["order"][:, tf.newaxis], training=training)
         per_example = click_loss + self.order_weight * order_loss
-        if self.ranking_loss != NONE:
-            per_example += self.ranking_loss_weight * ranking_loss(
+        if self.ranking_loss != request_losses.NONE:
+            per_example += self.ranking_loss_weight * request_losses.ranking_loss(
                 self.ranking_loss, clicks, logits["click"], batch_features[features.REQUEST_ID])
         return tf.nn.compute_average_loss(per_example)
 

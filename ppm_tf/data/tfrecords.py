@@ -11,6 +11,7 @@ than one parse per record. Paths go through ``tf.io.gfile``, so ``gs://`` work d
 """
 from __future__ import annotations
 
+import random
 from typing import Any, Iterable, Sequence
 
 import ppm_tf  # noqa: F401  (selects tf-keras before TensorFlow resolves its Keras)
@@ -34,7 +35,7 @@ def load_preprocess_metadata(work: str) -> dict[str, Any]:
 def read_split(work: str, split: str | Sequence[str], batch_size: int, *, shuffle: bool = False,
                shuffle_buffer: int = 10_000, repeat: bool = False, deterministic: bool = False,
                seed: int | None = None, features: Sequence[str] | None = None,
-               drop_remainder: bool = False) -> tf.data.Dataset:
+               drop_remainder: bool = False, group_requests: bool = False) -> tf.data.Dataset:
     """Impressions of one time split (``features.SPLITS``), or several (e.g. ("pretrain",
     "train") for the long span), as batches of ``features.EXAMPLE_FEATURES``; sequences have
     preprocess.json's ``max_seq_len``.
@@ -47,19 +48,24 @@ def read_split(work: str, split: str | Sequence[str], batch_size: int, *, shuffl
             default because parallel reads that may reorder records are faster.
         features: names to parse (default all); selecting fewer saves parsing time.
         drop_remainder: drop a last, smaller batch (for static batch shapes, e.g. TPUs).
+        group_requests: keep each request's impressions next to each other, so that they
+            share a batch (for in-request ranking losses): records are gathered in windows of
+            ``shuffle_buffer`` records and regrouped by ``request_id`` inside each window; when
+            shuffling, whole requests are shuffled within the window instead of records.
     """
     patterns = [WorkLayout(work).examples_pattern(name) for name in _split_names(split)]
     max_seq_len = load_preprocess_metadata(work)["max_seq_len"]
     return _read_records(
         patterns, feature_tables.EXAMPLE_FEATURES, max_seq_len,
         batch_size, shuffle=shuffle, shuffle_buffer=shuffle_buffer, repeat=repeat,
-        deterministic=deterministic, seed=seed, features=features, drop_remainder=drop_remainder)
+        deterministic=deterministic, seed=seed, features=features, drop_remainder=drop_remainder,
+        group_requests=group_requests)
 
 
 def read_cached(work: str, split: str | Sequence[str], batch_size: int, *, shuffle: bool = False,
                 shuffle_buffer: int = 10_000, repeat: bool = False, deterministic: bool = False,
                 seed: int | None = None, features: Sequence[str] | None = None,
-                drop_remainder: bool = False) -> tf.data.Dataset:
+                drop_remainder: bool = False, group_requests: bool = False) -> tf.data.Dataset:
     """Like ``read_split``, for the examples with PPM's cached tensors (``ppm precompute``):
     adds ``ppm_user_states [batch, L, d]``, ``ppm_user_mask [batch, L]`` and
     ``ppm_item_vec [batch, item_dim]``."""
@@ -73,7 +79,7 @@ def read_cached(work: str, split: str | Sequence[str], batch_size: int, *, shuff
         patterns, feature_tables.CACHED_EXAMPLE_FEATURES, max_seq_len, batch_size,
         shuffle=shuffle, shuffle_buffer=shuffle_buffer, repeat=repeat,
         deterministic=deterministic, seed=seed, features=features,
-        drop_remainder=drop_remainder, vector_dims=dims)
+        drop_remainder=drop_remainder, group_requests=group_requests, vector_dims=dims)
 
     def unflatten_states(batch):
         if feature_tables.PPM_USER_STATES in batch:
@@ -162,6 +168,7 @@ def _read_records(pattern: str | list[str], table: Sequence[feature_tables.Featu
                   max_seq_len: int, batch_size: int, *, shuffle: bool, shuffle_buffer: int,
                   repeat: bool, deterministic: bool, seed: int | None,
                   features: Sequence[str] | None, drop_remainder: bool,
+                  group_requests: bool = False,
                   vector_dims: dict[str, int] | None = None) -> tf.data.Dataset:
     spec = feature_tables.parse_spec(_select(table, features), max_seq_len, vector_dims)
     if batch_size < 1:
@@ -178,13 +185,47 @@ def _read_records(pattern: str | list[str], table: Sequence[feature_tables.Featu
         lambda path: tf.data.TFRecordDataset(path, compression_type="GZIP"),
         cycle_length=tf.data.AUTOTUNE, num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=deterministic)
-    if shuffle:
-        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        dataset = dataset.repeat()
+    if group_requests:
+        dataset = _requests_together(dataset, shuffle_buffer, shuffle=shuffle, seed=seed,
+                                     repeat=repeat)
+    else:
+        if shuffle:
+            dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        if repeat:
+            dataset = dataset.repeat()
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     dataset = dataset.map(lambda serialized: tf.io.parse_example(serialized, spec),
                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     options = tf.data.Options()
     options.deterministic = deterministic
     return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def _requests_together(records: tf.data.Dataset, window: int, *, shuffle: bool,
+                       seed: int | None, repeat: bool) -> tf.data.Dataset:
+    """Serialized records, regrouped so that the records of one request that fall in the
+    same window of ``window`` records follow one another (in their first record's order, or a
+    seeded random order of the window's requests when ``shuffle``); every record is kept once.
+
+    A window, not the whole split: nothing holds more than ``window`` records, and the
+    preprocessed splits already keep a user's records, hence a request's, close together.
+    """
+    request_id = {feature_tables.REQUEST_ID: tf.io.FixedLenFeature([], tf.string)}
+    shuffle_seed = tf.constant(random.randrange(2**31) if seed is None else seed, tf.int64)
+
+    def regroup(window_index, serialized):
+        _, request_index = tf.unique(tf.io.parse_example(serialized, request_id)[
+            feature_tables.REQUEST_ID])
+        requests = tf.reduce_max(request_index) + 1
+        if shuffle:  # a fresh order per window, and per repetition under ``repeat``
+            keys = tf.random.stateless_uniform([requests], seed=tf.stack([shuffle_seed,
+                                                                         window_index]))
+            request_index = tf.gather(tf.argsort(tf.argsort(keys)), request_index)
+        order = tf.argsort(request_index, stable=True)
+        return tf.data.Dataset.from_tensor_slices(tf.RaggedTensor.from_value_rowids(
+            tf.gather(serialized, order), tf.gather(request_index, order), nrows=requests))
+
+    windows = records.batch(window)
+    if repeat:
+        windows = windows.repeat()
+    return windows.enumerate().flat_map(regroup).unbatch()

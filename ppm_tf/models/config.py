@@ -11,6 +11,8 @@ import dataclasses
 # How URM joins PPM's plug-in head to IDRec: the head's representation always joins IDRec's
 # MLP input; its logits are added to IDRec's, added through a learned per-example gate, or not.
 URM_INTEGRATIONS = ("logits_and_representation", "gated_logits", "representation")
+# The in-request ranking loss the click head adds to its BCE (``request_losses``), or none.
+RANKING_LOSSES = ("none", "pairwise", "listwise")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +44,9 @@ class ModelConfig:
     # URM's PPM representation)
     head_learning_rate_scale: float = 1.0  # the pre-trained head's learning rate, relative
     # to the rest of the model's, when fine-tuned (0: frozen)
+    ranking_loss: str = "none"  # in-request click ranking loss added to the BCE, see
+    # RANKING_LOSSES; the training reader then keeps each request's impressions together
+    ranking_loss_weight: float = 1.0
     min_pretrain_steps: int = 0  # budgets raised to at least this many optimizer steps, so
     min_train_steps: int = 0  # a small window still gets enough updates
     patience: int = 2  # epochs without a better validation click AUC before stopping
@@ -51,6 +56,12 @@ class ModelConfig:
         if not 0.0 <= self.head_learning_rate_scale <= 1.0:
             raise ValueError("head_learning_rate_scale must be in [0, 1], got "
                              f"{self.head_learning_rate_scale}")
+        if self.ranking_loss not in RANKING_LOSSES:
+            raise ValueError(f"ranking_loss must be one of {RANKING_LOSSES}, got "
+                             f"{self.ranking_loss!r}")
+        if not self.ranking_loss_weight >= 0.0:
+            raise ValueError("ranking_loss_weight must be at least 0, got "
+                             f"{self.ranking_loss_weight}")
         if self.urm_integration not in URM_INTEGRATIONS:
             raise ValueError(f"urm_integration must be one of {URM_INTEGRATIONS}, got "
                              f"{self.urm_integration!r}")

@@ -144,7 +144,7 @@ class IDRec(RankingModel):
 
     def __init__(self, vocabularies: dict[str, str], oov_buckets: int, config: ModelConfig,
                  count_priors: dict[str, float], extra_feature: str | None = None, **kwargs):
-        super().__init__(config.order_loss_weight, **kwargs)
+        super().__init__(config, **kwargs)
         self.extra_feature = extra_feature
         self.extra_norm = (tf.keras.layers.LayerNormalization(name="content_norm")
                            if extra_feature and config.content_norm else None)

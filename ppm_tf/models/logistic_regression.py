@@ -46,7 +46,7 @@ class LogisticRegression(RankingModel):
         intercepts start (a logistic regression's intercept alone fits them); from zero, a
         short budget spends its steps moving the intercept and pushes every frequent id's
         weight down with it. The count encoding smooths towards the same rates."""
-        super().__init__(config.order_loss_weight, **kwargs)
+        super().__init__(config, **kwargs)
         # Weights start at 0, as logistic regression's do: an id nothing was learned about
         # adds nothing.
         def weights(vocabulary: str, name: str) -> IdEmbedding:

@@ -106,7 +106,7 @@ class PPM(RankingModel):
 
     def __init__(self, item_table: ItemVectorTable, config: ModelConfig, max_seq_len: int,
                  count_priors: dict[str, float], **kwargs):
-        super().__init__(config.order_loss_weight, **kwargs)
+        super().__init__(config, **kwargs)
         self.item_table = item_table
         self.user_tower = PPMUserTower(config, max_seq_len, name="user_tower")
         self.head = PlugInHead(config, count_priors, name="plug_in_head")
@@ -131,7 +131,7 @@ class PPMOnCachedStates(RankingModel):
     """The plug-in head alone, fed by cached states: PPM fine-tuned on the recent window."""
 
     def __init__(self, config: ModelConfig, count_priors: dict[str, float], **kwargs):
-        super().__init__(config.order_loss_weight, **kwargs)
+        super().__init__(config, **kwargs)
         self.head = PlugInHead(config, count_priors, name="plug_in_head")
 
     def call(self, batch_features, training=None):

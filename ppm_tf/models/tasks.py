@@ -1,7 +1,9 @@
 """The two CTR tasks of the paper, click and order, each a ``tfrs.tasks.Ranking``.
 
 Order labels are ``P(order)`` over all impressions (an order implies a click), so both
-heads score every impression. The loss is click BCE + ``order_weight`` x order BCE, on logits.
+heads score every impression. The loss is click BCE + ``order_weight`` x order BCE, on logits,
+plus, as an option, ``ranking_loss_weight`` x an in-request ranking loss of the click logits
+(``request_losses``).
 """
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ import tensorflow_recommenders as tfrs
 
 from ppm_tf import features
 from ppm_tf.distribute import global_loss
+from ppm_tf.models.config import ModelConfig
+from ppm_tf.models import request_losses
 
 
 def _ranking_task(name: str) -> tfrs.tasks.Ranking:
@@ -25,36 +29,48 @@ def _ranking_task(name: str) -> tfrs.tasks.Ranking:
 class ClickOrderTask(tf.keras.layers.Layer):
     """Loss and AUC metrics of both heads. ``logits``: {"click": [batch], "order": [batch]}."""
 
-    def __init__(self, order_weight: float = 1.0, **kwargs):
+    def __init__(self, order_weight: float = 1.0, ranking_loss: str = request_losses.NONE,
+                 ranking_loss_weight: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         self.order_weight = order_weight
+        self.ranking_loss = ranking_loss
+        self.ranking_loss_weight = ranking_loss_weight
         self.click = _ranking_task("click")
         self.order = _ranking_task("order")
 
     def call(self, batch_features, logits, training=False):
-        click_loss = self.click(
-            labels=tf.cast(batch_features[features.CLICK], tf.float32)[:, tf.newaxis],
-            predictions=logits["click"][:, tf.newaxis], training=training)
+        clicks = tf.cast(batch_features[features.CLICK], tf.float32)
+        click_loss = self.click(labels=clicks[:, tf.newaxis],
+                                predictions=logits["click"][:, tf.newaxis], training=training)
         order_loss = self.order(
             labels=tf.cast(batch_features[features.ORDER], tf.float32)[:, tf.newaxis],
             predictions=logits["order"][:, tf.newaxis], training=training)
-        return tf.nn.compute_average_loss(click_loss + self.order_weight * order_loss)
+        per_example = click_loss + self.order_weight * order_loss
+        if self.ranking_loss != request_losses.NONE:
+            per_example += self.ranking_loss_weight * request_losses.ranking_loss(
+                self.ranking_loss, clicks, logits["click"], batch_features[features.REQUEST_ID])
+        return tf.nn.compute_average_loss(per_example)
 
     def get_config(self):
-        return {**super().get_config(), "order_weight": self.order_weight}
+        return {**super().get_config(), "order_weight": self.order_weight,
+                "ranking_loss": self.ranking_loss,
+                "ranking_loss_weight": self.ranking_loss_weight}
 
 
 class RankingModel(tfrs.Model):
-    """A click/order ranking model: subclasses define ``call(features) -> logits dict``.
+    """A click/order ranking model: subclasses define ``call(features) -> logits dict``;
+    ``config`` sets the task's loss weights and ranking loss (default: BCE only).
 
     A pre-trained part (``slow_part``, e.g. URM's plug-in head) can train with its own
     optimizer (``slow_optimizer``, e.g. a lower learning rate), so fine-tuning on a short
     window does not wash out what pre-training on the long span taught it.
     """
 
-    def __init__(self, order_weight: float = 1.0, **kwargs):
+    def __init__(self, config: ModelConfig | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.task = ClickOrderTask(order_weight, name="click_order")
+        self.task = ClickOrderTask(name="click_order") if config is None else ClickOrderTask(
+            config.order_loss_weight, config.ranking_loss, config.ranking_loss_weight,
+            name="click_order")
         self.slow_part: tf.keras.layers.Layer | None = None
         self.slow_optimizer: tf.keras.optimizers.Optimizer | None = None
 

@@ -19,7 +19,7 @@ from ppm_tf.models.tasks import RankingModel
 class UnifiedModel(RankingModel):
     def __init__(self, vocabularies: dict[str, str], oov_buckets: int, config: ModelConfig,
                  count_priors: dict[str, float], **kwargs):
-        super().__init__(config.order_loss_weight, **kwargs)
+        super().__init__(config, **kwargs)
         self.integration = config.urm_integration
         self.head = PlugInHead(config, count_priors, name="plug_in_head")
         self.backbone = IDRecBackbone(vocabularies, oov_buckets, config, count_priors,

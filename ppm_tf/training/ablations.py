@@ -104,14 +104,15 @@ def fit_on_splits(model: RankingModel, work: str, reader, splits, config: ModelC
     """Fits ``model`` on ``splits`` read by ``reader`` (``read_split`` or ``read_cached``): up
     to ``epochs`` epochs (more when ``min_steps`` needs them), early-stopped on the ``valid``
     split's click AUC with the best epoch restored. Each epoch reads its own seeded order,
-    deterministically, so a resumed run ends where an uninterrupted one ends."""
+    deterministically, so a resumed run ends where an uninterrupted one ends. With a ranking
+    loss, each request's impressions are read together, so they share a batch."""
     examples = count_examples(work, splits)
     steps_per_epoch = math.ceil(examples / config.batch_size)
     epochs = max(epochs, math.ceil(min_steps / max(steps_per_epoch, 1)))
 
     def epoch_data(epoch: int):
         return reader(work, splits, config.batch_size, shuffle=True, deterministic=True,
-                      seed=seed * 1000 + epoch)
+                      seed=seed * 1000 + epoch, group_requests=config.ranking_loss != "none")
 
     validation = reader(work, "valid", config.batch_size, deterministic=True)
     return fit(model, epoch_data, epochs, backup_dir, examples, verbose,

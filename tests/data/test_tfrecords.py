@@ -111,6 +111,67 @@ def test_repeat_reads_the_split_again(small_work):
     assert first == second and len(first) == 7
 
 
+@pytest.fixture
+def scattered_requests(tmp_path):
+    """40 train records of 7 requests, each request's records spread over both shards."""
+    layout = WorkLayout(str(tmp_path))
+    records = []
+    for index in range(40):
+        record = example_record(index, history=1)
+        record["request_id"] = f"r{index % 7}"
+        records.append(record)
+    write_shards(layout.examples_prefix("train"), records, features.EXAMPLE_FEATURES, MAX_SEQ_LEN)
+    (tmp_path / "preprocess.json").write_text(json.dumps({"max_seq_len": MAX_SEQ_LEN}))
+    return str(tmp_path)
+
+
+def grouped_keys(work: str, batch_size: int = 6, **options) -> list[tuple[bytes, bytes]]:
+    return record_keys(tfrecords.read_split(work, "train", batch_size, deterministic=True,
+                                            group_requests=True, **options))
+
+
+def runs(request_ids) -> int:
+    return sum(1 for index, request in enumerate(request_ids)
+               if index == 0 or request != request_ids[index - 1])
+
+
+@pytest.mark.parametrize("options", [{}, {"shuffle": True, "seed": 5}])
+def test_grouped_requests_are_contiguous_and_every_record_is_read_once(scattered_requests,
+                                                                        options):
+    plain = record_keys(tfrecords.read_split(scattered_requests, "train", 6,
+                                             deterministic=True))
+    assert runs([request for request, _ in plain]) > 7  # scattered as written
+    grouped = grouped_keys(scattered_requests, **options)
+    assert collections.Counter(grouped) == collections.Counter(plain)
+    assert len(grouped) == 40
+    assert runs([request for request, _ in grouped]) == 7
+
+
+def test_grouping_is_deterministic_given_the_seed(scattered_requests):
+    assert (grouped_keys(scattered_requests, shuffle=True, seed=5)
+            == grouped_keys(scattered_requests, shuffle=True, seed=5))
+    orders = {tuple(request for request, _ in grouped_keys(scattered_requests, shuffle=True,
+                                                           seed=seed)) for seed in range(4)}
+    assert len(orders) > 1  # the seed picks the order of whole requests
+
+
+def test_grouping_holds_one_window_of_records_at_a_time(scattered_requests):
+    grouped = grouped_keys(scattered_requests, shuffle=True, seed=2, shuffle_buffer=8)
+    assert collections.Counter(grouped) == collections.Counter(
+        record_keys(tfrecords.read_split(scattered_requests, "train", 6)))
+    for start in range(0, 40, 8):  # each window's records come out as one block, grouped
+        window = [request for request, _ in grouped[start:start + 8]]
+        assert runs(window) == len(set(window))
+
+
+def test_grouping_reshuffles_each_repetition(scattered_requests):
+    dataset = tfrecords.read_split(scattered_requests, "train", 40, shuffle=True, seed=1,
+                                   repeat=True, deterministic=True, group_requests=True)
+    first, second = [batch["request_id"].numpy().tolist() for batch in dataset.take(2)]
+    assert sorted(first) == sorted(second) and runs(first) == runs(second) == 7
+    assert first != second
+
+
 def test_read_items_gives_ragged_entities_and_image_bytes(small_work):
     work, _, items, _ = small_work
     batch = next(iter(tfrecords.read_items(str(work), batch_size=8, deterministic=True)))

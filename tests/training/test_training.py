@@ -14,7 +14,7 @@ from ppm_tf import features
 from ppm_tf.models.config import preset
 from ppm_tf.models.item_table import ItemVectorTable
 from ppm_tf.models.ppm import PPM
-from ppm_tf.models.tasks import RankingModel
+from ppm_tf.models.tasks import ClickOrderTask, RankingModel
 from ppm_tf.models.unified import UnifiedModel
 from ppm_tf.fitting import (VALIDATION_METRIC, EarlyStoppingConfig, ResumableEarlyStopping,
                             TrainingDiverged, fit)
@@ -367,3 +367,36 @@ def test_train_ablation_writes_weights_predictions_and_its_cost(tmp_path):
     assert np.all((predictions["click_prob"] > 0) & (predictions["click_prob"] < 1))
     assert sorted(predictions[features.REQUEST_ID].tolist()) == sorted(
         f"eval-r{index // 2}" for index in range(SPLIT_SIZES["eval"]))
+
+
+# In-request ranking loss (README, "In-request ranking loss").
+
+def test_urm_trains_with_a_listwise_loss_on_requests_read_together(tmp_path):
+    work = write_cached_work(tmp_path)
+    write_pretrained_head(work)
+    summary = ablations.train_ablation(work, "urm", "tiny", verbose=0,
+                                       overrides={"ranking_loss": "listwise"})
+    assert summary["config"]["ranking_loss"] == "listwise"
+    assert np.isfinite(summary["final_loss"])
+    assert summary["train_examples"] == SPLIT_SIZES["train"] * CONFIG.train_epochs
+    assert all(0.0 < auc < 1.0 for auc in summary["validation_click_auc"])
+
+
+def test_ppm_pretraining_trains_with_a_pairwise_loss(tmp_path):
+    tf.keras.utils.set_random_seed(0)
+    config = dataclasses.replace(CONFIG, ranking_loss="pairwise", ranking_loss_weight=2.0)
+    model = PPM(ItemVectorTable(ITEMS, np.random.default_rng(1).normal(
+        size=(len(ITEMS), ITEM_DIM)).astype(np.float32)), config, MAX_SEQ_LEN, PRIORS)
+    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+    batches = deterministic_batches()
+    pointwise = ClickOrderTask(config.order_loss_weight)
+    first = {name: tf.constant(values) for name, values in batches[0].items()}
+    logits = model(first)
+    # The batch's loss includes the pairs (cached_record's requests pair a click with a
+    # non-click), over the BCE alone.
+    assert float(model.task(first, logits)) > float(pointwise(first, logits))
+    result = fit(model, dataset_of(batches), 2, str(tmp_path / "backup"), 64, verbose=0,
+                 validation_data=dataset_of(batches[:2]))
+    assert np.isfinite(result.final_loss)
+    assert len(result.validation_curve) == 2
+    assert all(0.0 < auc < 1.0 for auc in result.validation_curve)

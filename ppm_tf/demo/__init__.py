@@ -18,7 +18,7 @@ import time
 from typing import Any, Callable
 
 from ppm_tf.data import raw_files
-from ppm_tf.demo.stages import STAGES, stage_line, stage_record
+from ppm_tf.demo.stages import STAGES, stage_line, stage_record, stage_rows
 from ppm_tf.work_layout import PRETRAINED, RunLayout, WorkLayout, read_json
 
 DEMO_PRESETS = ("tiny", "demo")  # sized for a laptop; `paper` is for accelerators
@@ -236,7 +236,7 @@ def _finish(run: DemoRun, metrics: dict, serving: dict, ab: dict | None,
     from ppm_tf.demo.report import print_results, write_html_report
     from ppm_tf.evaluation.evaluate import write_metrics_json
 
-    summary = {**metrics, "serving": serving, "ab": ab, STAGES: run.stages,
+    summary = {**metrics, "serving": serving, "ab": ab, STAGES: stage_rows(run.stages),
                "wall_clock_seconds": seconds, "preset": run.preset, "seed": run.seed}
     with open(run.folder.metrics_json, "w", encoding="utf-8") as handle:
         write_metrics_json(summary, handle)

@@ -1,7 +1,7 @@
 """What each demo stage cost: its time, what it processed, and its throughput.
 
 A record per stage, ``{"seconds", "count", "unit", "per_second"}`` (e.g. preprocess: 1,075,380
-events in 183 s, 5,877 events/s), kept in metrics.json under ``stages``; the line the demo
+events in 183 s, 5,877 events/s), kept in metrics.json under ``stages`` as a list in run order; the line the demo
 prints; and the report's bar chart of stage times. Everything here reads the summary dict
 only, so the chart can be redrawn from a run folder.
 """
@@ -35,10 +35,17 @@ def stage_line(name: str, record: dict[str, Any]) -> str:
             f"{record['unit']}/s ({record['count']:,} {record['unit']})")
 
 
+def stage_rows(records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records as metrics.json keeps them: a list, so run order survives its sorted
+    keys."""
+    return [{"stage": name, **record} for name, record in records.items()]
+
+
 def stage_records(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The summary's stage records, in run order (an older summary: times only)."""
+    """The summary's stage records by name, in run order (an older summary: times only)."""
     if STAGES in summary:
-        return summary[STAGES]
+        return {row["stage"]: {key: value for key, value in row.items() if key != "stage"}
+                for row in summary[STAGES]}
     return {name: {"seconds": seconds} for name, seconds in
             summary.get(LEGACY_STAGE_SECONDS, {}).items()}
 

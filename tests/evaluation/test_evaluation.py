@@ -406,8 +406,8 @@ def test_the_demo_html_report_shows_each_table_once_with_intervals_and_every_plo
     eval_dir = WorkLayout(work).eval_dir
     report.write_report(results, eval_dir)
     summary = {**results, "preset": "tiny", "seed": 0, "wall_clock_seconds": 90.0,
-               "stages": {"evaluate": {"seconds": 2.5, "count": 1000, "unit": "predictions",
-                                       "per_second": 400.0}},
+               "stages": [{"stage": "evaluate", "seconds": 2.5, "count": 1000,
+                           "unit": "predictions", "per_second": 400.0}],
                "serving": {"latency_ms": {"urm rest": {"p50": 1.5, "p99": 3.0}}}}
     page = open(demo_report.write_html_report(summary, eval_dir,
                                               os.path.join(work, "report.html"))).read()

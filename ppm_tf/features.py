@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from typing import Any, Iterable, Mapping
+from typing import Any, Collection, Iterable, Mapping
 
 import tensorflow as tf
 
@@ -243,13 +243,18 @@ def _fill_tf_feature(proto: tf.train.Feature, feature: Feature, values) -> None:
         proto.float_list.value.extend(values)
 
 
-def decode_example(serialized: bytes, features: Iterable[Feature]) -> dict[str, Any]:
-    """Plain-Python view of one serialised record (for tests, tools and Beam joins)."""
+def decode_example(serialized: bytes, features: Iterable[Feature],
+                   select: Collection[str] | None = None) -> dict[str, Any]:
+    """Plain-Python view of one serialised record (for tests, tools and Beam joins). Every
+    feature of ``features`` must be present; ``select`` names the ones to return (default:
+    all of them), so a job that passes the record on as bytes reads only what it needs."""
     example = tf.train.Example.FromString(serialized)
     decoded = {}
     for feature in features:
         if feature.name not in example.features.feature:
             raise KeyError(f"feature {feature.name!r} is missing from the record")
+        if select is not None and feature.name not in select:
+            continue
         proto = example.features.feature[feature.name]
         if feature.dtype == STRING:
             values = [value.decode("utf-8") if feature.name != IMAGE else value

@@ -10,6 +10,10 @@ history of a request, not once per impression::
       --AttachCachedTensors(item vectors as a side input)--> impressions with
         ``ppm_user_states`` (L x d), ``ppm_user_mask`` and ``ppm_item_vec`` --> TFRecords
 
+Records travel as their serialised bytes: only the key, the item and the tower's inputs are
+decoded, and the cached tensors are appended to the bytes (``_attach_cached_tensors``), so no
+impression is decoded into a dict, shuffled as one and encoded again.
+
 No key holds more than one request's impressions, and item vectors reach the impressions as
 a side input (a dict the catalogue fits in), not by a join on ``item_id`` that would put
 every impression of a popular item on one worker. The states are joined back to every
@@ -40,7 +44,7 @@ from ppm_tf import features
 from ppm_tf.caching.inference import InferenceWithDeadLetters, SavedModelHandler, failure_reason
 from ppm_tf.errors import StageError
 from ppm_tf.filesystem import delete_tree
-from ppm_tf.preprocessing.outputs import WriteRecords
+from ppm_tf.preprocessing.outputs import write_tfrecords
 from ppm_tf.work_layout import PRETRAINED, WorkLayout, read_json, write_json
 
 CACHED_SPLITS = ("train", "valid", "eval")
@@ -75,9 +79,21 @@ def tower_handler(saved_model_dir: str):
     return make
 
 
-def _decode(serialized: bytes, split: str) -> dict[str, Any]:
+# What precompute reads of a record; the rest travels as the record's bytes.
+_IMPRESSION_FIELDS = (features.USER_ID, features.REQUEST_ID, features.ITEM_ID, *TOWER_INPUTS)
+
+
+def _impression(serialized: bytes, split: str):
+    """A record -> ``((user_id, request_id), (tower input, item_id, serialized))``. Every
+    example feature must be there (else it raises and the record is dead-lettered), but only
+    the key, the item and the tower's inputs are decoded: the record goes on as bytes."""
     beam.metrics.Metrics.counter(COUNTERS, f"{split}_read").inc()
-    return features.decode_example(serialized, features.EXAMPLE_FEATURES)
+    fields = features.decode_example(serialized, features.EXAMPLE_FEATURES,
+                                     select=_IMPRESSION_FIELDS)
+    history = (tuple(fields[features.HIST_ITEM_IDS]), tuple(fields[features.HIST_TS]),
+               fields[features.TS])
+    return ((fields[features.USER_ID], fields[features.REQUEST_ID]),
+            (history, fields[features.ITEM_ID], serialized))
 
 
 def _undecodable(failure, split: str) -> Iterable[dict[str, Any]]:
@@ -87,47 +103,57 @@ def _undecodable(failure, split: str) -> Iterable[dict[str, Any]]:
            "reason": failure_reason(error)}
 
 
-def _request_key(example: dict[str, Any]) -> tuple[tuple[str, str], dict[str, Any]]:
-    return (example[features.USER_ID], example[features.REQUEST_ID]), example
-
-
 def _distinct_histories(element, split: str):
-    """One request's impressions -> ``(impressions, history)`` per distinct tower input
-    (one, unless the request's impressions were logged at different times)."""
-    _, impressions = element
-    by_history: dict[tuple, list[dict[str, Any]]] = {}
-    for impression in impressions:
-        history = (tuple(impression[features.HIST_ITEM_IDS]),
-                   tuple(impression[features.HIST_TS]), impression[features.TS])
-        by_history.setdefault(history, []).append(impression)
+    """One request's impressions -> ``((user_id, request_id, ((item_id, serialized), ...)),
+    history)`` per distinct tower input (one, unless the request's impressions were logged
+    at different times)."""
+    (user_id, request_id), impressions = element
+    by_history: dict[tuple, list[tuple[str, bytes]]] = {}
+    for history, item_id, serialized in impressions:
+        by_history.setdefault(history, []).append((item_id, serialized))
     histories = beam.metrics.Metrics.counter(COUNTERS, f"{split}_tower_inputs")
     for (hist_item_ids, hist_ts, ts), group in by_history.items():
         histories.inc()
-        yield tuple(group), {features.HIST_ITEM_IDS: list(hist_item_ids),
-                             features.HIST_TS: list(hist_ts), features.TS: ts}
+        yield (user_id, request_id, tuple(group)), {features.HIST_ITEM_IDS: list(hist_item_ids),
+                                                    features.HIST_TS: list(hist_ts),
+                                                    features.TS: ts}
 
 
-def _describe_impressions(impressions, split: str) -> list[dict[str, Any]]:
-    return [{"split": split, features.REQUEST_ID: impression[features.REQUEST_ID],
-             features.USER_ID: impression[features.USER_ID],
-             features.ITEM_ID: impression[features.ITEM_ID]} for impression in impressions]
+def _describe_impressions(key, split: str) -> list[dict[str, Any]]:
+    user_id, request_id, impressions = key
+    return [{"split": split, features.REQUEST_ID: request_id, features.USER_ID: user_id,
+             features.ITEM_ID: item_id} for item_id, _ in impressions]
+
+
+_STATE_FEATURES = tuple(feature for feature in features.CACHED_FEATURES
+                        if feature.name != features.PPM_ITEM_VEC)
+_ITEM_VEC_FEATURES = tuple(feature for feature in features.CACHED_FEATURES
+                           if feature.name == features.PPM_ITEM_VEC)
 
 
 def _attach_cached_tensors(element, item_vectors: dict[str, np.ndarray], item_dim: int,
-                           split: str):
-    """``(impressions, tower result)`` -> each impression with its request's states and its
-    item's vector (items the encoders never saw get the zero vector, as the serving table
-    does)."""
-    impressions, result = element
-    states = result.inference[features.PPM_USER_STATES].ravel()
-    mask = result.inference[features.PPM_USER_MASK]
+                           max_seq_len: int, split: str):
+    """``((user_id, request_id, impressions), tower result)`` -> each impression's record with
+    its request's states and its item's vector (items the encoders never saw get the zero
+    vector, as the serving table does).
+
+    A serialised message followed by another parses as their merge (protobuf's wire format;
+    map entries with new keys are added), so the record read is kept as bytes and the cached
+    features are appended as a second and third ``tf.train.Example``: the states once per
+    request, the item vector per impression. Readers see one Example with every
+    ``features.CACHED_EXAMPLE_FEATURES`` entry, without the record being decoded and
+    re-encoded."""
+    (_, _, impressions), result = element
+    states = features.encode_example(
+        {features.PPM_USER_STATES: result.inference[features.PPM_USER_STATES].ravel(),
+         features.PPM_USER_MASK: result.inference[features.PPM_USER_MASK]},
+        _STATE_FEATURES, max_seq_len)
     zeros = np.zeros([item_dim], np.float32)
     written = beam.metrics.Metrics.counter(COUNTERS, f"{split}_written")
-    for impression in impressions:
+    for item_id, serialized in impressions:
         written.inc()
-        yield {**impression, features.PPM_USER_STATES: states,
-               features.PPM_USER_MASK: mask,
-               features.PPM_ITEM_VEC: item_vectors.get(impression[features.ITEM_ID], zeros)}
+        yield serialized + states + features.encode_example(
+            {features.PPM_ITEM_VEC: item_vectors.get(item_id, zeros)}, _ITEM_VEC_FEATURES)
 
 
 class CacheTowerOutputs(beam.PTransform):
@@ -150,10 +176,9 @@ class CacheTowerOutputs(beam.PTransform):
         examples, undecodable = (
             pbegin
             | "Read" >> beam.io.ReadFromTFRecord(self.layout.examples_pattern(split))
-            | "Decode" >> beam.Map(_decode, split).with_exception_handling())
+            | "Decode" >> beam.Map(_impression, split).with_exception_handling())
         states, rejected = (
             examples
-            | "ByRequest" >> beam.Map(_request_key)
             | "GroupByRequest" >> beam.GroupByKey()
             | "DistinctHistories" >> beam.FlatMap(_distinct_histories, split)
             | "UserTower" >> InferenceWithDeadLetters(
@@ -163,9 +188,8 @@ class CacheTowerOutputs(beam.PTransform):
         _ = (states
              | "AttachCachedTensors" >> beam.FlatMap(
                  _attach_cached_tensors, beam.pvalue.AsDict(self.item_vectors),
-                 self.item_dim, split)
-             | "Write" >> WriteRecords(features.CACHED_EXAMPLE_FEATURES,
-                                       self.layout.cached_prefix(split), self.max_seq_len))
+                 self.item_dim, self.max_seq_len, split)
+             | "Write" >> write_tfrecords(self.layout.cached_prefix(split)))
         return ((undecodable | "UndecodableReasons" >> beam.FlatMap(_undecodable, split)),
                 rejected) | "DeadLetters" >> beam.Flatten()
 

@@ -5,8 +5,9 @@ precompute towers (Beam) -> train every ablation row (``registry.ROWS``) -> eval
 export urm and base -> serve them locally and score one user's candidates over REST and gRPC ->
 replay the online A/B test through the served models (synthetic worlds).
 
-Each stage prints a line with its elapsed time and is skipped when its outputs exist and are
-newer than its inputs (so a re-run after a crash resumes; ``force`` redoes everything).
+Each stage prints a line with its elapsed time and throughput (``stages.stage_line``) and is
+skipped when its outputs exist and are newer than its inputs (so a re-run after a crash resumes;
+``force`` redoes everything).
 """
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ import dataclasses
 import json
 import os
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from ppm_tf.data import raw_files
+from ppm_tf.demo.stages import STAGES, stage_line, stage_record, stage_rows
 from ppm_tf.work_layout import PRETRAINED, RunLayout, WorkLayout, read_json
 
 DEMO_PRESETS = ("tiny", "demo")  # sized for a laptop; `paper` is for accelerators
@@ -31,7 +33,7 @@ class DemoRun:
     seed: int = 0
     data: str | None = None  # a raw data directory to use instead of generating one
     force: bool = False
-    stage_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+    stages: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     @property
     def folder(self) -> RunLayout:
@@ -53,18 +55,20 @@ class DemoRun:
     def saved_models(self) -> str:
         return self.folder.saved_models
 
-    def stage(self, name: str, action: Callable[[], object], output: str | None = None,
+    def stage(self, name: str, action: Callable[[], Any],
+              processed: Callable[[Any], tuple[int, str]], output: str | None = None,
               inputs: tuple[str, ...] = ()):
         """Runs ``action`` unless ``output`` exists and is newer than every input (a stage
-        without ``output`` always runs)."""
+        without ``output`` always runs); ``processed(result)`` says what it got through,
+        ``(count, unit)``, for its throughput."""
         if output is not None and not self.force and _newer(output, inputs):
             print(f"[{name}] up to date; skipped (--force redoes it)", flush=True)
             return None
         print(f"[{name}] running", flush=True)
         started = time.perf_counter()
         result = action()
-        self.stage_seconds[name] = time.perf_counter() - started
-        print(f"[{name}] done in {self.stage_seconds[name]:.1f} s", flush=True)
+        self.stages[name] = stage_record(time.perf_counter() - started, *processed(result))
+        print(stage_line(name, self.stages[name]), flush=True)
         return result
 
 
@@ -101,7 +105,8 @@ def run_demo(run: DemoRun) -> dict:
     from ppm_tf.demo.serving import serve_and_score
     from ppm_tf.encoders.training import train_encoders
     from ppm_tf.export import export_model
-    from ppm_tf.preprocessing.pipeline import PreprocessSettings, run_preprocess
+    from ppm_tf.preprocessing.pipeline import (PreprocessSettings, events_accounted,
+                                               run_preprocess)
     from ppm_tf.training.ablations import train_ablation
     from ppm_tf.training.registry import EXPORTABLE, ROWS
     from ppm_tf.training.pretrain import pretrain_ppm
@@ -112,45 +117,74 @@ def run_demo(run: DemoRun) -> dict:
     world_json = raw_files.RawLayout(run.data_dir).world
     if run.data is None:
         if run.force or not _generated(run.data_dir, run.preset, run.seed):
-            run.stage("generate", lambda: print(format_summary(generate_world(
-                world_preset(run.preset), run.seed, run.data_dir, run.preset))))
+            run.stage("generate", lambda: _generate(run, generate_world, world_preset,
+                                                    format_summary),
+                      lambda world: (sum(world["impressions_per_split"].values()), "events"))
         else:
             print("[generate] up to date; skipped (--force redoes it)", flush=True)
     run.stage("preprocess", lambda: run_preprocess(
         PreprocessSettings(data=run.data_dir, work=run.work), options),
+              lambda stats: (events_accounted(stats), "events"),
               layout.preprocess_json, (world_json,))
     run.stage("train-encoders", lambda: train_encoders(
         run.work, run.preset, run.seed, _text_checkpoint(run.data_dir)),
+              lambda metrics: (sum(metrics.get(kind, {}).get("train_examples", 0)
+                                   for kind in ("text", "image")), "examples"),
               layout.encoders_metrics, (layout.preprocess_json,))
     run.stage("embed-items", lambda: run_embed_items(EmbedItemsSettings(work=run.work), options),
+              lambda metadata: (metadata["items"], "items"),
               layout.item_vectors_metadata, (layout.encoders_metrics,))
     pretrained = layout.training_summary(PRETRAINED)
     run.stage("pretrain", lambda: pretrain_ppm(run.work, run.preset, run.seed),
+              lambda summary: (summary["train_examples"], "examples"),
               pretrained, (layout.item_vectors_metadata,))
     run.stage("precompute", lambda: run_precompute(PrecomputeSettings(work=run.work), options),
+              lambda metadata: (sum(counts["read"] for counts in metadata["counts"].values()),
+                                "examples"),
               layout.cached_metadata, (pretrained,))
     for name, row in ROWS.items():
         source = layout.cached_metadata if row.cached_inputs else layout.preprocess_json
         run.stage(f"train {name}",
                   lambda name=name: train_ablation(run.work, name, run.preset, run.seed),
+                  lambda summary: _trained_or_scored(summary, run.layout),
                   layout.training_summary(name), (source,))
-    metrics = run.stage("evaluate", lambda: _evaluate(run.work))
+    metrics = run.stage("evaluate", lambda: _evaluate(run.work),
+                        lambda metrics: (sum(model["overall"]["examples"]
+                                             for model in metrics["models"].values()),
+                                         "predictions"))
     for name in EXPORTABLE:
         run.stage(f"export {name}", lambda name=name: _export(run, name, export_model),
+                  lambda result: (result["validation_examples"], "validation examples"),
                   run.folder.export_marker(name),
                   (layout.training_summary(name),))
     serving = run.stage("serve", lambda: serve_and_score(run.saved_models, run.work,
-                                                         run.data_dir))
+                                                         run.data_dir),
+                        lambda result: (result["client_calls"], "client calls"))
     ab = None
     if _synthetic(run.data_dir):
         exported = tuple(run.folder.export_marker(name) for name in EXPORTABLE)
-        ab = run.stage("ab", lambda: _replay_ab(run), layout.ab_results, exported)
+        ab = run.stage("ab", lambda: _replay_ab(run), lambda ab: (ab["requests"], "requests"),
+                       layout.ab_results, exported)
         if ab is None:  # up to date: the last replay's results
             ab = read_json(layout.ab_results, "ppm ab")
     else:
         print("[ab] skipped: the A/B replay needs a synthetic world's true probabilities",
               flush=True)
     return _finish(run, metrics, serving, ab, time.perf_counter() - started)
+
+
+def _generate(run: DemoRun, generate_world, world_preset, format_summary) -> dict:
+    world = generate_world(world_preset(run.preset), run.seed, run.data_dir, run.preset)
+    print(format_summary(world))
+    return world
+
+
+def _trained_or_scored(summary: dict, layout: WorkLayout) -> tuple[int, str]:
+    """A trained row's examples trained on; a zero-shot row's eval examples scored."""
+    if summary["train_examples"]:
+        return summary["train_examples"], "examples"
+    stats = read_json(layout.stats_json, "ppm preprocess")
+    return stats["splits"]["eval"]["examples"], "eval examples scored"
 
 
 def _text_checkpoint(data_dir: str) -> str | None:
@@ -202,7 +236,7 @@ def _finish(run: DemoRun, metrics: dict, serving: dict, ab: dict | None,
     from ppm_tf.demo.report import print_results, write_html_report
     from ppm_tf.evaluation.evaluate import write_metrics_json
 
-    summary = {**metrics, "serving": serving, "ab": ab, "stage_seconds": run.stage_seconds,
+    summary = {**metrics, "serving": serving, "ab": ab, STAGES: stage_rows(run.stages),
                "wall_clock_seconds": seconds, "preset": run.preset, "seed": run.seed}
     with open(run.folder.metrics_json, "w", encoding="utf-8") as handle:
         write_metrics_json(summary, handle)

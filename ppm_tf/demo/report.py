@@ -13,6 +13,7 @@ import re
 import sys
 
 from ppm_tf.ab.table import ab_table_lines
+from ppm_tf.demo.stages import stage_chart_png, stage_records, stage_table_lines
 from ppm_tf.evaluation import DIFFERENCE, INTERVAL, INTERVALS, SLICE_LABELS, SLICES, VS_BASE
 from ppm_tf.evaluation.report import format_number, markdown_report, table_rows
 from ppm_tf.work_layout import RunLayout
@@ -119,9 +120,19 @@ def markdown_to_html(markdown: str, image_dir: str) -> str:
     return "\n".join(out)
 
 
+def stages_html(records: dict) -> str:
+    """The stage times as a bar chart (inlined PNG) over their table with throughputs."""
+    if not records:
+        return ""
+    chart = base64.b64encode(stage_chart_png(records)).decode("ascii")
+    return ("<h2>Stages</h2>"
+            f"<p><img alt='Stage times' src='data:image/png;base64,{chart}'></p>"
+            "<pre>" + html.escape("\n".join(stage_table_lines(records))) + "</pre>")
+
+
 def write_html_report(summary: dict, eval_dir: str, path: str) -> str:
     """A single HTML file: the evaluation report (tables, intervals, plots inlined), the
-    serving latencies and the stage times."""
+    serving latencies and the stage times (a chart and their throughputs)."""
     serving = (summary.get("serving") or {}).get("latency_ms") or {}
     page = [
         "<!doctype html><html><head><meta charset='utf-8'><title>PPM-TF demo</title>",
@@ -143,9 +154,7 @@ def write_html_report(summary: dict, eval_dir: str, path: str) -> str:
         *(["<h2>The online A/B test, replayed</h2><pre>"
             + html.escape("\n".join(ab_table_lines(summary["ab"]))) + "</pre>"]
           if summary.get("ab") else []),
-        "<h2>Stages</h2><pre>" + html.escape("\n".join(
-            f"{name:<18} {seconds:8.1f} s" for name, seconds in
-            summary.get("stage_seconds", {}).items())) + "</pre>",
+        stages_html(stage_records(summary)),
         "</body></html>"]
     with open(path, "w", encoding="utf-8") as handle:
         handle.write("\n".join(page))

@@ -62,6 +62,7 @@ def serve_and_score(saved_models: str, work: str, data_dir: str) -> dict:
     print(f"  user {user}: top candidates by URM click probability "
           + ", ".join(f"{request.item_ids[index].decode('utf-8')} {click['grpc'][index]:.4f}"
                       for index in top))
-    return {"user_id": user, "candidates": int(request.item_ids.size),
+    calls = len(latency) * (TIMED_REQUESTS + 1) + len(scores)  # + one user_states each
+    return {"user_id": user, "candidates": int(request.item_ids.size), "client_calls": calls,
             "request_form": "every input with one row per candidate (batching on)",
             "rest_and_grpc_agree": True, "latency_ms": latency}

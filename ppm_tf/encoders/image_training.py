@@ -104,7 +104,7 @@ def fit_image_encoder(work: str, config: EncoderPreset, seed: int,
     logger.info("entity prediction: %d training images, %d entities, batch %d, %d epochs",
                 num_train, len(entities), batch_size, epochs)
     result = fit_model(model, train, epochs, WorkLayout(work).encoders_train("image_backup"),
-                       verbose="auto", callbacks=callbacks, save_every_steps=save_every_steps)
+                       num_train, verbose="auto", callbacks=callbacks, save_every_steps=save_every_steps)
 
     train_labels = np.concatenate([labels.numpy() for _, labels in train])
     heldout_labels, probabilities = predict_entities(
@@ -116,6 +116,7 @@ def fit_image_encoder(work: str, config: EncoderPreset, seed: int,
                "num_entities": len(entities), "train_items": num_train,
                "threshold": config.ep_threshold, "holdout_fraction": config.holdout_fraction,
                "epochs": epochs, "resumed_from_epoch": result.first_epoch,
+               "train_examples": result.examples,
                "train_seconds": round(result.train_seconds, 1)}
     description = {
         "kind": export.IMAGE, "preset": config.name, "seed": seed,

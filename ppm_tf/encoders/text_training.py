@@ -73,9 +73,10 @@ def _fit_contrastive(work: str, encoder: TextEncoder, config: EncoderPreset, fit
                 batch_size, epochs, fit.learning_rate)
     result = fit_model(
         model, batches(batch_size).apply(tf.data.experimental.assert_cardinality(steps)),
-        epochs, _backup_dir(work), verbose="auto", callbacks=callbacks,
+        epochs, _backup_dir(work), steps * batch_size, verbose="auto", callbacks=callbacks,
         save_every_steps=save_every_steps)
     return {"epochs": epochs, "batch_size": batch_size, "learning_rate": fit.learning_rate,
+            "train_examples": result.examples,
             "resumed_from_epoch": result.first_epoch,
             "train_seconds": round(result.train_seconds, 1)}
 

@@ -15,7 +15,8 @@ from ppm_tf.preprocessing.validate import dead_letter_json, dead_letter_key
 from ppm_tf.work_layout import TFRECORD_SUFFIX, WorkLayout
 
 
-def _write_tfrecords(prefix: str):
+def write_tfrecords(prefix: str):
+    """Serialised records -> sharded GZIP TFRecords under ``prefix``."""
     return beam.io.WriteToTFRecord(prefix, file_name_suffix=TFRECORD_SUFFIX,
                                    compression_type=CompressionTypes.GZIP)
 
@@ -33,7 +34,7 @@ class WriteRecords(beam.PTransform):
         return (records
                 | "Encode" >> beam.Map(features.encode_example, self.feature_table,
                                        self.max_seq_len)
-                | "Write" >> _write_tfrecords(self.prefix))
+                | "Write" >> write_tfrecords(self.prefix))
 
 
 class WriteExamples(beam.PTransform):

@@ -214,13 +214,24 @@ def events_read(result) -> int | None:
     return sum(counter.committed for counter in counters) if counters else None
 
 
+def _examples_and_rejected_events(stats: dict[str, Any]) -> tuple[int, int]:
+    examples = sum(counts["examples"] for counts in stats["splits"].values())
+    rejected = sum(count for reason, count in stats["dead_letter"].items()
+                   if reason.startswith(f"{schema.EVENTS}."))
+    return examples, rejected
+
+
+def events_accounted(stats: dict[str, Any]) -> int:
+    """Events the job turned into examples or dead letters (every event read, once
+    ``check_nothing_lost`` passed)."""
+    return sum(_examples_and_rejected_events(stats))
+
+
 def check_nothing_lost(stats: dict[str, Any], read: int | None) -> None:
     """Every event read must be an example or a dead letter: fail loudly otherwise."""
     if read is None:
         return
-    examples = sum(counts["examples"] for counts in stats["splits"].values())
-    rejected = sum(count for reason, count in stats["dead_letter"].items()
-                   if reason.startswith(f"{schema.EVENTS}."))
+    examples, rejected = _examples_and_rejected_events(stats)
     if examples + rejected != read:
         raise StageError(
             f"preprocessing lost events: read {read:,}, wrote {examples:,} examples and "

@@ -5,6 +5,8 @@ import json
 import pytest
 from conftest import run_ppm_demo
 
+from ppm_tf.demo.stages import stage_line, stage_records
+
 MODELS = ("base", "qm_ep", "ppm", "urm", "base_long")
 
 
@@ -15,6 +17,14 @@ def test_every_stage_runs_and_reports(tiny_demo_run):
                   "precompute", "train urm", "evaluate", "export urm", "serve", "ab"):
         assert f"[{stage}] done in" in stdout, stage
     metrics = json.loads((out / "metrics.json").read_text())
+    stages = stage_records(metrics)  # every stage that ran: time, what it processed, rate
+    assert list(stages)[:2] == ["generate", "preprocess"] and "ab" in stages
+    for name, record in stages.items():
+        assert record["seconds"] > 0 and record["count"] > 0, name
+        assert record["per_second"] == pytest.approx(record["count"] / record["seconds"])
+        assert stage_line(name, record) in stdout  # the printed line, from the same record
+    assert stages["preprocess"]["unit"] == "events" and stages["embed-items"]["unit"] == "items"
+    assert stages["preprocess"]["count"] == stages["generate"]["count"]  # every event read
     for name in MODELS:
         model = metrics["models"][name]
         for slice_name in ("overall", "cold", "warm"):
@@ -35,6 +45,7 @@ def test_every_stage_runs_and_reports(tiny_demo_run):
         metrics["iteration_efficiency"]["base_long"]["train_examples"]
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "urm" in html
+    assert "alt='Stage times'" in html  # the chart of stage times
     for name in ("urm", "base"):
         versions = [path for path in (out / "saved_models" / name).iterdir()
                     if path.name.isdigit()]

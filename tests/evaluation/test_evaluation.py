@@ -406,14 +406,15 @@ def test_the_demo_html_report_shows_each_table_once_with_intervals_and_every_plo
     eval_dir = WorkLayout(work).eval_dir
     report.write_report(results, eval_dir)
     summary = {**results, "preset": "tiny", "seed": 0, "wall_clock_seconds": 90.0,
-               "stage_seconds": {"evaluate": 2.5},
+               "stages": [{"stage": "evaluate", "seconds": 2.5, "count": 1000,
+                           "unit": "predictions", "per_second": 400.0}],
                "serving": {"latency_ms": {"urm rest": {"p50": 1.5, "p99": 3.0}}}}
     page = open(demo_report.write_html_report(summary, eval_dir,
                                               os.path.join(work, "report.html"))).read()
     assert page.count("<h3>Click AUC by slice</h3>") == 1
     assert page.count("<th>model</th><th>overall</th>") == 1  # the results table, once
     assert "Click AUC on the eval days" not in page  # the printed table stays in the terminal
-    assert page.count("data:image/png;base64,") == 3
+    assert page.count("data:image/png;base64,") == 4  # three plots and the stage times
     assert "<h3>Difference to base</h3>" in page and "<td>urm</td>" in page
     assert re.search(r"<td>0\.\d{4} <span class='interval'>\[0\.\d{4}, 0\.\d{4}\]</span></td>",
                      page)

@@ -1,0 +1,92 @@
+"""What each demo stage cost: its time, what it processed, and its throughput.
+
+A record per stage, ``{"seconds", "count", "unit", "per_second"}`` (e.g. preprocess: 1,075,380
+events in 183 s, 5,877 events/s), kept in metrics.json under ``stages`` as a list in run order; the line the demo
+prints; and the report's bar chart of stage times. Everything here reads the summary dict
+only, so the chart can be redrawn from a run folder.
+"""
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from matplotlib.figure import Figure  # no pyplot: leaves a notebook's backend alone
+
+STAGES = "stages"
+LEGACY_STAGE_SECONDS = "stage_seconds"  # metrics.json of runs before throughputs were kept
+
+
+def stage_record(seconds: float, count: int, unit: str) -> dict[str, Any]:
+    """One stage's cost: ``count`` ``unit`` (e.g. events) in ``seconds``."""
+    if count < 0:
+        raise ValueError(f"a stage's count of {unit} must be >= 0, got {count}")
+    return {"seconds": seconds, "count": int(count), "unit": unit,
+            "per_second": count / max(seconds, 1e-9)}
+
+
+def rate(per_second: float) -> str:
+    """A throughput as people read it: ``5,877``, ``42.4``."""
+    return f"{per_second:,.0f}" if per_second >= 100 else f"{per_second:.1f}"
+
+
+def stage_line(name: str, record: dict[str, Any]) -> str:
+    """``[preprocess] done in 183.2 s, 5,877 events/s (1,075,380 events)``."""
+    return (f"[{name}] done in {record['seconds']:.1f} s, {rate(record['per_second'])} "
+            f"{record['unit']}/s ({record['count']:,} {record['unit']})")
+
+
+def stage_rows(records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records as metrics.json keeps them: a list, so run order survives its sorted
+    keys."""
+    return [{"stage": name, **record} for name, record in records.items()]
+
+
+def stage_records(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The summary's stage records by name, in run order (an older summary: times only)."""
+    if STAGES in summary:
+        return {row["stage"]: {key: value for key, value in row.items() if key != "stage"}
+                for row in summary[STAGES]}
+    return {name: {"seconds": seconds} for name, seconds in
+            summary.get(LEGACY_STAGE_SECONDS, {}).items()}
+
+
+def stage_table_lines(records: dict[str, dict[str, Any]]) -> list[str]:
+    """The report's table of stages: seconds, share of the total, throughput."""
+    total = sum(record["seconds"] for record in records.values()) or 1.0
+    lines = [f"{'stage':<18} {'seconds':>9} {'share':>6}  throughput"]
+    for name, record in records.items():
+        throughput = (f"{rate(record['per_second']):>9} {record['unit']}/s ({record['count']:,})"
+                      if "per_second" in record else "")
+        lines.append(f"{name:<18} {record['seconds']:9.1f} {record['seconds'] / total:6.1%}  "
+                     f"{throughput}")
+    return lines
+
+
+def stage_figure(records: dict[str, dict[str, Any]]) -> Figure:
+    """Horizontal bars of the stage times, the first stage on top, each bar labelled with its
+    seconds and throughput."""
+    names = list(records)
+    seconds = [records[name]["seconds"] for name in names]
+    figure = Figure(figsize=(9, 0.35 * len(names) + 1.2), layout="constrained")
+    axes = figure.subplots()
+    positions = list(range(len(names)))
+    axes.barh(positions, seconds, color="C0")
+    axes.set_yticks(positions, names)
+    axes.invert_yaxis()
+    for position, name in zip(positions, names):
+        record = records[name]
+        label = f" {record['seconds']:.1f} s"
+        if "per_second" in record:
+            label += f", {rate(record['per_second'])} {record['unit']}/s"
+        axes.text(record["seconds"], position, label, va="center", fontsize=8)
+    axes.set_xlim(0, max(seconds, default=1.0) * 1.45)
+    axes.set_xlabel("seconds")
+    axes.set_title(f"Stage times (total {sum(seconds) / 60:.1f} min)")
+    axes.grid(axis="x", alpha=0.3)
+    return figure
+
+
+def stage_chart_png(records: dict[str, dict[str, Any]]) -> bytes:
+    buffer = io.BytesIO()
+    stage_figure(records).savefig(buffer, format="png", dpi=110)
+    return buffer.getvalue()

@@ -1,0 +1,56 @@
+"""The demo's stage records: time, what was processed, throughput; the printed line; the
+report's chart of stage times."""
+import io
+import json
+
+import pytest
+from matplotlib.image import imread
+
+from ppm_tf.demo import report, stages
+
+
+def test_a_stage_record_gives_the_throughput_of_what_it_processed():
+    record = stages.stage_record(4.0, 10_000, "events")
+    assert record == {"seconds": 4.0, "count": 10_000, "unit": "events", "per_second": 2_500.0}
+    assert stages.stage_line("preprocess", record) == \
+        "[preprocess] done in 4.0 s, 2,500 events/s (10,000 events)"
+
+
+def test_a_negative_count_is_refused_with_its_unit():
+    with pytest.raises(ValueError, match="count of items must be >= 0"):
+        stages.stage_record(1.0, -1, "items")
+
+
+RECORDS = {"preprocess": stages.stage_record(180.0, 1_075_380, "events"),
+           "pretrain": stages.stage_record(320.0, 3_000_000, "examples"),
+           "serve": stages.stage_record(2.0, 188, "client calls")}
+
+
+def test_the_chart_has_one_bar_per_stage_in_run_order_with_its_seconds():
+    figure = stages.stage_figure(RECORDS)
+    axes = figure.axes[0]
+    widths = [patch.get_width() for patch in axes.patches]
+    assert widths == [180.0, 320.0, 2.0]
+    assert [label.get_text() for label in axes.get_yticklabels()] == list(RECORDS)
+    assert any("320.0 s, 9,375 examples/s" in text.get_text()
+               for text in axes.texts)
+    image = imread(io.BytesIO(stages.stage_chart_png(RECORDS)), format="png")
+    assert image.shape[0] > 100 and image.shape[1] > 500
+
+
+def test_the_report_shows_the_stage_chart_and_throughputs(tmp_path):
+    summary = {"models": {}, "preset": "tiny", "seed": 0, "wall_clock_seconds": 502.0,
+               "stages": stages.stage_rows(RECORDS)}
+    summary = json.loads(json.dumps(summary, sort_keys=True))  # as metrics.json stores it
+    assert list(stages.stage_records(summary)) == list(RECORDS)  # still in run order
+    page = report.stages_html(stages.stage_records(summary))
+    assert page.count("data:image/png;base64,") == 1 and "alt='Stage times'" in page
+    assert "5,974 events/s (1,075,380)" in page
+
+
+def test_an_older_summary_with_times_only_still_gets_its_chart():
+    records = stages.stage_records({"stage_seconds": {"preprocess": 183.0, "pretrain": 323.0}})
+    assert list(records) == ["preprocess", "pretrain"]
+    page = report.stages_html(records)
+    assert "alt='Stage times'" in page and "183.0" in page
+    assert report.stages_html({}) == ""

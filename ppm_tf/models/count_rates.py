@@ -13,6 +13,7 @@ import math
 import tensorflow as tf
 
 from ppm_tf import features
+from ppm_tf.models.config import ModelConfig
 from ppm_tf.models.layers import CountEncoding
 from ppm_tf.models.tasks import RankingModel
 
@@ -27,8 +28,9 @@ def _logit(rate: float) -> float:
 class CountRates(RankingModel):
     """``features -> {"click": [batch], "order": [batch]}`` logits; no trainable weights."""
 
-    def __init__(self, count_priors: dict[str, float], order_weight: float = 1.0, **kwargs):
-        super().__init__(order_weight, **kwargs)
+    def __init__(self, count_priors: dict[str, float], config: ModelConfig | None = None,
+                 **kwargs):
+        super().__init__(config, **kwargs)
         self.counts = CountEncoding(count_priors["click_rate"], count_priors["order_rate"],
                                     name="count_encoding")
         self.prior_logits = (_logit(count_priors["click_rate"]),

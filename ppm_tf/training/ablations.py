@@ -48,7 +48,7 @@ _BUILDERS: dict[str, Callable[..., RankingModel]] = {
     registry.LOGISTIC_REGRESSION: lambda vocabularies, oov, priors, config, name:
         LogisticRegression(vocabularies, oov, config, priors, name=name),
     registry.COUNT_RATES: lambda vocabularies, oov, priors, config, name: CountRates(
-        priors, config.order_loss_weight, name=name),
+        priors, config, name=name),
 }
 
 

@@ -23,7 +23,7 @@ from ppm_tf.distribute import STRATEGIES
 from ppm_tf.encoders.presets import AUTO, PRESETS as ENCODER_PRESETS, TEXT_OBJECTIVES
 from ppm_tf.errors import StageError
 from ppm_tf.evaluation.bootstrap import DEFAULT_RESAMPLES
-from ppm_tf.models.config import PRESETS as MODEL_PRESETS
+from ppm_tf.models.config import PRESETS as MODEL_PRESETS, RANKING_LOSSES
 from ppm_tf.training.registry import EXPORTABLE, MODELS
 from ppm_tf.work_layout import AB_RESULTS, SAVED_MODELS, WorkLayout
 
@@ -82,7 +82,10 @@ def _embed_items(args: argparse.Namespace) -> None:
 
 
 def _overrides(args: argparse.Namespace) -> dict:
-    return {"save_every_steps": args.save_every_steps} if args.save_every_steps else {}
+    """The preset fields a training command's flags replace (recorded in training.json)."""
+    flags = {"save_every_steps": args.save_every_steps, "ranking_loss": args.ranking_loss,
+             "ranking_loss_weight": args.ranking_loss_weight}
+    return {field: value for field, value in flags.items() if value is not None}
 
 
 def _pretrain(args: argparse.Namespace) -> None:
@@ -184,6 +187,15 @@ def _add_distribution_flags(parser: argparse.ArgumentParser) -> None:
                              "fails, so the restarted cluster resumes (default %(default)s)")
 
 
+def _add_ranking_loss_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ranking-loss", "--ranking_loss", dest="ranking_loss",
+                        choices=RANKING_LOSSES, help="in-request click ranking loss added to "
+                        "the BCE (default: the preset's, none); README: In-request ranking loss")
+    parser.add_argument("--ranking-loss-weight", "--ranking_loss_weight",
+                        dest="ranking_loss_weight", type=float,
+                        help="its weight against the BCE (default: the preset's, 1.0)")
+
+
 def _add_training_flags(parser: argparse.ArgumentParser, presets, default: str | None) -> None:
     parser.add_argument("--work", required=True, help="work directory")
     parser.add_argument(
@@ -250,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain = commands.add_parser("pretrain", help="pre-train PPM on the long span")
     _add_training_flags(pretrain, MODEL_PRESETS, None)
     _add_distribution_flags(pretrain)
+    _add_ranking_loss_flags(pretrain)
     pretrain.set_defaults(handler=_pretrain)
 
     _add_pass_through(commands, "precompute", _precompute,
@@ -258,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train an ablation model on the recent window")
     _add_training_flags(train, MODEL_PRESETS, None)
     _add_distribution_flags(train)
+    _add_ranking_loss_flags(train)
     train.add_argument("--model", required=True, choices=[*MODELS, "all"],
                        help="an ablation row, or all of them")
     train.set_defaults(handler=_train)

@@ -138,3 +138,19 @@ def test_a_tensorflow_that_fails_to_import_shows_what_it_printed(tmp_path):
     assert result.returncode == 1
     assert "native loader: libcudnn.so.9 missing" in result.stderr
     assert "ImportError: broken TensorFlow build" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["pretrain", "train"])
+def test_training_flags_override_only_the_preset_fields_given(command):
+    from ppm_tf.cli import _overrides
+
+    model = ["--model", "urm"] if command == "train" else []
+    parser = build_parser()
+    plain = parser.parse_args([command, "--work", "w", *model])
+    assert _overrides(plain) == {}
+    ranked = parser.parse_args([command, "--work", "w", *model, "--ranking-loss", "listwise",
+                                "--ranking-loss-weight", "0.5", "--save-every-steps", "10"])
+    assert _overrides(ranked) == {"ranking_loss": "listwise", "ranking_loss_weight": 0.5,
+                                  "save_every_steps": 10}
+    with pytest.raises(SystemExit):
+        parser.parse_args([command, "--work", "w", *model, "--ranking-loss", "softmax"])

@@ -44,7 +44,7 @@ class UncachedURM(RankingModel):
     """URM whose PPM inputs are computed from raw content in the graph (no precompute)."""
 
     def __init__(self, work: str, config):
-        super().__init__(config.order_loss_weight)
+        super().__init__(config)
         metadata = load_preprocess_metadata(work)
         max_seq_len = metadata["max_seq_len"]
         layout = WorkLayout(work)

@@ -40,6 +40,37 @@ def test_ablation_seeds_trains_aside_and_pools_seeds_with_intervals(tiny_demo_ru
 
 
 @pytest.mark.slow
+def test_model_options_trains_each_variant_aside_and_scores_valid_and_eval(tiny_demo_run):
+    out, _ = tiny_demo_run
+    predictions = out / "work" / "predictions"
+    before = {path.name: path.stat().st_mtime_ns for path in predictions.iterdir()}
+    stdout = run_benchmark("model_options.py", "--work", str(out / "work"), "--models", "urm",
+                           "--variants", "", "head_learning_rate_scale=0,content_norm=true",
+                           "--seeds", "0")
+    for label in ("preset", "head_learning_rate_scale=0,content_norm=true"):
+        score = r" +(\d\.\d{4}|nan)"  # a GAUC on a tiny split may have no group to score
+        assert re.search(rf"^urm \[{re.escape(label)}\] seed 0({score}){{4}} +\d+/\d+$",
+                         stdout, re.MULTILINE), stdout
+        assert f"urm [{label}] mean" in stdout
+    assert {path.name: path.stat().st_mtime_ns for path in predictions.iterdir()} == before
+    bad = subprocess.run([sys.executable, str(REPO / "benchmarks" / "model_options.py"),
+                          "--work", str(out / "work"), "--variants", "learning_rte=1"],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "'learning_rte=1' is not FIELD=VALUE" in bad.stderr
+
+
+@pytest.mark.slow
+def test_request_amplification_is_refused_with_the_limit_and_decoded_without(tiny_demo_run):
+    out, _ = tiny_demo_run
+    stdout = run_benchmark("request_amplification.py", "--out", str(out), "--requests", "1")
+    rows = {(line[:24].strip(), line[24:40].strip()): line[40:] for line in stdout.splitlines()
+            if line.startswith(("limit", "no limit"))}
+    assert "1x INVALID_ARGUMENT" in rows[("limit 4096 (default)", "[100000]")]
+    assert "1x INVALID_ARGUMENT" in rows[("limit 4096 (default)", "[1000000000000]")]
+    assert "1x OK" in rows[("no limit (TF Serving)", "[100000]")]  # decoded and scored
+
+
+@pytest.mark.slow
 def test_oracle_decomposition_agrees_with_the_evaluation(tiny_demo_run):
     out, _ = tiny_demo_run
     stdout = run_benchmark("oracle_decomposition.py", "--data", str(out / "data"),

@@ -1,0 +1,118 @@
+"""Model options measured the way defaults are chosen: rows trained with preset fields
+overridden, seed by seed, scored on ``valid`` (to choose) and ``eval`` (to report).
+
+    python benchmarks/model_options.py --work WORK [--models base urm]
+        [--variants "" ranking_loss=listwise "urm_integration=gated_logits,content_norm=true"]
+        [--seeds 0 1 2] [--preset NAME]
+
+A variant is a comma-separated list of ``ModelConfig`` fields and values (JSON values, else
+strings; ``""`` is the preset as it is). WORK is a finished local pipeline run up to ``ppm
+precompute``; nothing is written into it (each fit backs up to a temporary folder). For each
+model and variant, prints per seed and then averaged over the seeds: the valid split's click
+AUC at the best epoch (what early stopping and the choice of a default read) and per-request
+GAUC, then the eval split's click AUC and per-request GAUC (reported, never used to choose).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+
+import ppm_tf  # noqa: E402,F401  (selects tf-keras before TensorFlow loads)
+import tensorflow as tf  # noqa: E402
+
+from ppm_tf import features  # noqa: E402
+from ppm_tf.data.tfrecords import read_cached, read_split  # noqa: E402
+from ppm_tf.metrics import grouped_auc, roc_auc  # noqa: E402
+from ppm_tf.models.config import ModelConfig, preset  # noqa: E402
+from ppm_tf.training import ablations  # noqa: E402
+from ppm_tf.training.registry import ablation_row  # noqa: E402
+
+
+def train(work: str, name: str, config, seed: int):
+    """One fit of row ``name`` as ``ppm train`` runs it, its backup in a scratch folder."""
+    tf.keras.utils.set_random_seed(seed)
+    row = ablation_row(name)
+    reader = read_cached if row.cached_inputs else read_split
+    model = ablations.build_model(name, work, config)
+    if row.head_from_pretraining:
+        ablations.initialise_head_from_pretraining(
+            model, work, next(iter(reader(work, row.splits, 2, deterministic=True))))
+        ablations.pace_pretrained_head(model, config)
+    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+    with tempfile.TemporaryDirectory(prefix="model-options-") as backup:
+        result = ablations.fit_on_splits(model, work, reader, row.splits, config, seed,
+                                         config.train_epochs, config.min_train_steps,
+                                         backup, verbose=0)
+    return model, result
+
+
+def scores(model, work: str, name: str, split: str) -> tuple[float, float]:
+    """Click AUC and per-request GAUC (groups = (user, request)) on ``split``."""
+    labels, probabilities, requests = [], [], []
+    for batch in ablations.read_examples(name, work, split, 2048, deterministic=True):
+        labels.append(batch[features.CLICK].numpy())
+        probabilities.append(model.predict_probabilities(batch)["click_prob"].numpy())
+        requests.append(np.char.add(np.char.add(batch[features.USER_ID].numpy().astype(str),
+                                                "/"),
+                                    batch[features.REQUEST_ID].numpy().astype(str)))
+    labels, probabilities, requests = map(np.concatenate, (labels, probabilities, requests))
+    return roc_auc(labels, probabilities), grouped_auc(requests, labels, probabilities)
+
+
+def parse_variant(text: str) -> dict:
+    """``"field=value,field=value"`` -> overrides of ``ModelConfig`` fields."""
+    fields = {field.name for field in dataclasses.fields(ModelConfig)}
+    overrides = {}
+    for item in filter(None, text.split(",")):
+        field, equals, value = item.partition("=")
+        if not equals or field not in fields:
+            raise SystemExit(f"variant {text!r}: {item!r} is not FIELD=VALUE with a "
+                             "ModelConfig field")
+        try:
+            overrides[field] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[field] = value
+        if isinstance(overrides[field], list):
+            overrides[field] = tuple(overrides[field])
+    return overrides
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", required=True)
+    parser.add_argument("--models", nargs="+", default=["base", "urm"])
+    parser.add_argument("--variants", nargs="+", default=[""],
+                        help='FIELD=VALUE[,FIELD=VALUE...] per variant; "" is the preset')
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--preset", help="model preset (default: the one WORK was trained with)")
+    args = parser.parse_args(argv)
+    base_config = preset(ablations.resolve_preset(args.work, args.preset))
+    print("model  variant  seed  valid AUC  valid GAUC  eval AUC  eval GAUC  best epoch")
+    for name in args.models:
+        for variant in args.variants:
+            config = dataclasses.replace(base_config, **parse_variant(variant))
+            label = variant or "preset"
+            rows = []
+            for seed in args.seeds:
+                model, result = train(args.work, name, config, seed)
+                row = (max(result.validation_curve),
+                       scores(model, args.work, name, "valid")[1],
+                       *scores(model, args.work, name, "eval"))
+                rows.append(row)
+                print(f"{name} [{label}] seed {seed}  "
+                      + "  ".join(f"{value:.4f}" for value in row)
+                      + f"  {result.best_epoch}/{result.epochs}", flush=True)
+            print(f"{name} [{label}] mean    "
+                  + "  ".join(f"{value:.4f}" for value in np.mean(rows, axis=0)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

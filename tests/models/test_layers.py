@@ -8,25 +8,14 @@ import tensorflow as tf
 
 from ppm_tf.models import layers
 
-BATCH, SEQ_LEN, DIM = 2, 5, 8
-# Sequence 0 has 3 real behaviours then padding; sequence 1 is full.
-MASK = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], np.int64)
+from masked_sequences import BATCH, DIM, MASK, SEQ_LEN, random_states, with_padding_replaced
+
 REQUEST_TS = 1_742_600_000
 
 
 @pytest.fixture(autouse=True)
 def seeded():
     tf.keras.utils.set_random_seed(7)
-
-
-def random_states(seed: int = 0, shape=(BATCH, SEQ_LEN, DIM)) -> np.ndarray:
-    return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
-
-
-def with_padding_replaced(states: np.ndarray, mask: np.ndarray, seed: int) -> np.ndarray:
-    """``states`` with other, large values wherever ``mask`` is 0."""
-    noise = 100.0 * random_states(seed, states.shape)
-    return np.where(mask[..., np.newaxis].astype(bool), states, noise).astype(np.float32)
 
 
 def rebuilt_from_config(layer: tf.keras.layers.Layer, inputs) -> tf.keras.layers.Layer:

@@ -3,7 +3,6 @@ the whole process to its cluster): an in-process cluster of two workers and two 
 servers on 127.0.0.1, IDRec built with a variable partitioner, two short epochs of
 ``model.fit``. Prints one JSON line: the losses and where the item table's shards live."""
 import json
-import socket
 import sys
 from pathlib import Path
 
@@ -16,21 +15,13 @@ from ppm_tf import features
 from ppm_tf.models.config import preset
 from ppm_tf.models.idrec import IDRec
 
+from loopback import free_ports
+
 MAX_SEQ_LEN = 4
 VOCABULARIES = {features.USER_ID: ["u1", "u2", "u3"], features.ITEM_ID: ["i1", "i2", "i3", "i4"],
                 features.CATEGORY: ["c1", "c2"], features.BRAND: ["b1"],
                 features.CONTENT_VOCABULARY: ["drama", "comedy"]}
 COUNT_PRIORS = {"click_rate": 0.3, "order_rate": 0.1}
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
 
 
 def examples(count: int) -> dict[str, np.ndarray]:

@@ -4,7 +4,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,19 +15,11 @@ import pytest
 from ppm_tf import features
 from ppm_tf.metrics import roc_auc
 
+from loopback import free_ports
+
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT = 600
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
 
 
 def start_workers(work: Path, *extra: str) -> list[subprocess.Popen]:

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import math
 
-import tensorflow as tf
-
 from ppm_tf import features
 from ppm_tf.models.config import ModelConfig
 from ppm_tf.models.layers import CountEncoding
 from ppm_tf.models.tasks import RankingModel
 
-_ALL_WINDOW = features.COUNT_WINDOWS.index("all")
-_ENCODED_PER_WINDOW = 3  # CountEncoding: log1p(impressions), click logit, order logit
+# Positions of the whole log's smoothed rate logits in CountEncoding's output.
+_ALL_WINDOW = features.COUNT_WINDOWS.index("all") * len(CountEncoding.ENCODED)
+_CLICK = _ALL_WINDOW + CountEncoding.ENCODED.index("click_rate_logit")
+_ORDER = _ALL_WINDOW + CountEncoding.ENCODED.index("order_rate_logit")
 
 
 def _logit(rate: float) -> float:
@@ -40,6 +40,6 @@ class CountRates(RankingModel):
         click = order = 0.0
         for name in (features.USER_COUNTS, features.ITEM_COUNTS):
             encoded = self.counts(batch_features[name])
-            click += encoded[:, _ALL_WINDOW * _ENCODED_PER_WINDOW + 1]
-            order += encoded[:, _ALL_WINDOW * _ENCODED_PER_WINDOW + 2]
+            click += encoded[:, _CLICK]
+            order += encoded[:, _ORDER]
         return {"click": click + self.prior_logits[0], "order": order + self.prior_logits[1]}

@@ -168,6 +168,9 @@ class CountEncoding(tf.keras.layers.Layer):
     malformed request) are read as 0.
     """
 
+    # What each window encodes to, in order.
+    ENCODED = ("log1p_impressions", "click_rate_logit", "order_rate_logit")
+
     def __init__(self, click_prior: float, order_prior: float, prior_strength: float = 10.0,
                  **kwargs):
         super().__init__(**kwargs)
@@ -192,7 +195,7 @@ class CountEncoding(tf.keras.layers.Layer):
             # Clicks and orders never exceed impressions in a log; a request may claim so.
             clicks = tf.minimum(clicks, impressions)
             orders = tf.minimum(orders, impressions)
-            encoded += [tf.math.log1p(impressions),
+            encoded += [tf.math.log1p(impressions),  # in ENCODED's order
                         self._rate_logit(clicks, impressions, self.click_prior),
                         self._rate_logit(orders, impressions, self.order_prior)]
         return tf.stack(encoded, axis=-1)

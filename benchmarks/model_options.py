@@ -41,12 +41,7 @@ def train(work: str, name: str, config, seed: int):
     tf.keras.utils.set_random_seed(seed)
     row = ablation_row(name)
     reader = read_cached if row.cached_inputs else read_split
-    model = ablations.build_model(name, work, config)
-    if row.head_from_pretraining:
-        ablations.initialise_head_from_pretraining(
-            model, work, next(iter(reader(work, row.splits, 2, deterministic=True))))
-        ablations.pace_pretrained_head(model, config)
-    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+    model = ablations.prepared_model(work, name, config)
     with tempfile.TemporaryDirectory(prefix="model-options-") as backup:
         result = ablations.fit_on_splits(model, work, reader, row.splits, config, seed,
                                          config.train_epochs, config.min_train_steps,

@@ -98,6 +98,20 @@ def pace_pretrained_head(model: RankingModel, config: ModelConfig) -> None:
             config.learning_rate * config.head_learning_rate_scale))
 
 
+def prepared_model(work: str, name: str, config: ModelConfig) -> RankingModel:
+    """Row ``name`` built, its head from pre-training (paced) where the row says so, and
+    compiled: ready for ``fit_on_splits``. Call it in the strategy's scope."""
+    row = ablation_row(name)
+    model = build_model(name, work, config)
+    if row.head_from_pretraining:
+        initialise_head_from_pretraining(
+            model, work, next(iter(read_examples(name, work, row.splits, 2,
+                                                 deterministic=True))))
+        pace_pretrained_head(model, config)
+    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+    return model
+
+
 def fit_on_splits(model: RankingModel, work: str, reader, splits, config: ModelConfig,
                   seed: int, epochs: int, min_steps: int, backup_dir: str,
                   verbose: int = 1) -> FitResult:
@@ -136,12 +150,7 @@ def train_ablation(work: str, name: str, preset_name: str | None = None, seed: i
     config = dataclasses.replace(preset(preset_name), **(overrides or {}))
     reader = read_cached if row.cached_inputs else read_split
     with strategy.scope():
-        model = build_model(name, work, config)
-        if row.head_from_pretraining:
-            initialise_head_from_pretraining(
-                model, work, next(iter(reader(work, row.splits, 2, deterministic=True))))
-            pace_pretrained_head(model, config)
-        model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+        model = prepared_model(work, name, config)
     if row.fine_tuned:
         result = fit_on_splits(model, work, reader, row.splits, config, seed,
                                epochs or config.train_epochs, config.min_train_steps,

@@ -30,6 +30,7 @@ import tensorflow as tf  # noqa: E402
 
 from ppm_tf import features  # noqa: E402
 from ppm_tf.data.tfrecords import read_cached, read_split  # noqa: E402
+from ppm_tf.evaluation.evaluate import REQUEST_GROUP, with_request_groups  # noqa: E402
 from ppm_tf.metrics import grouped_auc, roc_auc  # noqa: E402
 from ppm_tf.models.config import ModelConfig, preset  # noqa: E402
 from ppm_tf.training import ablations  # noqa: E402
@@ -51,15 +52,16 @@ def train(work: str, name: str, config, seed: int):
 
 def scores(model, work: str, name: str, split: str) -> tuple[float, float]:
     """Click AUC and per-request GAUC (groups = (user, request)) on ``split``."""
-    labels, probabilities, requests = [], [], []
+    columns = {key: [] for key in (features.CLICK, features.USER_ID, features.REQUEST_ID,
+                                   "click_prob")}
     for batch in ablations.read_examples(name, work, split, 2048, deterministic=True):
-        labels.append(batch[features.CLICK].numpy())
-        probabilities.append(model.predict_probabilities(batch)["click_prob"].numpy())
-        requests.append(np.char.add(np.char.add(batch[features.USER_ID].numpy().astype(str),
-                                                "/"),
-                                    batch[features.REQUEST_ID].numpy().astype(str)))
-    labels, probabilities, requests = map(np.concatenate, (labels, probabilities, requests))
-    return roc_auc(labels, probabilities), grouped_auc(requests, labels, probabilities)
+        for key in (features.CLICK, features.USER_ID, features.REQUEST_ID):
+            columns[key].append(batch[key].numpy())
+        columns["click_prob"].append(model.predict_probabilities(batch)["click_prob"].numpy())
+    rows = with_request_groups({key: np.concatenate(values) for key, values in columns.items()})
+    labels, probabilities = rows[features.CLICK], rows["click_prob"]
+    return roc_auc(labels, probabilities), grouped_auc(rows[REQUEST_GROUP], labels,
+                                                       probabilities)
 
 
 def parse_variant(text: str) -> dict:

@@ -204,10 +204,12 @@ def write_predictions(model: RankingModel, name: str, work: str, batch_size: int
     """Scores the eval split and stores the scores beside the ids, labels and slices."""
     columns: dict[str, list[np.ndarray]] = {key: [] for key in PREDICTION_KEYS}
     columns.update(click_prob=[], order_prob=[])
+    # One graph for every batch: run eagerly, scoring took as long as a fit.
+    score = tf.function(model.predict_probabilities, reduce_retracing=True)
     for batch in read_examples(name, work, "eval", batch_size, deterministic=True):
         for key in PREDICTION_KEYS:
             columns[key].append(batch[key].numpy())
-        for key, values in model.predict_probabilities(batch).items():
+        for key, values in score(batch).items():
             columns[key].append(values.numpy())
     path = WorkLayout(work).predictions(name)
     tf.io.gfile.makedirs(path.rpartition("/")[0])

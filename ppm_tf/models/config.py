@@ -89,7 +89,7 @@ PRESETS: dict[str, ModelConfig] = {
     "demo": ModelConfig(tower_dim=32, tower_blocks=2, tower_heads=2, tower_ff_dim=64,
                         time_buckets=24, head_units=(64, 32), attention_units=(32,),
                         id_embedding_dim=16, cross_layers=2, mlp_units=(128, 64), dropout=0.1,
-                        learning_rate=2e-3, batch_size=512, pretrain_epochs=2, train_epochs=10,
+                        learning_rate=2e-3, batch_size=512, pretrain_epochs=3, train_epochs=10,
                         min_pretrain_steps=1500, min_train_steps=200, patience=1),
     "paper": ModelConfig(tower_dim=128, tower_blocks=4, tower_heads=4, tower_ff_dim=512,
                          time_buckets=24, head_units=(256, 128), attention_units=(128, 64),

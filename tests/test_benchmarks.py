@@ -20,11 +20,17 @@ def run_benchmark(script: str, *args: str) -> str:
     return result.stdout
 
 
+def prediction_times(out) -> dict[str, int]:
+    """When each of the run's prediction files was written: a benchmark that trains aside
+    leaves them as they were."""
+    return {path.name: path.stat().st_mtime_ns
+            for path in (out / "work" / "predictions").iterdir()}
+
+
 @pytest.mark.slow
 def test_ablation_seeds_trains_aside_and_pools_seeds_with_intervals(tiny_demo_run):
     out, _ = tiny_demo_run
-    predictions = out / "work" / "predictions"
-    before = {path.name: path.stat().st_mtime_ns for path in predictions.iterdir()}
+    before = prediction_times(out)
     stdout = run_benchmark("ablation_seeds.py", "--work", str(out / "work"), "--preset", "tiny",
                            "--models", "urm", "--seeds", "0", "1")
     assert stdout.count("seed 1 ") == 2  # base and urm
@@ -36,14 +42,13 @@ def test_ablation_seeds_trains_aside_and_pools_seeds_with_intervals(tiny_demo_ru
     assert re.search(r"urm - base: overall [+-]\d\.\d{4} \[[+-]\d\.\d{4}, [+-]\d\.\d{4}\]"
                      r".*cold/overall", stdout), stdout
     # The run's own models and predictions are left as they were.
-    assert {path.name: path.stat().st_mtime_ns for path in predictions.iterdir()} == before
+    assert prediction_times(out) == before
 
 
 @pytest.mark.slow
 def test_model_options_trains_each_variant_aside_and_scores_valid_and_eval(tiny_demo_run):
     out, _ = tiny_demo_run
-    predictions = out / "work" / "predictions"
-    before = {path.name: path.stat().st_mtime_ns for path in predictions.iterdir()}
+    before = prediction_times(out)
     stdout = run_benchmark("model_options.py", "--work", str(out / "work"), "--models", "urm",
                            "--variants", "", "head_learning_rate_scale=0,content_norm=true",
                            "--seeds", "0")
@@ -52,7 +57,7 @@ def test_model_options_trains_each_variant_aside_and_scores_valid_and_eval(tiny_
         assert re.search(rf"^urm \[{re.escape(label)}\] seed 0({score}){{4}} +\d+/\d+$",
                          stdout, re.MULTILINE), stdout
         assert f"urm [{label}] mean" in stdout
-    assert {path.name: path.stat().st_mtime_ns for path in predictions.iterdir()} == before
+    assert prediction_times(out) == before
     bad = subprocess.run([sys.executable, str(REPO / "benchmarks" / "model_options.py"),
                           "--work", str(out / "work"), "--variants", "learning_rte=1"],
                          capture_output=True, text=True)

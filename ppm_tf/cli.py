@@ -172,7 +172,7 @@ def _demo(args: argparse.Namespace) -> None:
     from ppm_tf.demo import DemoRun, run_demo
 
     run_demo(DemoRun(out=args.out, preset=args.preset, seed=args.seed, data=args.data,
-                     force=args.force))
+                     force=args.force, process_setup=_quiet_third_party_start_up))
 
 
 def _add_distribution_flags(parser: argparse.ArgumentParser) -> None:

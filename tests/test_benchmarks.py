@@ -2,6 +2,7 @@
 figures are measurements, not asserted, except where two stages must agree."""
 import json
 import re
+import shutil
 import subprocess
 import sys
 
@@ -133,6 +134,23 @@ def test_train_throughput_alternates_the_models_in_rounds_and_prints_ratios(tiny
     assert re.search(rf"^urm / base: {RATIO} \(target >= 0.7\)$", stdout, re.MULTILINE)
     assert re.search(r"^uncached / urm: \d+\.\d{3}x \[\d+\.\d{3}, \d+\.\d{3}\]", stdout,
                      re.MULTILINE)
+
+
+@pytest.mark.slow
+def test_demo_side_process_redoes_the_rows_both_ways_in_alternating_rounds(tiny_demo_run,
+                                                                           tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(tiny_demo_run[0], out)  # the benchmark rewrites the rows it times
+    before = prediction_times(out)
+    stdout = run_benchmark("demo_side_process.py", "--out", str(out), "--rounds", "1")
+    assert "preset tiny, seed 0: 1 rounds, alternating" in stdout
+    for name in ("in sequence", "beside"):
+        assert re.search(rf"^{name} +{SPREAD}$", stdout, re.MULTILINE), name
+    assert re.search(rf"^beside / in sequence: {RATIO}$", stdout, re.MULTILINE)
+    assert "[train base] done in" in stdout and "[export base] done in" in stdout
+    after = prediction_times(out)
+    assert after.keys() == before.keys()
+    assert all(after[name] > before[name] for name in before)  # every row redone
 
 
 def test_bootstrap_speed_compares_both_ways_and_checks_they_agree():

@@ -3,7 +3,9 @@
 generate -> preprocess (Beam) -> train encoders -> embed items (Beam) -> pretrain PPM ->
 precompute towers (Beam) -> train every ablation row (``registry.ROWS``) -> evaluate ->
 export urm and base -> serve them locally and score one user's candidates over REST and gRPC ->
-replay the online A/B test through the served models (synthetic worlds).
+replay the online A/B test through the served models (synthetic worlds). On a CPU-only machine
+with 2 or more cores, the rows that need only preprocess's outputs train in a second process
+(``side_process``) beside precompute and the cached rows.
 
 Each stage prints a line with its elapsed time and throughput (``stages.stage_line``) and is
 skipped when its outputs exist and are newer than its inputs (so a re-run after a crash resumes;
@@ -18,7 +20,8 @@ import time
 from typing import Any, Callable
 
 from ppm_tf.data import raw_files
-from ppm_tf.demo.stages import STAGES, stage_line, stage_record, stage_rows
+from ppm_tf.demo.side_process import SideProcess, side_process_worthwhile
+from ppm_tf.demo.stages import BESIDE, STAGES, stage_line, stage_record, stage_rows
 from ppm_tf.work_layout import PRETRAINED, RunLayout, WorkLayout, read_json
 
 DEMO_PRESETS = ("tiny", "demo")  # sized for a laptop; `paper` is for accelerators
@@ -33,6 +36,9 @@ class DemoRun:
     seed: int = 0
     data: str | None = None  # a raw data directory to use instead of generating one
     force: bool = False
+    # Called first in the side process (the CLI passes its logging set-up); module-level,
+    # so that it pickles.
+    process_setup: Callable[[], None] | None = None
     stages: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     @property
@@ -98,18 +104,12 @@ def run_demo(run: DemoRun) -> dict:
     """Runs every stage; returns the final metrics (also written to OUT/metrics.json:
     ``work_layout.RunLayout`` names the run folder's files)."""
     from ppm_tf.beam_runner import pipeline_options
-    from ppm_tf.caching.item_vectors import EmbedItemsSettings, run_embed_items
-    from ppm_tf.caching.user_states import PrecomputeSettings, run_precompute
     from ppm_tf.data.synthetic import format_summary, generate_world
     from ppm_tf.data.synthetic import preset as world_preset
     from ppm_tf.demo.serving import serve_and_score
-    from ppm_tf.encoders.training import train_encoders
-    from ppm_tf.export import export_model
     from ppm_tf.preprocessing.pipeline import (PreprocessSettings, events_accounted,
                                                run_preprocess)
-    from ppm_tf.training.ablations import train_ablation
-    from ppm_tf.training.registry import EXPORTABLE, ROWS
-    from ppm_tf.training.pretrain import pretrain_ppm
+    from ppm_tf.training.registry import EXPORTABLE
 
     started = time.perf_counter()
     layout = run.layout
@@ -126,37 +126,15 @@ def run_demo(run: DemoRun) -> dict:
         PreprocessSettings(data=run.data_dir, work=run.work), options),
               lambda stats: (events_accounted(stats), "events"),
               layout.preprocess_json, (world_json,))
-    run.stage("train-encoders", lambda: train_encoders(
-        run.work, run.preset, run.seed, _text_checkpoint(run.data_dir)),
-              lambda metrics: (sum(metrics.get(kind, {}).get("train_examples", 0)
-                                   for kind in ("text", "image")), "examples"),
-              layout.encoders_metrics, (layout.preprocess_json,))
-    run.stage("embed-items", lambda: run_embed_items(EmbedItemsSettings(work=run.work), options),
-              lambda metadata: (metadata["items"], "items"),
-              layout.item_vectors_metadata, (layout.encoders_metrics,))
-    pretrained = layout.training_summary(PRETRAINED)
-    run.stage("pretrain", lambda: pretrain_ppm(run.work, run.preset, run.seed),
-              lambda summary: (summary["train_examples"], "examples"),
-              pretrained, (layout.item_vectors_metadata,))
-    run.stage("precompute", lambda: run_precompute(PrecomputeSettings(work=run.work), options),
-              lambda metadata: (sum(counts["read"] for counts in metadata["counts"].values()),
-                                "examples"),
-              layout.cached_metadata, (pretrained,))
-    for name, row in ROWS.items():
-        source = layout.cached_metadata if row.cached_inputs else layout.preprocess_json
-        run.stage(f"train {name}",
-                  lambda name=name: train_ablation(run.work, name, run.preset, run.seed),
-                  lambda summary: _trained_or_scored(summary, run.layout),
-                  layout.training_summary(name), (source,))
+    _pretrain(run, options)
+    beside = precompute_and_train_rows(run, options, side_process_worthwhile())
     metrics = run.stage("evaluate", lambda: _evaluate(run.work),
                         lambda metrics: (sum(model["overall"]["examples"]
                                              for model in metrics["models"].values()),
                                          "predictions"))
     for name in EXPORTABLE:
-        run.stage(f"export {name}", lambda name=name: _export(run, name, export_model),
-                  lambda result: (result["validation_examples"], "validation examples"),
-                  run.folder.export_marker(name),
-                  (layout.training_summary(name),))
+        if name not in beside:
+            export_stage(run, name)
     serving = run.stage("serve", lambda: serve_and_score(run.saved_models, run.work,
                                                          run.data_dir),
                         lambda result: (result["client_calls"], "client calls"))
@@ -171,6 +149,90 @@ def run_demo(run: DemoRun) -> dict:
         print("[ab] skipped: the A/B replay needs a synthetic world's true probabilities",
               flush=True)
     return _finish(run, metrics, serving, ab, time.perf_counter() - started)
+
+
+def _pretrain(run: DemoRun, options) -> None:
+    """train-encoders -> embed-items -> pretrain: PPM pre-trained on the long span."""
+    from ppm_tf.caching.item_vectors import EmbedItemsSettings, run_embed_items
+    from ppm_tf.encoders.training import train_encoders
+    from ppm_tf.training.pretrain import pretrain_ppm
+
+    layout = run.layout
+    run.stage("train-encoders", lambda: train_encoders(
+        run.work, run.preset, run.seed, _text_checkpoint(run.data_dir)),
+              lambda metrics: (sum(metrics.get(kind, {}).get("train_examples", 0)
+                                   for kind in ("text", "image")), "examples"),
+              layout.encoders_metrics, (layout.preprocess_json,))
+    run.stage("embed-items", lambda: run_embed_items(EmbedItemsSettings(work=run.work), options),
+              lambda metadata: (metadata["items"], "items"),
+              layout.item_vectors_metadata, (layout.encoders_metrics,))
+    run.stage("pretrain", lambda: pretrain_ppm(run.work, run.preset, run.seed),
+              lambda summary: (summary["train_examples"], "examples"),
+              layout.training_summary(PRETRAINED), (layout.item_vectors_metadata,))
+
+
+def precompute_and_train_rows(run: DemoRun, options, use_side_process: bool) -> tuple[str, ...]:
+    """precompute, then every row of ``registry.ROWS``. With ``use_side_process``, the rows
+    that need only preprocess's outputs train (and those of them that are served export) in
+    a second process, beside precompute (single-core Beam work) and the cached rows. Returns
+    the rows handled beside."""
+    from ppm_tf.training.registry import ROWS
+
+    beside = (tuple(name for name, row in ROWS.items() if not row.cached_inputs)
+              if use_side_process else ())
+    if beside:
+        side = SideProcess(_train_rows_beside, dataclasses.replace(run, stages={}), beside)
+    try:
+        _precompute(run, options)
+        for name in ROWS:
+            if name not in beside:
+                _train_row(run, name)
+        if beside:
+            run.stages.update(side.result())
+    except BaseException:
+        if beside:
+            side.stop()
+        raise
+    return beside
+
+
+def _precompute(run: DemoRun, options) -> None:
+    from ppm_tf.caching.user_states import PrecomputeSettings, run_precompute
+
+    layout = run.layout
+    run.stage("precompute", lambda: run_precompute(PrecomputeSettings(work=run.work), options),
+              lambda metadata: (sum(counts["read"] for counts in metadata["counts"].values()),
+                                "examples"),
+              layout.cached_metadata, (layout.training_summary(PRETRAINED),))
+
+
+def _train_row(run: DemoRun, name: str, verbose: int = 1) -> None:
+    """``verbose``: Keras' progress output (1 a bar, 2 a line per epoch)."""
+    from ppm_tf.training.ablations import train_ablation
+    from ppm_tf.training.registry import ROWS
+
+    layout = run.layout
+    source = layout.cached_metadata if ROWS[name].cached_inputs else layout.preprocess_json
+    run.stage(f"train {name}",
+              lambda: train_ablation(run.work, name, run.preset, run.seed, verbose=verbose),
+              lambda summary: _trained_or_scored(summary, layout),
+              layout.training_summary(name), (source,))
+
+
+def _train_rows_beside(run: DemoRun, names: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """The side process's work: trains ``names``, exports those that are served, and returns
+    their stage records, marked.
+    A line per epoch: progress bars of two processes would overwrite each other."""
+    from ppm_tf.training.registry import EXPORTABLE
+
+    if run.process_setup is not None:
+        run.process_setup()
+    for name in names:
+        _train_row(run, name, verbose=2)
+    for name in names:
+        if name in EXPORTABLE:
+            export_stage(run, name)
+    return {stage: {**record, BESIDE: True} for stage, record in run.stages.items()}
 
 
 def _generate(run: DemoRun, generate_world, world_preset, format_summary) -> dict:
@@ -217,7 +279,16 @@ def _evaluate(work: str) -> dict:
     return metrics
 
 
-def _export(run: DemoRun, name: str, export_model) -> dict:
+def export_stage(run: DemoRun, name: str) -> None:
+    """``ppm export`` of row ``name`` into the run's saved_models/, as a stage."""
+    run.stage(f"export {name}", lambda: _export(run, name),
+              lambda result: (result["validation_examples"], "validation examples"),
+              run.folder.export_marker(name), (run.layout.training_summary(name),))
+
+
+def _export(run: DemoRun, name: str) -> dict:
+    from ppm_tf.export import export_model
+
     result = export_model(run.work, name, run.folder.base_path(name))
     with open(run.folder.export_marker(name), "w", encoding="utf-8") as handle:
         json.dump(result, handle)

@@ -1,8 +1,9 @@
 """What each demo stage cost: its time, what it processed, and its throughput.
 
 A record per stage, ``{"seconds", "count", "unit", "per_second"}`` (e.g. preprocess: 1,075,380
-events in 183 s, 5,877 events/s), kept in metrics.json under ``stages`` as a list in run order; the line the demo
-prints; and the report's bar chart of stage times. Everything here reads the summary dict
+events in 183 s, 5,877 events/s), with ``"beside": true`` for a stage that ran in the side
+process, in parallel with the main one; kept in metrics.json under ``stages`` as a list in run
+order; the line the demo prints; and the report's bar chart of stage times. Everything here reads the summary dict
 only, so the chart can be redrawn from a run folder.
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from matplotlib.figure import Figure  # no pyplot: leaves a notebook's backend alone
 
 STAGES = "stages"
+BESIDE = "beside"  # the record's stage ran in the side process: its time overlaps others'
 LEGACY_STAGE_SECONDS = "stage_seconds"  # metrics.json of runs before throughputs were kept
 
 
@@ -52,25 +54,34 @@ def stage_records(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def stage_table_lines(records: dict[str, dict[str, Any]]) -> list[str]:
     """The report's table of stages: seconds, share of the total, throughput."""
-    total = sum(record["seconds"] for record in records.values()) or 1.0
+    total = _in_sequence(records) or 1.0
     lines = [f"{'stage':<18} {'seconds':>9} {'share':>6}  throughput"]
     for name, record in records.items():
         throughput = (f"{rate(record['per_second']):>9} {record['unit']}/s ({record['count']:,})"
                       if "per_second" in record else "")
-        lines.append(f"{name:<18} {record['seconds']:9.1f} {record['seconds'] / total:6.1%}  "
-                     f"{throughput}")
+        share = "beside" if record.get(BESIDE) else f"{record['seconds'] / total:6.1%}"
+        lines.append(f"{name:<18} {record['seconds']:9.1f} {share:>6}  {throughput}")
+    if any(record.get(BESIDE) for record in records.values()):
+        lines.append("(beside: in a second process, in parallel with the stages from "
+                     "precompute on; shares are of the other stages' time)")
     return lines
+
+
+def _in_sequence(records: dict[str, dict[str, Any]]) -> float:
+    """Seconds of the stages that ran one after another (the side process's overlap them)."""
+    return sum(record["seconds"] for record in records.values() if not record.get(BESIDE))
 
 
 def stage_figure(records: dict[str, dict[str, Any]]) -> Figure:
     """Horizontal bars of the stage times, the first stage on top, each bar labelled with its
-    seconds and throughput."""
+    seconds and throughput; the side process's stages in another colour."""
     names = list(records)
     seconds = [records[name]["seconds"] for name in names]
     figure = Figure(figsize=(9, 0.35 * len(names) + 1.2), layout="constrained")
     axes = figure.subplots()
     positions = list(range(len(names)))
-    axes.barh(positions, seconds, color="C0")
+    axes.barh(positions, seconds,
+              color=["C1" if records[name].get(BESIDE) else "C0" for name in names])
     axes.set_yticks(positions, names)
     axes.invert_yaxis()
     for position, name in zip(positions, names):
@@ -81,7 +92,10 @@ def stage_figure(records: dict[str, dict[str, Any]]) -> Figure:
         axes.text(record["seconds"], position, label, va="center", fontsize=8)
     axes.set_xlim(0, max(seconds, default=1.0) * 1.45)
     axes.set_xlabel("seconds")
-    axes.set_title(f"Stage times (total {sum(seconds) / 60:.1f} min)")
+    title = f"Stage times ({_in_sequence(records) / 60:.1f} min in sequence"
+    if any(record.get(BESIDE) for record in records.values()):
+        title += "; orange: in a second process beside them"
+    axes.set_title(title + ")")
     axes.grid(axis="x", alpha=0.3)
     return figure
 

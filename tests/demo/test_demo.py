@@ -5,7 +5,8 @@ import json
 import pytest
 from conftest import run_ppm_demo
 
-from ppm_tf.demo.stages import stage_line, stage_records
+from ppm_tf.demo.side_process import side_process_worthwhile
+from ppm_tf.demo.stages import BESIDE, stage_line, stage_records
 
 MODELS = ("base", "qm_ep", "ppm", "urm", "base_long")
 
@@ -25,6 +26,11 @@ def test_every_stage_runs_and_reports(tiny_demo_run):
         assert stage_line(name, record) in stdout  # the printed line, from the same record
     assert stages["preprocess"]["unit"] == "events" and stages["embed-items"]["unit"] == "items"
     assert stages["preprocess"]["count"] == stages["generate"]["count"]  # every event read
+    beside = {name for name, record in stages.items() if record.get(BESIDE)}
+    # On a CPU-only machine with 2+ cores the rows that need only preprocess trained (and
+    # base exported) in the side process.
+    assert beside == ({"train base", "train base_long", "train lr", "train counts",
+                       "export base"} if side_process_worthwhile() else set())
     for name in MODELS:
         model = metrics["models"][name]
         for slice_name in ("overall", "cold", "warm"):

@@ -38,6 +38,18 @@ def test_the_chart_has_one_bar_per_stage_in_run_order_with_its_seconds():
     assert image.shape[0] > 100 and image.shape[1] > 500
 
 
+def test_stages_from_the_side_process_are_marked_and_left_out_of_the_time_in_sequence():
+    records = {**RECORDS, "train base": {**stages.stage_record(90.0, 50_000, "examples"),
+                                         stages.BESIDE: True}}
+    axes = stages.stage_figure(records).axes[0]
+    colours = [patch.get_facecolor() for patch in axes.patches]
+    assert colours[:3] == [colours[0]] * 3 and colours[3] != colours[0]
+    assert "8.4 min in sequence" in axes.get_title()  # 180 + 320 + 2 s, not the 90 beside
+    lines = stages.stage_table_lines(records)
+    assert lines[1].split()[2] == "35.9%" and lines[4].split()[3] == "beside"
+    assert "second process" in lines[-1]
+
+
 def test_the_report_shows_the_stage_chart_and_throughputs(tmp_path):
     summary = {"models": {}, "preset": "tiny", "seed": 0, "wall_clock_seconds": 502.0,
                "stages": stages.stage_rows(RECORDS)}

@@ -180,17 +180,17 @@ def precompute_and_train_rows(run: DemoRun, options, use_side_process: bool) -> 
 
     beside = (tuple(name for name, row in ROWS.items() if not row.cached_inputs)
               if use_side_process else ())
-    if beside:
-        side = SideProcess(_train_rows_beside, dataclasses.replace(run, stages={}), beside)
+    side = (SideProcess(_train_rows_beside, dataclasses.replace(run, stages={}), beside)
+            if beside else None)
     try:
         _precompute(run, options)
         for name in ROWS:
             if name not in beside:
                 _train_row(run, name)
-        if beside:
+        if side is not None:
             run.stages.update(side.result())
     except BaseException:
-        if beside:
+        if side is not None:
             side.stop()
         raise
     return beside
@@ -220,9 +220,9 @@ def _train_row(run: DemoRun, name: str, verbose: int = 1) -> None:
 
 
 def _train_rows_beside(run: DemoRun, names: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-    """The side process's work: trains ``names``, exports those that are served, and returns
-    their stage records, marked.
-    A line per epoch: progress bars of two processes would overwrite each other."""
+    """The side process's work: trains ``names`` (Keras printing a line per epoch: the
+    progress bars of two processes would overwrite each other), exports those that are
+    served, and returns their stage records, marked."""
     from ppm_tf.training.registry import EXPORTABLE
 
     if run.process_setup is not None:

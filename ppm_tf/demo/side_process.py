@@ -1,6 +1,6 @@
 """One function run in a second Python process while this one goes on (``ppm demo`` trains
-the rows that need only preprocess's outputs there, beside train-encoders -> pretrain ->
-precompute, which leave about a core idle on a 2-core machine).
+the rows that need only preprocess's outputs there, beside precompute, single-core Beam work
+that leaves a core of a 2-core machine idle, and the cached rows).
 
 A fresh interpreter (``spawn``): the parent's TensorFlow state and threads are not forked.
 ``result()`` returns the function's value or raises its exception; ``stop()`` ends the

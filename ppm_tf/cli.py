@@ -172,7 +172,7 @@ def _demo(args: argparse.Namespace) -> None:
     from ppm_tf.demo import DemoRun, run_demo
 
     run_demo(DemoRun(out=args.out, preset=args.preset, seed=args.seed, data=args.data,
-                     force=args.force, process_setup=_quiet_third_party_start_up))
+                     force=args.force, process_setup=_quiet_process_start))
 
 
 def _add_distribution_flags(parser: argparse.ArgumentParser) -> None:
@@ -414,6 +414,12 @@ def _quiet_third_party_start_up() -> None:
             _DropMessages(fragments))
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated",
                             category=UserWarning, module="tensorflow_hub")
+
+
+def _quiet_process_start() -> None:
+    """The same quiet start for a process ``ppm demo`` spawns (its side process)."""
+    _quiet_third_party_start_up()
+    _import_quietly(_NOISY_IMPORTS)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -64,6 +64,9 @@ def test_a_rerun_skips_the_stages_that_are_up_to_date(tiny_demo_run):
     result = run_ppm_demo(out)
     assert result.returncode == 0, result.stderr[-3000:]
     for stage in ("preprocess", "train-encoders", "pretrain", "precompute", "train urm",
-                  "export urm", "ab"):
+                  "train base", "export base", "export urm", "ab"):
         assert f"[{stage}] up to date; skipped" in result.stdout, stage
     assert "A/B test replayed" in result.stdout  # the last replay's table, read back
+    # The side process starts as quietly as the command: no TensorFlow start-up notices.
+    for notice in ("absl::InitializeLog", "oneDNN", "cuda"):
+        assert notice not in result.stderr, result.stderr[-3000:]

@@ -1,4 +1,5 @@
-"""The demo's precompute and ablation rows, in one process against with the side process.
+"""The demo's precompute and ablation rows in one process, against the same with the side
+process.
 
     python benchmarks/demo_side_process.py --out runs/demo [--rounds 2]
 

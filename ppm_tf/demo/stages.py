@@ -3,8 +3,8 @@
 A record per stage, ``{"seconds", "count", "unit", "per_second"}`` (e.g. preprocess: 1,075,380
 events in 183 s, 5,877 events/s), with ``"beside": true`` for a stage that ran in the side
 process, in parallel with the main one; kept in metrics.json under ``stages`` as a list in run
-order; the line the demo prints; and the report's bar chart of stage times. Everything here reads the summary dict
-only, so the chart can be redrawn from a run folder.
+order; the line the demo prints; and the report's bar chart of stage times. Everything here
+reads the summary dict only, so the chart can be redrawn from a run folder.
 """
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ import tempfile
 import time
 import warnings
 
-from ppm_tf.ab import DEFAULT_ARMS as AB_ARMS
+from ppm_tf.ab import CLIENTS as AB_CLIENTS, DEFAULT_ARMS as AB_ARMS
 from ppm_tf.data.synthetic import PRESETS as WORLD_PRESETS
 from ppm_tf.demo import DEMO_PRESETS
 from ppm_tf.distribute import STRATEGIES
@@ -162,7 +162,8 @@ def _ab(args: argparse.Namespace) -> None:
         work=args.work, data=args.data, saved_models=args.saved_models,
         arms=tuple(arm.strip() for arm in args.arms.split(",") if arm.strip()),
         control=args.control, days=args.days, pool=args.pool, slots=args.slots,
-        transport=args.transport, seed=args.seed, resamples=args.resamples, out=args.out,
+        transport=args.transport, clients=args.clients, seed=args.seed,
+        resamples=args.resamples, out=args.out,
         **({"serving_dir": args.serving_dir} if args.serving_dir else {}))
     print("\n".join(ab_table_lines(run_ab(settings))))
     print(f"results: {os.path.join(settings.out_dir, AB_RESULTS)}")
@@ -315,6 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="top items shown per request (default: the world's, 5)")
     ab.add_argument("--transport", choices=["grpc", "rest"], default="grpc",
                     help="how the arms' requests reach the server (default: %(default)s)")
+    ab.add_argument("--clients", type=int, default=AB_CLIENTS,
+                    help="requests in flight at once; latency includes their contention "
+                         "(default: %(default)s; 1 for latency alone)")
     ab.add_argument("--seed", type=int, default=0, help="pools, ties, random arm, bootstrap")
     ab.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
     ab.add_argument("--out", help="where ab.json and the server's log go (default: WORK/ab)")

@@ -6,3 +6,5 @@ arm shows (``ppm ab``; ``experiment.run_ab``)."""
 # on earlier days (ignores the user), and chance.
 BUILT_IN_ARMS = ("oracle", "popularity", "random")
 DEFAULT_ARMS = ("urm", "base", *BUILT_IN_ARMS)
+# Requests in flight at once, as a front end's workers send them (the server batches them).
+CLIENTS = 2

@@ -12,10 +12,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ppm_tf.ab import BUILT_IN_ARMS, DEFAULT_ARMS
+from ppm_tf.ab import BUILT_IN_ARMS, CLIENTS, DEFAULT_ARMS
 from ppm_tf.ab.outcomes import shown_positions, user_outcomes
 from ppm_tf.ab.production_server import ProductionServer
 from ppm_tf.ab.replay import NOT_MODELLED, ReplayedRequests, eval_days, replay_eval_days
@@ -38,7 +39,8 @@ TRANSPORTS = ("grpc", "rest")
 class AbSettings:
     """One replayed A/B test. ``control`` defaults to ``base`` when it is an arm, else the
     last arm; ``slots`` to the world's impressions per request; ``days`` to every eval day;
-    ``out`` (ab.json, the server's log and configs) to WORK/ab."""
+    ``clients`` is how many requests are in flight at once; ``out`` (ab.json, the server's
+    log and configs) to WORK/ab."""
 
     work: str
     data: str
@@ -49,6 +51,7 @@ class AbSettings:
     pool: int = 100
     slots: int | None = None
     transport: str = "grpc"
+    clients: int = CLIENTS
     serving_dir: str = REPOSITORY_SERVING_DIR
     seed: int = 0
     resamples: int = 1000
@@ -70,6 +73,8 @@ class AbSettings:
             raise ValueError(f"control {self.control!r} is not one of the arms {self.arms}")
         if self.transport not in TRANSPORTS:
             raise ValueError(f"transport must be one of {TRANSPORTS}, got {self.transport!r}")
+        if self.clients < 1:
+            raise ValueError(f"clients must be at least 1, got {self.clients}")
         slots = self.slots or world_slots
         if not 1 <= slots <= self.pool:
             raise ValueError(f"slots={slots} must be between 1 and pool={self.pool}")
@@ -150,16 +155,21 @@ def _serve(settings: AbSettings, served: list[str], requests: ReplayedRequests,
            contexts: list[dict[str, np.ndarray]]):
     run_dir = settings.out_dir
     os.makedirs(run_dir, exist_ok=True)
-    with ProductionServer(settings.serving_dir, settings.saved_models, served, run_dir) as server:
-        scoring, metadata = make_clients(settings.transport, server.grpc_target, server.rest_url)
-        # The tables in an export hold the counts as of the log's end, past every replayed
-        # day: each request gets its items' counts as of its own day, as a daily refresh would.
-        daily_counts = LoggedItemCounts(
-            settings.data, load_preprocess_metadata(settings.work)["count_lookback_days"])
-        arms = [ServedArm(name, scoring, metadata, daily_counts) for name in served]
-        log.info("ranking %d requests with %s over %s", len(requests), served,
-                 settings.transport)
-        return score_served_arms(arms, requests.request_ids, contexts, requests.pool_item_ids)
+    # The tables in an export hold the counts as of the log's end, past every replayed day:
+    # each request gets its items' counts as of its own day, as a daily refresh would. A
+    # thread reads them from the raw log while the server process starts.
+    lookback_days = load_preprocess_metadata(settings.work)["count_lookback_days"]
+    with ThreadPoolExecutor(1) as reader:
+        counts_read = reader.submit(LoggedItemCounts, settings.data, lookback_days)
+        with ProductionServer(settings.serving_dir, settings.saved_models, served,
+                              run_dir) as server:
+            scoring, metadata = make_clients(settings.transport, server.grpc_target,
+                                             server.rest_url)
+            arms = [ServedArm(name, scoring, metadata, counts_read.result()) for name in served]
+            log.info("ranking %d requests with %s over %s", len(requests), served,
+                     settings.transport)
+            return score_served_arms(arms, requests.request_ids, contexts,
+                                     requests.pool_item_ids, settings.clients)
 
 
 def _built_in_scores(arms, requests: ReplayedRequests, rng) -> dict[str, np.ndarray]:

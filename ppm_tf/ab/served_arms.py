@@ -12,10 +12,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from ppm_tf import features
+from ppm_tf.ab import CLIENTS
 from ppm_tf.data.tfrecords import read_split
 from ppm_tf.errors import StageError
 from ppm_tf.export.requests import USER_STATE_INPUTS, LoggedItemCounts
@@ -115,25 +117,40 @@ def make_clients(transport: str, grpc_target: str, rest_url: str):
 
 
 def score_served_arms(arms: list[ServedArm], request_ids: np.ndarray,
-                      contexts: list[dict[str, np.ndarray]], pool_item_ids: np.ndarray):
+                      contexts: list[dict[str, np.ndarray]], pool_item_ids: np.ndarray,
+                      clients: int = CLIENTS):
     """Each arm's scores ([R, K], NaN where it failed), latencies in ms ([R], NaN where it
-    failed) and errors. Arms take turns going first, request by request."""
+    failed) and errors. ``clients`` threads send requests at once, as a front end's workers
+    would (the server batches concurrent calls); arms take turns going first, request by
+    request."""
     shape = pool_item_ids.shape
     scores = {arm.name: np.full(shape, np.nan) for arm in arms}
     latency_ms = {arm.name: np.full(shape[0], np.nan) for arm in arms}
     errors = {arm.name: ArmErrors() for arm in arms}
-    for row, context in enumerate(contexts):
+
+    def score_request(row: int) -> list[tuple[str, np.ndarray | ServingClientError, float]]:
+        outcomes = []
         for arm in (arms if row % 2 == 0 else arms[::-1]):
             started = time.perf_counter()
             try:
-                scores[arm.name][row] = arm.scores(context, pool_item_ids[row])
+                outcome = arm.scores(contexts[row], pool_item_ids[row])
             except ServingClientError as error:
-                code = getattr(error.code, "name", str(error.code))  # gRPC status or HTTP code
-                errors[arm.name].rows.append(row)
-                errors[arm.name].codes.append(code)
-                errors[arm.name].messages.append(f"{request_ids[row]}: {code}: {error.message}")
-                continue
-            latency_ms[arm.name][row] = (time.perf_counter() - started) * 1000
-        if (row + 1) % PROGRESS_EVERY == 0:
-            log.info("served %d of %d requests", row + 1, shape[0])
+                outcome = error
+            outcomes.append((arm.name, outcome, (time.perf_counter() - started) * 1000))
+        return outcomes
+
+    with ThreadPoolExecutor(clients) as senders:
+        for row, outcomes in enumerate(senders.map(score_request, range(len(contexts)))):
+            for name, outcome, elapsed_ms in outcomes:
+                if isinstance(outcome, ServingClientError):
+                    code = getattr(outcome.code, "name", str(outcome.code))  # gRPC or HTTP
+                    errors[name].rows.append(row)
+                    errors[name].codes.append(code)
+                    errors[name].messages.append(f"{request_ids[row]}: {code}: "
+                                                 f"{outcome.message}")
+                else:
+                    scores[name][row] = outcome
+                    latency_ms[name][row] = elapsed_ms
+            if (row + 1) % PROGRESS_EVERY == 0:
+                log.info("served %d of %d requests", row + 1, shape[0])
     return scores, latency_ms, errors

@@ -15,7 +15,8 @@ from ppm_tf import features
 from ppm_tf.ab.experiment import AbSettings, run_ab
 from ppm_tf.ab.production_server import ProductionServer, production_flags
 from ppm_tf.ab.replay import eval_days, replay_eval_days
-from ppm_tf.ab.served_arms import ServedArm, make_clients, request_contexts
+from ppm_tf.ab.served_arms import (ServedArm, make_clients, request_contexts,
+                                   score_served_arms)
 from ppm_tf.ab.table import ab_table_lines
 from ppm_tf.data import raw_files
 from ppm_tf.data.tfrecords import load_preprocess_metadata, read_split
@@ -79,7 +80,8 @@ def _export_item_only(run, saved_models, needs_history: bool) -> None:
                         signatures={"serving_with_item_counts": ranker.serve})
 
 
-def test_served_scores_are_what_the_evaluation_scored_over_grpc_and_rest(run, tmp_path):
+def test_served_scores_are_the_evaluated_ones_over_grpc_and_rest_sent_one_or_several_at_once(
+        run, tmp_path):
     world = raw_files.read_world(run["data"])
     requests = replay_eval_days(world, days=1, pool_size=30, seed=0)
     contexts = request_contexts(run["work"], set(requests.request_ids.tolist()))
@@ -103,6 +105,16 @@ def test_served_scores_are_what_the_evaluation_scored_over_grpc_and_rest(run, tm
                     np.testing.assert_allclose(
                         scores[:5], [offline[(request_id, item)] for item in logged],
                         rtol=1e-5, atol=1e-6, err_msg=f"{name} over {transport}")
+            arms = [ServedArm(name, scoring, metadata, daily_counts) for name in ("urm", "base")]
+            sent = [score_served_arms(arms, requests.request_ids[:20],
+                                      [contexts[request_id]
+                                       for request_id in requests.request_ids[:20]],
+                                      requests.pool_item_ids[:20], clients)
+                    for clients in (1, 3)]
+            for name in ("urm", "base"):
+                np.testing.assert_allclose(sent[1][0][name], sent[0][0][name], rtol=1e-5,
+                                           atol=1e-6, err_msg=f"{name} over {transport}")
+                assert np.isfinite(sent[1][1][name]).all()  # a latency for every request
 
 
 def test_the_server_runs_the_compose_flags_and_configs(run, tmp_path):

@@ -9,8 +9,9 @@ A variant is a comma-separated list of ``ModelConfig`` fields and values (JSON v
 strings; ``""`` is the preset as it is). WORK is a finished local pipeline run up to ``ppm
 precompute``; nothing is written into it (each fit backs up to a temporary folder). For each
 model and variant, prints per seed and then averaged over the seeds: the valid split's click
-AUC at the best epoch (what early stopping and the choice of a default read) and per-request
-GAUC, then the eval split's click AUC and per-request GAUC (reported, never used to choose).
+AUC at the best epoch, or of the starting weights when the run kept them (what early stopping
+and the choice of a default read), and per-request GAUC, then the eval split's click AUC and
+per-request GAUC (reported, never used to choose).
 """
 from __future__ import annotations
 
@@ -100,7 +101,9 @@ def main(argv=None) -> None:
             rows = []
             for seed in args.seeds:
                 model, result = train(args.work, name, config, seed)
-                row = (max(result.validation_curve),
+                chosen = (*result.validation_curve, *([result.validation_start]
+                                                      if result.validation_start else []))
+                row = (max(chosen),
                        scores(model, args.work, name, "valid")[1],
                        *scores(model, args.work, name, "eval"))
                 rows.append(row)

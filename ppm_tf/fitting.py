@@ -1,8 +1,8 @@
 """The one way every Keras model here is fitted (encoders, PPM pre-training, the ablation
 rows): one ``model.fit`` with Keras' own callbacks — ``BackupAndRestore`` for resume (at
 every epoch's end and every ``save_every_steps`` steps, the multi-worker-safe mechanism),
-``EarlyStopping`` on the validation click AUC with the best weights restored, and
-``TerminateOnNaN`` plus a check of the weights — and the cost the evaluation reports.
+``EarlyStopping`` on the validation click AUC with the best weights restored (optionally the
+starting weights too, kept when no epoch beats them), and ``TerminateOnNaN`` plus a check of the weights — and the cost the evaluation reports.
 
 A resumed run ends where an uninterrupted one ends: each epoch's batches come from
 ``epoch -> Dataset`` (its own seeded, deterministic order), the run is read as one stream that
@@ -43,10 +43,13 @@ class TrainingDiverged(StageError):
 @dataclasses.dataclass(frozen=True)
 class EarlyStoppingConfig:
     """Stop when the validation click AUC has not improved for ``patience`` epochs, never
-    before ``min_epochs``; the best epoch's weights are restored."""
+    before ``min_epochs``; the best epoch's weights are restored. With ``keep_start`` the
+    starting weights are scored first and kept when no epoch beats them: for a model that
+    starts at a baseline (IDRec's ``count_offset``)."""
 
     patience: int
     min_epochs: int = 1
+    keep_start: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,8 +62,10 @@ class FitResult:
     final_loss: float
     first_epoch: int = 0  # where this call started: (0, 0) unless it resumed from a backup
     first_step: int = 0
-    best_epoch: int | None = None  # 1-based, chosen on validation; None without validation
+    best_epoch: int | None = None  # 1-based, chosen on validation (0: the starting weights,
+    # which no epoch beat); None without validation
     validation_curve: tuple[float, ...] = ()  # validation click AUC after each epoch
+    validation_start: float | None = None  # validation click AUC of the starting weights
     steps_per_epoch: int = 0
 
     @property
@@ -104,8 +109,12 @@ def fit(model: tf.keras.Model, data: tf.data.Dataset | Callable[[int], tf.data.D
     if not model.built:  # BackupAndRestore restores into built variables
         with model.distribute_strategy.scope():
             model(placeholder_batch(stream.element_spec))
-    stopper = (ResumableEarlyStopping(backup_dir, early_stopping, writes=chief)
-               if early_stopping is not None else None)
+    scores_start = ((first_epoch, first_step) == (0, 0) and not state.stopped
+                     and early_stopping is not None and early_stopping.keep_start)
+    stopper = (ResumableEarlyStopping(
+        backup_dir, early_stopping, writes=chief,
+        score_start=_sharded_by_data(validation_data) if scores_start else None)
+        if early_stopping is not None else None)
     if first_epoch >= epochs or state.stopped:
         # Training had ended when the run stopped, before its model was written.
         _restore_finished_run(model, keras_backup, stopper)
@@ -128,7 +137,8 @@ def fit(model: tf.keras.Model, data: tf.data.Dataset | Callable[[int], tf.data.D
         first_epoch=first_epoch, first_step=first_step,
         best_epoch=stopper.best_epoch + 1 if stopper and stopper.best_weights is not None
         else None,
-        validation_curve=tuple(state.validation_curve), steps_per_epoch=steps_per_epoch)
+        validation_curve=tuple(state.validation_curve),
+        validation_start=stopper.start if stopper else None, steps_per_epoch=steps_per_epoch)
 
 
 def _restore_finished_run(model: tf.keras.Model, keras_backup: str,
@@ -271,24 +281,37 @@ class _RunStateRecorder(tf.keras.callbacks.Callback):
 class ResumableEarlyStopping(tf.keras.callbacks.EarlyStopping):
     """Keras' ``EarlyStopping`` on ``val_click_auc`` whose state survives a crash: it is
     backed up with the run, so a resumed run stops and restores exactly as an uninterrupted
-    one would."""
+    one would.
 
-    def __init__(self, backup_dir: str, config: EarlyStoppingConfig, writes: bool = True):
+    With ``score_start`` (the validation data, given when a ``keep_start`` run starts
+    afresh) the starting weights are the first candidate, kept when no epoch beats them on
+    validation; ``best_epoch`` is then -1 (0 in ``FitResult``)."""
+
+    def __init__(self, backup_dir: str, config: EarlyStoppingConfig, writes: bool = True,
+                 score_start: tf.data.Dataset | None = None):
         super().__init__(monitor=VALIDATION_METRIC, mode="max", patience=config.patience,
                          restore_best_weights=True, start_from_epoch=config.min_epochs - 1)
         self.state_path = f"{backup_dir}/early_stopping.json"
         self.weights_path = f"{backup_dir}/{_BEST_WEIGHTS}"
         self.writes = writes  # one writer per cluster: the chief
+        self.score_start = score_start
+        self.start: float | None = None
         self.last_epoch = -1
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
+        if self.score_start is not None:
+            scores = self.model.evaluate(self.score_start, verbose=0, return_dict=True)
+            self.start = self.best = float(scores[VALIDATION_METRIC.removeprefix("val_")])
+            self.best_weights, self.best_epoch = self.model.get_weights(), -1
+            self._write(best_changed=True)
+            return
         if not tf.io.gfile.exists(self.state_path):
             return
         with tf.io.gfile.GFile(self.state_path) as handle:
             state = json.load(handle)
         self.wait, self.best, self.best_epoch = state["wait"], state["best"], state["best_epoch"]
-        self.last_epoch = state["last_epoch"]
+        self.last_epoch, self.start = state["last_epoch"], state.get("start")
         if tf.io.gfile.exists(self.weights_path):
             with tf.io.gfile.GFile(self.weights_path, "rb") as handle:
                 stored = np.load(io.BytesIO(handle.read()))
@@ -300,10 +323,13 @@ class ResumableEarlyStopping(tf.keras.callbacks.EarlyStopping):
         best_before = self.best_epoch if self.best_weights is not None else None
         super().on_epoch_end(epoch, logs)
         self.last_epoch = epoch
+        self._write(best_changed=self.best_weights is not None and self.best_epoch != best_before)
+
+    def _write(self, best_changed: bool) -> None:
         if not self.writes:
             return
         tf.io.gfile.makedirs(self.state_path.rpartition("/")[0])
-        if self.best_weights is not None and self.best_epoch != best_before:
+        if best_changed:
             buffer = io.BytesIO()  # numpy's zip writer seeks, which GFile does not allow
             np.savez(buffer, **{f"w{index}": weight
                                 for index, weight in enumerate(self.best_weights)})
@@ -311,7 +337,8 @@ class ResumableEarlyStopping(tf.keras.callbacks.EarlyStopping):
                 handle.write(buffer.getvalue())
         with tf.io.gfile.GFile(self.state_path, "w") as handle:
             json.dump({"wait": self.wait, "best": float(self.best),
-                       "best_epoch": self.best_epoch, "last_epoch": epoch}, handle)
+                       "best_epoch": self.best_epoch, "last_epoch": self.last_epoch,
+                       "start": self.start}, handle)
 
 
 class _FiniteGuard(tf.keras.callbacks.Callback):

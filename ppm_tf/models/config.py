@@ -40,6 +40,8 @@ class ModelConfig:
     # PPM and its plug-in: options measured on the valid split (README, "URM's integration").
     ppm_counts: bool = True  # the head reads the as-of counts (user, candidate, category)
     urm_integration: str = "logits_and_representation"  # see URM_INTEGRATIONS
+    count_offset: bool = False  # IDRec's logits start from the count baseline's (the
+    # user's and the candidate's smoothed rates, the ``counts`` row) and learn the residual
     content_norm: bool = False  # LayerNorm where content enters IDRec (qm_ep's ME vector,
     # URM's PPM representation)
     head_learning_rate_scale: float = 1.0  # the pre-trained head's learning rate, relative

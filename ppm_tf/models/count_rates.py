@@ -25,6 +25,19 @@ def _logit(rate: float) -> float:
     return math.log(rate / (1.0 - rate))
 
 
+def prior_logits(count_priors: dict[str, float]) -> tuple[float, float]:
+    """The data set's prior click and order rates as logits."""
+    return _logit(count_priors["click_rate"]), _logit(count_priors["order_rate"])
+
+
+def count_baseline_logits(encoded_user, encoded_item, priors: tuple[float, float]):
+    """``(click, order)`` [batch] logits of the count baseline, from the user's and the item's
+    ``CountEncoding`` outputs and ``prior_logits``."""
+    click = encoded_user[:, _CLICK] + encoded_item[:, _CLICK] + priors[0]
+    order = encoded_user[:, _ORDER] + encoded_item[:, _ORDER] + priors[1]
+    return click, order
+
+
 class CountRates(RankingModel):
     """``features -> {"click": [batch], "order": [batch]}`` logits; no trainable weights."""
 
@@ -33,13 +46,10 @@ class CountRates(RankingModel):
         super().__init__(config, **kwargs)
         self.counts = CountEncoding(count_priors["click_rate"], count_priors["order_rate"],
                                     name="count_encoding")
-        self.prior_logits = (_logit(count_priors["click_rate"]),
-                             _logit(count_priors["order_rate"]))
+        self.prior_logits = prior_logits(count_priors)
 
     def call(self, batch_features, training=None):
-        click = order = 0.0
-        for name in (features.USER_COUNTS, features.ITEM_COUNTS):
-            encoded = self.counts(batch_features[name])
-            click += encoded[:, _CLICK]
-            order += encoded[:, _ORDER]
-        return {"click": click + self.prior_logits[0], "order": order + self.prior_logits[1]}
+        click, order = count_baseline_logits(self.counts(batch_features[features.USER_COUNTS]),
+                                             self.counts(batch_features[features.ITEM_COUNTS]),
+                                             self.prior_logits)
+        return {"click": click, "order": order}

@@ -5,9 +5,10 @@ bag of the item's content tokens (all its entities and declared attributes),
 DIN attention of the candidate over the id behaviour sequence, the as-of counts of the user,
 the item and its category (smoothed towards ``count_priors``: what the logs plainly say about
 how often each clicks or is clicked, known for users and items no id embedding has seen),
-``tfrs.layers.dcn.Cross`` layers and an MLP, click and order heads. ``IDRecBackbone`` takes extra dense inputs so the
-ablations can add content: ``qm_ep`` adds the frozen ME item vector, URM adds PPM's
-representation (``unified.py``).
+``tfrs.layers.dcn.Cross`` layers and an MLP, click and order heads; with ``count_offset`` the
+heads learn a residual on the count baseline's logits. ``IDRecBackbone`` takes extra dense
+inputs so the ablations can add content: ``qm_ep`` adds the frozen ME item vector, URM adds
+PPM's representation (``unified.py``).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import tensorflow_recommenders as tfrs
 
 from ppm_tf import features
 from ppm_tf.models.config import ModelConfig
+from ppm_tf.models.count_rates import count_baseline_logits, prior_logits
 from ppm_tf.models.layers import MLP, CountEncoding, TargetAttention
 from ppm_tf.models.tasks import RankingModel
 
@@ -111,8 +113,14 @@ class IDRecBackbone(tf.keras.layers.Layer):
                       for index in range(config.cross_layers)]
         self.mlp = MLP(list(config.mlp_units), dropout=config.dropout, output_activation="relu",
                        name="mlp")
-        self.click_logit = tf.keras.layers.Dense(1, name="click_logit")
-        self.order_logit = tf.keras.layers.Dense(1, name="order_logit")
+        # With the count offset, the logits start at the count baseline's and the network
+        # learns what the counts miss: its output layers start at zero.
+        self.count_offset = prior_logits(count_priors) if config.count_offset else None
+        output_initializer = "zeros" if config.count_offset else "glorot_uniform"
+        self.click_logit = tf.keras.layers.Dense(1, kernel_initializer=output_initializer,
+                                                 name="click_logit")
+        self.order_logit = tf.keras.layers.Dense(1, kernel_initializer=output_initializer,
+                                                 name="order_logit")
 
     def call(self, inputs, training=None):
         batch_features, extra = inputs
@@ -124,8 +132,8 @@ class IDRecBackbone(tf.keras.layers.Layer):
                              self.content(batch_features[features.HIST_CONTENT])], -1)
         mask = tf.not_equal(batch_features[features.HIST_ITEM_IDS], features.PADDING_ID)
         interest = self.interest((candidate, history, mask))
-        counts = tf.concat([self.counts(batch_features[name])
-                            for name in features.COUNT_FEATURES], -1)
+        encoded = {name: self.counts(batch_features[name]) for name in features.COUNT_FEATURES}
+        counts = tf.concat(list(encoded.values()), -1)
         parts = [self.user(batch_features[features.USER_ID]), candidate,
                  self.brand(batch_features[features.BRAND]), interest, counts]
         if extra is not None:
@@ -134,8 +142,13 @@ class IDRecBackbone(tf.keras.layers.Layer):
         for layer in self.cross:
             crossed = layer(x0, crossed)
         hidden = self.mlp(crossed, training=training)
-        return (tf.squeeze(self.click_logit(hidden), -1),
-                tf.squeeze(self.order_logit(hidden), -1))
+        click = tf.squeeze(self.click_logit(hidden), -1)
+        order = tf.squeeze(self.order_logit(hidden), -1)
+        if self.count_offset is None:
+            return click, order
+        offset_click, offset_order = count_baseline_logits(
+            encoded[features.USER_COUNTS], encoded[features.ITEM_COUNTS], self.count_offset)
+        return click + offset_click, order + offset_order
 
 
 class IDRec(RankingModel):
@@ -150,6 +163,7 @@ class IDRec(RankingModel):
                            if extra_feature and config.content_norm else None)
         self.backbone = IDRecBackbone(vocabularies, oov_buckets, config, count_priors,
                                       name="idrec")
+        self.starts_at_baseline = config.count_offset
 
     def call(self, batch_features, training=None):
         extra = batch_features[self.extra_feature] if self.extra_feature else None

@@ -73,6 +73,9 @@ class RankingModel(tfrs.Model):
             name="click_order")
         self.slow_part: tf.keras.layers.Layer | None = None
         self.slow_optimizer: tf.keras.optimizers.Optimizer | None = None
+        # True for a model whose untrained logits are a baseline's (IDRec's count offset):
+        # early stopping then keeps its starting weights when no epoch beats them.
+        self.starts_at_baseline = False
 
     def train_slowly(self, part: tf.keras.layers.Layer,
                      optimizer: tf.keras.optimizers.Optimizer) -> None:

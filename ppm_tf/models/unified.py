@@ -29,6 +29,7 @@ class UnifiedModel(RankingModel):
         # Starts at 1 for every example: the plain sum, until training moves it.
         self.gate = (tf.keras.layers.Dense(2, kernel_initializer="zeros", name="ppm_logit_gate")
                      if self.integration == "gated_logits" else None)
+        self.starts_at_baseline = config.count_offset  # the counts' and the head's logits
 
     def call(self, batch_features, training=None):
         representation, ppm_click, ppm_order = self.head(cached_head_inputs(batch_features),

@@ -131,7 +131,8 @@ def fit_on_splits(model: RankingModel, work: str, reader, splits, config: ModelC
     validation = reader(work, "valid", config.batch_size, deterministic=True)
     return fit(model, epoch_data, epochs, backup_dir, examples, verbose,
                steps_per_epoch=steps_per_epoch, validation_data=validation,
-               early_stopping=EarlyStoppingConfig(config.patience),
+               early_stopping=EarlyStoppingConfig(config.patience,
+                                                  keep_start=model.starts_at_baseline),
                save_every_steps=config.save_every_steps)
 
 
@@ -181,6 +182,7 @@ def save_trained_model(model: RankingModel, name: str, work: str, config: ModelC
                "resumed_from": {"epoch": result.first_epoch, "step": result.first_step},
                "steps_per_epoch": result.steps_per_epoch, "best_epoch": result.best_epoch,
                "validation_click_auc": list(result.validation_curve),
+               "validation_click_auc_at_start": result.validation_start,
                "final_loss": result.final_loss if math.isfinite(result.final_loss) else None,
                "trainable_params": trainable_parameters(model)}
     write_json(layout.training_summary(name), summary)

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from ppm_tf import features
 from ppm_tf.models.config import URM_INTEGRATIONS, preset
+from ppm_tf.models.count_rates import CountRates
 from ppm_tf.models.idrec import ContentBag, IDRec, IdEmbedding
 from ppm_tf.models.item_table import ItemVectorTable
 from ppm_tf.transformer import BidirectionalTransformerBlock
@@ -404,6 +405,24 @@ def test_idrec_base_and_qm_ep(vocabularies):
     changed = replaced(batch, ppm_item_vec=np.zeros((BATCH, ITEM_DIM), np.float32))
     assert_same_logits(base(changed), base(batch))
     assert not np.allclose(qm_ep(changed)["click"].numpy(), qm_ep(batch)["click"].numpy())
+
+
+def test_idrec_with_the_count_offset_starts_at_the_count_baseline_and_learns_a_residual(
+        vocabularies):
+    batch = make_batch()
+    offset = dataclasses.replace(CONFIG, count_offset=True)
+    baseline = CountRates(PRIORS)(batch)
+    urm_without_ppm_logits = dataclasses.replace(offset, urm_integration="representation")
+    for model in (IDRec(vocabularies, 2, offset, PRIORS, name="base"),
+                  UnifiedModel(vocabularies, 2, urm_without_ppm_logits, PRIORS, name="urm")):
+        np.testing.assert_allclose(model(batch)["click"].numpy(),
+                                   baseline["click"].numpy(), rtol=1e-5)
+        np.testing.assert_allclose(model(batch)["order"].numpy(),
+                                   baseline["order"].numpy(), rtol=1e-5)
+    base = IDRec(vocabularies, 2, offset, PRIORS, name="base")
+    base.compile(optimizer=tf.keras.optimizers.Adam(0.05))
+    base.fit(batch, epochs=3, verbose=0)
+    assert not np.allclose(base(batch)["click"].numpy(), baseline["click"].numpy())
 
 
 def test_id_embedding_maps_padding_and_unknown_ids(vocabularies):

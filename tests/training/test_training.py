@@ -320,6 +320,45 @@ def test_early_stopping_state_survives_a_crash(tmp_path):
         np.testing.assert_array_equal(mine, theirs)
 
 
+def test_a_run_that_keeps_its_start_scores_it_first_and_restores_it_when_no_epoch_beats_it(
+        tmp_path):
+    batches = deterministic_batches()
+    model = compiled_urm(tmp_path, dataclasses.replace(RESUME_CONFIG, count_offset=True))
+    assert model.starts_at_baseline
+    model(batches[0])
+    start = [weight.copy() for weight in model.get_weights()]
+    config = EarlyStoppingConfig(patience=1, keep_start=True)
+    stopper = ResumableEarlyStopping(str(tmp_path / "backup"), config,
+                                     score_start=dataset_of(batches[:2]))
+    stopper.set_model(model)
+    stopper.on_train_begin()
+    scored = model.evaluate(dataset_of(batches[:2]), verbose=0, return_dict=True)["click_auc"]
+    assert stopper.start == pytest.approx(scored) and stopper.best_epoch == -1
+    model.set_weights([weight + 1 for weight in start])  # epoch 1 moves the weights on
+    stopper.on_epoch_end(0, {VALIDATION_METRIC: stopper.start - 0.1})
+
+    resumed = ResumableEarlyStopping(str(tmp_path / "backup"), config)  # a new process
+    resumed.set_model(model)
+    resumed.on_train_begin()
+    assert (resumed.start, resumed.best_epoch) == (pytest.approx(scored), -1)
+    resumed.on_epoch_end(1, {VALIDATION_METRIC: resumed.start - 0.05})
+    resumed.on_train_end()
+    for mine, theirs in zip(model.get_weights(), start):
+        np.testing.assert_array_equal(mine, theirs)
+
+
+def test_fit_records_the_start_it_kept_or_beat(tmp_path):
+    batches = deterministic_batches()
+    tf.keras.utils.set_random_seed(0)
+    model = compiled_urm(tmp_path, dataclasses.replace(RESUME_CONFIG, count_offset=True))
+    result = fit(model, dataset_of(batches), 3, str(tmp_path / "backup"), 64, verbose=0,
+                 validation_data=dataset_of(batches[:2]),
+                 early_stopping=EarlyStoppingConfig(patience=1, keep_start=True))
+    candidates = (result.validation_start, *result.validation_curve)
+    assert result.validation_start is not None
+    assert candidates[result.best_epoch] == max(candidates)
+
+
 # Missing cached features.
 
 @pytest.mark.parametrize("model_name, missing", [

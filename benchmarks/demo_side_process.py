@@ -1,12 +1,12 @@
 """The demo's precompute and ablation rows in one process, against the same with the side
 process.
 
-    python benchmarks/demo_side_process.py --out runs/demo [--rounds 2]
+    python benchmarks/demo_side_process.py --out runs/demo [--rounds 2] [--rows base urm ...]
 
 OUT is a finished ``ppm demo`` run folder; its preset and seed are read from its
 metrics.json. Each contender redoes, from the run's pre-trained PPM on, what ``ppm demo``
 does there (``demo.precompute_and_train_rows``): precompute, every row of
-``registry.ROWS`` and, beside, base's export:
+``registry.ROWS`` (or of ``--rows``) and, beside, base's export:
 
 - ``in sequence``: every stage one after the other in this process (base then exports in
   this process too, as the demo does without a side process);
@@ -36,11 +36,11 @@ from ppm_tf.work_layout import RunLayout  # noqa: E402
 SERVED_ID_ROWS = tuple(name for name in EXPORTABLE if not ROWS[name].cached_inputs)
 
 
-def section(out: str, preset: str, seed: int, use_side_process: bool):
+def section(out: str, preset: str, seed: int, use_side_process: bool, rows: tuple[str, ...]):
     """One call of a contender: the section redone from scratch (``force``)."""
     def call() -> None:
         run = DemoRun(out=out, preset=preset, seed=seed, force=True)
-        beside = precompute_and_train_rows(run, pipeline_options([]), use_side_process)
+        beside = precompute_and_train_rows(run, pipeline_options([]), use_side_process, rows)
         for name in SERVED_ID_ROWS:
             if name not in beside:
                 export_stage(run, name)
@@ -52,14 +52,17 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="a finished `ppm demo` run folder")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS),
+                        help="the rows redone (default: every row, as the demo trains them)")
     args = parser.parse_args()
     with open(RunLayout(args.out).metrics_json, encoding="utf-8") as handle:
         finished = json.load(handle)
-    contenders = {name: section(args.out, finished["preset"], finished["seed"], beside)
+    contenders = {name: section(args.out, finished["preset"], finished["seed"], beside,
+                                tuple(args.rows))
                   for name, beside in (("in sequence", False), ("beside", True))}
     results = alternate(contenders, args.rounds, round_seconds=1e-9, warmup_calls=0)
     seconds = {name: [sum(one.seconds) for one in rounds] for name, rounds in results.items()}
-    print(f"\nprecompute + {len(ROWS)} rows + export of {', '.join(SERVED_ID_ROWS)}, preset "
+    print(f"\nprecompute + {len(args.rows)} rows + export of {', '.join(SERVED_ID_ROWS)}, preset "
           f"{finished['preset']}, seed {finished['seed']}: {args.rounds} rounds, alternating")
     print("contender      seconds: median [fastest, slowest round]")
     for name, values in seconds.items():

@@ -171,20 +171,22 @@ def _pretrain(run: DemoRun, options) -> None:
               layout.training_summary(PRETRAINED), (layout.item_vectors_metadata,))
 
 
-def precompute_and_train_rows(run: DemoRun, options, use_side_process: bool) -> tuple[str, ...]:
-    """precompute, then every row of ``registry.ROWS``. With ``use_side_process``, the rows
-    that need only preprocess's outputs train (and those of them that are served export) in
-    a second process, beside precompute (single-core Beam work) and the cached rows. Returns
-    the rows handled beside."""
+def precompute_and_train_rows(run: DemoRun, options, use_side_process: bool,
+                              rows: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """precompute, then ``rows`` (default: every row of ``registry.ROWS``). With
+    ``use_side_process``, the rows that need only preprocess's outputs train (and those of
+    them that are served export) in a second process, beside precompute (single-core Beam
+    work) and the cached rows. Returns the rows handled beside."""
     from ppm_tf.training.registry import ROWS
 
-    beside = (tuple(name for name, row in ROWS.items() if not row.cached_inputs)
+    rows = tuple(ROWS) if rows is None else rows
+    beside = (tuple(name for name in rows if not ROWS[name].cached_inputs)
               if use_side_process else ())
     side = (SideProcess(_train_rows_beside, dataclasses.replace(run, stages={}), beside)
             if beside else None)
     try:
         _precompute(run, options)
-        for name in ROWS:
+        for name in rows:
             if name not in beside:
                 _train_row(run, name)
         if side is not None:

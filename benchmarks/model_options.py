@@ -101,8 +101,9 @@ def main(argv=None) -> None:
             rows = []
             for seed in args.seeds:
                 model, result = train(args.work, name, config, seed)
-                chosen = (*result.validation_curve, *([result.validation_start]
-                                                      if result.validation_start else []))
+                kept_start = ([] if result.validation_start is None
+                              else [result.validation_start])
+                chosen = (*result.validation_curve, *kept_start)
                 row = (max(chosen),
                        scores(model, args.work, name, "valid")[1],
                        *scores(model, args.work, name, "eval"))

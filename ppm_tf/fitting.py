@@ -2,7 +2,8 @@
 rows): one ``model.fit`` with Keras' own callbacks — ``BackupAndRestore`` for resume (at
 every epoch's end and every ``save_every_steps`` steps, the multi-worker-safe mechanism),
 ``EarlyStopping`` on the validation click AUC with the best weights restored (optionally the
-starting weights too, kept when no epoch beats them), and ``TerminateOnNaN`` plus a check of the weights — and the cost the evaluation reports.
+starting weights too, kept when no epoch beats them), and ``TerminateOnNaN`` plus a check of
+the weights — and the cost the evaluation reports.
 
 A resumed run ends where an uninterrupted one ends: each epoch's batches come from
 ``epoch -> Dataset`` (its own seeded, deterministic order), the run is read as one stream that
@@ -110,7 +111,7 @@ def fit(model: tf.keras.Model, data: tf.data.Dataset | Callable[[int], tf.data.D
         with model.distribute_strategy.scope():
             model(placeholder_batch(stream.element_spec))
     scores_start = ((first_epoch, first_step) == (0, 0) and not state.stopped
-                     and early_stopping is not None and early_stopping.keep_start)
+                    and early_stopping is not None and early_stopping.keep_start)
     stopper = (ResumableEarlyStopping(
         backup_dir, early_stopping, writes=chief,
         score_start=_sharded_by_data(validation_data) if scores_start else None)

@@ -3,9 +3,10 @@
 
 A request's user-level inputs (history, time and the user's as-of counts) come from the
 preprocessed eval split, where preprocessing built them from the raw log: what the offline
-evaluation scored for the same request. Every input carries the candidate dimension, the form TF Serving accepts with
-``--enable_batching`` (the shipped config). A refused or failed call is an error of that arm
-for that request: counted, kept with its message, and the request shows nothing.
+evaluation scored for the same request. Every input carries the candidate dimension, the
+form TF Serving accepts with ``--enable_batching`` (the shipped config); several requests are
+in flight at once (``clients``). A refused or failed call is an error of that arm for that
+request: counted, kept with its message, and the request shows nothing.
 """
 from __future__ import annotations
 

@@ -2,9 +2,10 @@
 
 The head (initialised from the pre-trained PPM) reads the cached user states ``H_u``, the
 candidate's cached vector and the as-of counts; its representation joins IDRec's MLP input
-and its logits are added to IDRec's (``config.urm_integration``: added, gated, or not). The user tower and the encoders are not in this graph: only the head's
-parameters (a small subset of PPM) train and serve beside IDRec, which is why URM costs
-nearly what IDRec costs.
+and its logits are added to IDRec's (``config.urm_integration``: added, gated, or not; with
+``count_offset`` IDRec's start at the count baseline's). The user tower and the encoders are
+not in this graph: only the head's parameters (a small subset of PPM) train and serve beside
+IDRec, which is why URM costs nearly what IDRec costs.
 """
 from __future__ import annotations
 

@@ -115,7 +115,7 @@ class IDRecBackbone(tf.keras.layers.Layer):
                        name="mlp")
         # With the count offset, the logits start at the count baseline's and the network
         # learns what the counts miss: its output layers start at zero.
-        self.count_offset = prior_logits(count_priors) if config.count_offset else None
+        self.offset_prior_logits = prior_logits(count_priors) if config.count_offset else None
         output_initializer = "zeros" if config.count_offset else "glorot_uniform"
         self.click_logit = tf.keras.layers.Dense(1, kernel_initializer=output_initializer,
                                                  name="click_logit")
@@ -144,10 +144,11 @@ class IDRecBackbone(tf.keras.layers.Layer):
         hidden = self.mlp(crossed, training=training)
         click = tf.squeeze(self.click_logit(hidden), -1)
         order = tf.squeeze(self.order_logit(hidden), -1)
-        if self.count_offset is None:
+        if self.offset_prior_logits is None:
             return click, order
         offset_click, offset_order = count_baseline_logits(
-            encoded[features.USER_COUNTS], encoded[features.ITEM_COUNTS], self.count_offset)
+            encoded[features.USER_COUNTS], encoded[features.ITEM_COUNTS],
+            self.offset_prior_logits)
         return click + offset_click, order + offset_order
 
 

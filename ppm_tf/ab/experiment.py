@@ -165,7 +165,8 @@ def _serve(settings: AbSettings, served: list[str], requests: ReplayedRequests,
                               run_dir) as server:
             scoring, metadata = make_clients(settings.transport, server.grpc_target,
                                              server.rest_url)
-            arms = [ServedArm(name, scoring, metadata, counts_read.result()) for name in served]
+            daily_counts = counts_read.result()
+            arms = [ServedArm(name, scoring, metadata, daily_counts) for name in served]
             log.info("ranking %d requests with %s over %s", len(requests), served,
                      settings.transport)
             return score_served_arms(arms, requests.request_ids, contexts,

@@ -1,7 +1,7 @@
 """Raw logs -> validated, leak-free, time-split TFRecords.
 
     python -m beam_jobs.preprocess --data DIR --out WORK [--train_days 7 --eval_days 7
-        --max_seq_len 20 --min_count 2 ...] [Beam pipeline options]
+        --max_seq_len 20 --history clicks --min_count 2 ...] [Beam pipeline options]
 
 Beam's own pipeline options (``--runner``, ``--project``, ``--temp_location``, ...) are
 accepted too; any other flag is an error.
@@ -13,6 +13,7 @@ import sys
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from ppm_tf import features
 from ppm_tf.beam_runner import WorkOptions, parse_job_options
 from ppm_tf.data import schema
 from ppm_tf.preprocessing.pipeline import PreprocessSettings, run_preprocess
@@ -37,6 +38,10 @@ class PreprocessOptions(PipelineOptions):
                                  "valid split, else 1)")
         parser.add_argument("--max_seq_len", type=int, default=20,
                             help="behaviour sequence length L")
+        parser.add_argument("--history", choices=features.HISTORY_KINDS, default="clicks",
+                            help="what the behaviour sequences hold: the user's clicks, or "
+                                 "every impression, clicked or not, with its action type "
+                                 "(default %(default)s)")
         parser.add_argument("--count_lookback_days", type=int, default=7,
                             help="the recent window of the as-of count features, in days")
         parser.add_argument("--min_count", type=int, default=2,
@@ -75,6 +80,7 @@ def run(argv: list[str] | None = None) -> dict:
         data=options.data, work=options.view_as(WorkOptions).work,
         train_days=options.train_days, eval_days=options.eval_days,
         valid_days=options.valid_days, max_seq_len=options.max_seq_len,
+        history=options.history,
         count_lookback_days=options.count_lookback_days,
         min_count=options.min_count, oov_buckets=options.oov_buckets,
         max_events_per_user=options.max_events_per_user, as_of=options.as_of,

@@ -41,7 +41,7 @@ import tensorflow as tf  # noqa: E402
 from benchmarks.rounds import RATIO_LEGEND, Ratio, Round, Spread, alternate  # noqa: E402
 from benchmarks.uncached import UncachedURM  # noqa: E402
 from ppm_tf import features  # noqa: E402
-from ppm_tf.export.requests import (USER_STATE_INPUTS, CandidateRequest,  # noqa: E402
+from ppm_tf.export.requests import (CandidateRequest,  # noqa: E402
                                     logged_request, score_candidates, score_user, user_states)
 from ppm_tf.models.config import preset  # noqa: E402
 from ppm_tf.serving.client import (GrpcClient, RestClient, candidate_rows,  # noqa: E402
@@ -100,7 +100,7 @@ def in_process_calls(saved_models: str, request: CandidateRequest) -> dict:
     base = tf.saved_model.load(latest_version(os.path.join(saved_models, "base"))).signatures
     rows = {name: tf.constant(value) for name, value in candidate_rows(
         request.user, {features.ITEM_ID: request.item_ids}).items()}
-    tower_inputs = {name: tf.constant(request.user[name]) for name in USER_STATE_INPUTS}
+    tower_inputs = {name: tf.constant(request.user[name]) for name in features.USER_STATE_INPUTS}
     candidates = int(request.item_ids.size)
 
     def per_candidate(states):

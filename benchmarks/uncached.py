@@ -68,7 +68,8 @@ class UncachedURM(RankingModel):
     def call(self, batch, training=None):
         mask = tf.not_equal(batch[features.HIST_ITEM_IDS], features.PADDING_ID)
         states = self.user_tower((self._item_vectors(batch[features.HIST_ITEM_IDS]),
-                                  batch[features.HIST_TS], batch[features.TS], mask),
+                                  batch[features.HIST_TS], batch[features.HIST_ACTIONS],
+                                  batch[features.TS], mask),
                                  training=training)
         representation, ppm_click, ppm_order = self.head(
             (states, mask, self._item_vectors(batch[features.ITEM_ID]), head_counts(batch)),

@@ -84,7 +84,8 @@ def _embed_items(args: argparse.Namespace) -> None:
 def _overrides(args: argparse.Namespace) -> dict:
     """The preset fields a training command's flags replace (recorded in training.json)."""
     flags = {"save_every_steps": args.save_every_steps, "ranking_loss": args.ranking_loss,
-             "ranking_loss_weight": args.ranking_loss_weight}
+             "ranking_loss_weight": args.ranking_loss_weight,
+             "history_actions": getattr(args, "history_actions", None)}
     return {field: value for field, value in flags.items() if value is not None}
 
 
@@ -264,6 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_flags(pretrain, MODEL_PRESETS, None)
     _add_distribution_flags(pretrain)
     _add_ranking_loss_flags(pretrain)
+    pretrain.add_argument("--history-actions", "--history_actions", dest="history_actions",
+                          action="store_true", default=None,
+                          help="the user tower embeds each behaviour entry's action (shown, "
+                               "clicked, ordered): for sequences of impressions, `ppm "
+                               "preprocess --history impressions`")
     pretrain.set_defaults(handler=_pretrain)
 
     _add_pass_through(commands, "precompute", _precompute,

@@ -7,7 +7,8 @@ kinds exist:
 - **examples** (one per impression, in ``WORK/examples/<split>/``): ids, the candidate's
   content ids, the behaviour sequence (the user's last ``max_seq_len`` *clicked* items strictly
   before the impression and not from the same request, most recent first, padded with ``""``
-  and 0), labels, the split, the cold-start flag and the item's age;
+  and 0; with ``ppm preprocess --history impressions`` their last impressions, clicked or
+  not, each with its action type), labels, the split, the cold-start flag and the item's age;
 - **items** (the catalogue, ``WORK/items/``): what the modal encoders read;
 - **queries** (the search log, ``WORK/queries/``): what query matching trains on;
 - **item vectors** (``WORK/item_vectors/``) and **cached examples** (``WORK/cached/<split>/``:
@@ -50,11 +51,27 @@ CATEGORY, BRAND, TS = "category", "brand", "ts"
 ITEM_CONTENT = "item_content"  # the candidate's content tokens, joined (see content_tokens)
 HIST_ITEM_IDS, HIST_CATEGORIES, HIST_CONTENT, HIST_TS, HIST_LEN = (
     "hist_item_ids", "hist_categories", "hist_content", "hist_ts", "hist_len")
-# Each history field copies one field of the clicked item's example.
+# Each history field copies one field of the entry's own example.
 HIST_FIELD_SOURCES = {HIST_ITEM_IDS: ITEM_ID, HIST_CATEGORIES: CATEGORY,
                       HIST_CONTENT: ITEM_CONTENT}
+HIST_ACTIONS = "hist_actions"
 CLICK, ORDER = "click", "order"
+# The PPM user tower's inputs: what precompute feeds it and the served ``user_states`` takes.
+USER_STATE_INPUTS = (HIST_ITEM_IDS, HIST_TS, HIST_ACTIONS, TS)
 IS_COLD_ITEM, ITEM_AGE_DAYS, SPLIT = "is_cold_item", "item_age_days", "split"
+
+# What a behaviour sequence holds (``ppm preprocess --history``): the user's clicks, or every
+# impression, clicked or not, which also tells a model what the user passed over.
+HISTORY_KINDS = ("clicks", "impressions")
+# What the user did with each entry (``HIST_ACTIONS``; 0 pads): shown and not clicked (only
+# in "impressions" sequences), clicked, clicked and ordered.
+ACTION_PADDING, ACTION_SHOWN, ACTION_CLICKED, ACTION_ORDERED = range(4)
+ACTION_TYPES = 4
+
+
+def action_type(click: int, order: int) -> int:
+    return ACTION_ORDERED if order else ACTION_CLICKED if click else ACTION_SHOWN
+
 
 # As-of count features (preprocessing.counts): for an entity, each of COUNT_KINDS before the
 # request over each of COUNT_WINDOWS, window-major: [all impressions, all clicks, all orders,
@@ -78,6 +95,7 @@ EXAMPLE_FEATURES: tuple[Feature, ...] = (
     Feature(HIST_CATEGORIES, STRING, SEQUENCE),
     Feature(HIST_CONTENT, STRING, SEQUENCE),
     Feature(HIST_TS, INT64, SEQUENCE),
+    Feature(HIST_ACTIONS, INT64, SEQUENCE),  # ACTION_SHOWN / _CLICKED / _ORDERED per entry
     Feature(HIST_LEN, INT64),  # number of real (unpadded) sequence entries
     Feature(CLICK, INT64),
     Feature(ORDER, INT64),

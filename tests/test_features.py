@@ -14,7 +14,8 @@ def example_record(**overrides):
     record = {
         "request_id": "r1", "user_id": "u1", "item_id": "i7", "category": "lamp", "brand": "",
         "ts": 1_742_600_000, "hist_item_ids": ["i3", "i2"], "hist_categories": ["sofa", "lamp"],
-        "hist_ts": [1_742_500_000, 1_742_400_000], "hist_len": 2, "click": 1, "order": 0,
+        "hist_ts": [1_742_500_000, 1_742_400_000], "hist_actions": [2, 2], "hist_len": 2,
+        "click": 1, "order": 0,
         "is_cold_item": 1, "item_age_days": 2.5, "split": "train",
         "item_content": "brass\x1fcolour=red", "hist_content": ["oak", "brass"],
         "user_counts": [4.0, 2.0, 1.0, 1.0, 1.0, 0.0],
@@ -46,12 +47,13 @@ def test_example_round_trip_pads_sequences_with_empty_ids_and_zeros():
     assert decoded == {**record, "hist_item_ids": ["i3", "i2", "", ""],
                        "hist_categories": ["sofa", "lamp", "", ""],
                        "hist_content": ["oak", "brass", "", ""],
-                       "hist_ts": [1_742_500_000, 1_742_400_000, 0, 0]}
+                       "hist_ts": [1_742_500_000, 1_742_400_000, 0, 0],
+                       "hist_actions": [2, 2, 0, 0]}
 
 
 def test_empty_history_is_all_padding():
     record = example_record(hist_item_ids=[], hist_categories=[], hist_content=[], hist_ts=[],
-                            hist_len=0)
+                            hist_actions=[], hist_len=0)
     decoded = features.decode_example(
         features.encode_example(record, features.EXAMPLE_FEATURES, MAX_SEQ_LEN),
         features.EXAMPLE_FEATURES)
@@ -110,7 +112,7 @@ def test_parse_spec_shapes_and_dtypes():
 def test_tf_parses_what_encode_example_writes():
     records = [example_record(),
                example_record(request_id="r2", hist_item_ids=["i9"], hist_categories=["rug"],
-                              hist_ts=[5], hist_len=1)]
+                              hist_ts=[5], hist_actions=[2], hist_len=1)]
     serialized = [features.encode_example(record, features.EXAMPLE_FEATURES, MAX_SEQ_LEN)
                   for record in records]
     parsed = tf.io.parse_example(serialized,

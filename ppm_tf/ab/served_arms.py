@@ -21,14 +21,14 @@ from ppm_tf import features
 from ppm_tf.ab import CLIENTS
 from ppm_tf.data.tfrecords import read_split
 from ppm_tf.errors import StageError
-from ppm_tf.export.requests import USER_STATE_INPUTS, LoggedItemCounts
+from ppm_tf.export.requests import LoggedItemCounts
 from ppm_tf.export.serving_module import ITEM_COUNTS_SIGNATURE
 from ppm_tf.serving.client import GrpcClient, RestClient, ServingClientError
 
 log = logging.getLogger(__name__)
 
 CONTEXT_FEATURES = (features.REQUEST_ID, features.USER_ID, features.TS, features.HIST_ITEM_IDS,
-                    features.HIST_TS, features.USER_COUNTS)
+                    features.HIST_TS, features.HIST_ACTIONS, features.USER_COUNTS)
 SCORE_OUTPUT = "click_prob"
 PROGRESS_EVERY = 1000
 
@@ -91,7 +91,7 @@ class ServedArm:
         user_level = {name: context[name] for name in CONTEXT_FEATURES[1:]}
         if self.uses_user_states:
             user_level.update(self.client.predict(
-                self.name, {name: context[name] for name in USER_STATE_INPUTS},
+                self.name, {name: context[name] for name in features.USER_STATE_INPUTS},
                 signature_name="user_states"))
         user_level = {name: value for name, value in user_level.items() if name in self.inputs}
         per_candidate = {features.ITEM_ID: pool_item_ids,

@@ -50,7 +50,6 @@ from ppm_tf.work_layout import PRETRAINED, WorkLayout, read_json, write_json
 CACHED_SPLITS = ("train", "valid", "eval")
 COUNTERS = "precompute"  # Beam counter namespace: per split read, written, dead-lettered
 SERVING = "serving_default"
-TOWER_INPUTS = (features.HIST_ITEM_IDS, features.HIST_TS, features.TS)
 
 
 def tower_inference_fn(model, batch: Sequence[dict[str, Any]], inference_args=None,
@@ -59,11 +58,10 @@ def tower_inference_fn(model, batch: Sequence[dict[str, Any]], inference_args=No
     [L]})``, one call of the exported tower's ``serving_default`` per batch."""
     import tensorflow as tf
 
-    outputs = model.signatures[SERVING](
-        hist_item_ids=tf.constant([history[features.HIST_ITEM_IDS] for history in batch],
-                                  tf.string),
-        hist_ts=tf.constant([history[features.HIST_TS] for history in batch], tf.int64),
-        ts=tf.constant([history[features.TS] for history in batch], tf.int64))
+    outputs = model.signatures[SERVING](**{
+        name: tf.constant([history[name] for history in batch],
+                          tf.string if name == features.HIST_ITEM_IDS else tf.int64)
+        for name in features.USER_STATE_INPUTS})
     states = outputs[features.PPM_USER_STATES].numpy()
     masks = outputs[features.PPM_USER_MASK].numpy()
     return [PredictionResult(history, {features.PPM_USER_STATES: states[index],
@@ -80,7 +78,8 @@ def tower_handler(saved_model_dir: str):
 
 
 # What precompute reads of a record; the rest travels as the record's bytes.
-_IMPRESSION_FIELDS = (features.USER_ID, features.REQUEST_ID, features.ITEM_ID, *TOWER_INPUTS)
+_IMPRESSION_FIELDS = (features.USER_ID, features.REQUEST_ID, features.ITEM_ID,
+                      *features.USER_STATE_INPUTS)
 
 
 def _impression(serialized: bytes, split: str):
@@ -90,10 +89,13 @@ def _impression(serialized: bytes, split: str):
     beam.metrics.Metrics.counter(COUNTERS, f"{split}_read").inc()
     fields = features.decode_example(serialized, features.EXAMPLE_FEATURES,
                                      select=_IMPRESSION_FIELDS)
-    history = (tuple(fields[features.HIST_ITEM_IDS]), tuple(fields[features.HIST_TS]),
-               fields[features.TS])
+    history = tuple(_hashable(fields[name]) for name in features.USER_STATE_INPUTS)
     return ((fields[features.USER_ID], fields[features.REQUEST_ID]),
             (history, fields[features.ITEM_ID], serialized))
+
+
+def _hashable(value):
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _undecodable(failure, split: str) -> Iterable[dict[str, Any]]:
@@ -112,11 +114,11 @@ def _distinct_histories(element, split: str):
     for history, item_id, serialized in impressions:
         by_history.setdefault(history, []).append((item_id, serialized))
     histories = beam.metrics.Metrics.counter(COUNTERS, f"{split}_tower_inputs")
-    for (hist_item_ids, hist_ts, ts), group in by_history.items():
+    for history, group in by_history.items():
         histories.inc()
-        yield (user_id, request_id, tuple(group)), {features.HIST_ITEM_IDS: list(hist_item_ids),
-                                                    features.HIST_TS: list(hist_ts),
-                                                    features.TS: ts}
+        yield (user_id, request_id, tuple(group)), {
+            name: list(value) if isinstance(value, tuple) else value
+            for name, value in zip(features.USER_STATE_INPUTS, history)}
 
 
 def _describe_impressions(key, split: str) -> list[dict[str, Any]]:

@@ -32,7 +32,6 @@ from ppm_tf.preprocessing.counts import AsOfCounts, daily_rows, day_start, user_
 from ppm_tf.preprocessing.sequences import attach_behaviour_sequences
 
 CANDIDATES = 100  # a typical request: the benchmarks, the demo and the warm-up records use it
-USER_STATE_INPUTS = (features.HIST_ITEM_IDS, features.HIST_TS, features.TS)
 USER_STATES_SIGNATURE = "user_states"
 _SEQUENCES = {feature.name: feature for feature in features.EXAMPLE_FEATURES
               if feature.shape == features.SEQUENCE}
@@ -53,13 +52,15 @@ def _strings(values: Iterable) -> np.ndarray:
 
 
 def user_inputs(user_id: str, events: Iterable[Mapping], request_id: str, request_ts: int,
-                max_seq_len: int, count_lookback_days: int) -> dict[str, np.ndarray]:
+                max_seq_len: int, count_lookback_days: int,
+                history: str = "clicks") -> dict[str, np.ndarray]:
     """The user-level inputs of one request, each [1, ...], from the user's raw events.
 
     The request goes through the preprocessing job's behaviour-sequence function as one more
-    impression of the user, so its history is the preprocessed example's: clicks strictly
-    before ``request_ts``, none from ``request_id``, most recent first, padded alike; its
-    counts are the user's events before ``request_ts`` (preprocess.json's
+    impression of the user, so its history is the preprocessed example's: clicks (or, with
+    preprocess.json's ``history`` "impressions", every impression) strictly before
+    ``request_ts``, none from ``request_id``, most recent first, with their action types,
+    padded alike; its counts are the user's events before ``request_ts`` (preprocess.json's
     ``count_lookback_days``). Events of other users are ignored. Item categories and content
     are looked up inside the model, so the sequence's copies of them are left empty here.
     """
@@ -67,31 +68,33 @@ def user_inputs(user_id: str, events: Iterable[Mapping], request_id: str, reques
                  if name != features.ITEM_ID}
     impression = {features.REQUEST_ID: request_id, features.USER_ID: user_id,
                   features.ITEM_ID: features.PADDING_ID, features.TS: int(request_ts),
-                  features.CLICK: 0, **looked_up}
-    history = [{**event, **looked_up} for event in events if event[features.USER_ID] == user_id]
-    example = next(attach_behaviour_sequences([impression, *history], max_seq_len))
-    counts = user_counts(history, count_lookback_days, {request_id: int(request_ts)})
+                  features.CLICK: 0, features.ORDER: 0, **looked_up}
+    logged = [{**event, **looked_up} for event in events if event[features.USER_ID] == user_id]
+    example = next(attach_behaviour_sequences([impression, *logged], max_seq_len, history))
+    counts = user_counts(logged, count_lookback_days, {request_id: int(request_ts)})
     padded = {name: features.pad_sequence(_SEQUENCES[name], example[name], max_seq_len)
-              for name in (features.HIST_ITEM_IDS, features.HIST_TS)}
+              for name in (features.HIST_ITEM_IDS, features.HIST_TS, features.HIST_ACTIONS)}
     return {features.USER_ID: _strings([user_id]),
             features.HIST_ITEM_IDS: _strings(padded[features.HIST_ITEM_IDS])[np.newaxis],
             features.HIST_TS: np.array([padded[features.HIST_TS]], dtype=np.int64),
+            features.HIST_ACTIONS: np.array([padded[features.HIST_ACTIONS]], dtype=np.int64),
             features.TS: np.array([request_ts], dtype=np.int64),
             features.USER_COUNTS: np.array([counts[request_id]], dtype=np.float32)}
 
 
 def build_request(user_id: str, events: Iterable[Mapping], request_id: str, request_ts: int,
-                  item_ids: Iterable, max_seq_len: int,
-                  count_lookback_days: int) -> CandidateRequest:
+                  item_ids: Iterable, max_seq_len: int, count_lookback_days: int,
+                  history: str = "clicks") -> CandidateRequest:
     """One user's request for ``item_ids`` at ``request_ts``, built from raw events."""
     return CandidateRequest(user_inputs(user_id, events, request_id, request_ts, max_seq_len,
-                                        count_lookback_days), _strings(item_ids))
+                                        count_lookback_days, history), _strings(item_ids))
 
 
 def user_states(client, model: str, request: CandidateRequest) -> dict[str, np.ndarray]:
     """URM's ``user_states`` for one request ([1, L, d] and its mask [1, L]): what a caller
     caches per user or per new click."""
-    return client.predict(model, {name: request.user[name] for name in USER_STATE_INPUTS},
+    return client.predict(model,
+                          {name: request.user[name] for name in features.USER_STATE_INPUTS},
                           signature_name=USER_STATES_SIGNATURE)
 
 
@@ -193,4 +196,4 @@ def logged_request(data_dir: str, work: str, candidates: int = CANDIDATES) -> Ca
     metadata = load_preprocess_metadata(work)
     return build_request(user_id, events, request_id, int(batch[features.TS].numpy()[row]),
                          item_ids[:candidates], metadata["max_seq_len"],
-                         metadata["count_lookback_days"])
+                         metadata["count_lookback_days"], metadata["history"])

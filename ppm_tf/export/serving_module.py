@@ -6,8 +6,8 @@ user's log like the history); the module looks up everything else it knows about
 tables built into the model at export. Signatures:
 
 - ``serving_default``: ``user_id``, ``item_id`` [n candidates], ``hist_item_ids``,
-  ``hist_ts`` [n, L], ``ts`` [n], ``user_counts`` [n, COUNT_SIZE] and, for URM, the cached
-  ``ppm_user_states`` [n, L, d] and ``ppm_user_mask`` [n, L] -> ``click_prob``,
+  ``hist_ts``, ``hist_actions`` [n, L], ``ts`` [n], ``user_counts`` [n, COUNT_SIZE] and, for
+  URM, the cached ``ppm_user_states`` [n, L, d] and ``ppm_user_mask`` [n, L] -> ``click_prob``,
   ``order_prob`` [n]. Clients send every input with n rows (``requests.py``), the form TF
   Serving's batching accepts; a user-level input of size 1 is also broadcast to the n
   candidates, for in-process callers.
@@ -17,10 +17,10 @@ tables built into the model at export. Signatures:
 - ``serving_with_item_vectors`` (URM): the same as ``serving_default`` plus ``ppm_item_vec``
   [n, item_dim], for items newer than the export (their vectors come from the caller's embed
   job).
-- ``user_states`` (URM): ``hist_item_ids``, ``hist_ts``, ``ts`` -> ``ppm_user_states``,
-  ``ppm_user_mask``: the frozen PPM user tower, run once per request (or per new click) and
-  cached by the caller, never per candidate. It ships in the same SavedModel as the head, so
-  cache and head can never be of different versions.
+- ``user_states`` (URM): ``hist_item_ids``, ``hist_ts``, ``hist_actions``, ``ts`` ->
+  ``ppm_user_states``, ``ppm_user_mask``: the frozen PPM user tower, run once per request (or
+  per new click) and cached by the caller, never per candidate. It ships in the same
+  SavedModel as the head, so cache and head can never be of different versions.
 - ``predict_examples``: serialized ``tf.Example`` [n] in the TFRecord spec -> the same outputs.
 
 Only core TensorFlow ops: text and images are encoded offline, so stock TF Serving loads it.
@@ -91,6 +91,7 @@ class ServingModule(tf.Module):
                   tf.TensorSpec([None], tf.string, name=features.ITEM_ID),
                   tf.TensorSpec([None, length], tf.string, name=features.HIST_ITEM_IDS),
                   tf.TensorSpec([None, length], tf.int64, name=features.HIST_TS),
+                  tf.TensorSpec([None, length], tf.int64, name=features.HIST_ACTIONS),
                   tf.TensorSpec([None], tf.int64, name=features.TS),
                   tf.TensorSpec([None, features.COUNT_SIZE], tf.float32,
                                 name=features.USER_COUNTS)]
@@ -124,7 +125,7 @@ class ServingModule(tf.Module):
         tables: the item's and its category's counts, and URM's candidate vectors."""
         batch = self._id_features(*(inputs[name] for name in (
             features.USER_ID, features.ITEM_ID, features.HIST_ITEM_IDS, features.HIST_TS,
-            features.TS, features.USER_COUNTS)))
+            features.HIST_ACTIONS, features.TS, features.USER_COUNTS)))
         for name in (features.ITEM_COUNTS, features.CATEGORY_COUNTS):
             if name in inputs:
                 batch[name] = inputs[name]
@@ -142,14 +143,15 @@ class ServingModule(tf.Module):
         dims = ({features.PPM_USER_STATES: self.max_seq_len * self.tower_dim,
                  features.PPM_ITEM_VEC: self.item_vectors.dim} if self.uses_ppm else None)
         wanted = {features.USER_ID, features.ITEM_ID, features.HIST_ITEM_IDS, features.HIST_TS,
-                  features.TS, *features.COUNT_FEATURES, features.PPM_USER_STATES,
-                  features.PPM_USER_MASK, features.PPM_ITEM_VEC}
+                  features.HIST_ACTIONS, features.TS, *features.COUNT_FEATURES,
+                  features.PPM_USER_STATES, features.PPM_USER_MASK, features.PPM_ITEM_VEC}
         spec = features.parse_spec([feature for feature in table if feature.name in wanted],
                                    self.max_seq_len, dims)
         parsed = tf.io.parse_example(examples, spec)
         batch = self._id_features(parsed[features.USER_ID], parsed[features.ITEM_ID],
                                   parsed[features.HIST_ITEM_IDS], parsed[features.HIST_TS],
-                                  parsed[features.TS], parsed[features.USER_COUNTS])
+                                  parsed[features.HIST_ACTIONS], parsed[features.TS],
+                                  parsed[features.USER_COUNTS])
         # An example carries the item's counts as of its own day, not the table's.
         batch[features.ITEM_COUNTS] = parsed[features.ITEM_COUNTS]
         batch[features.CATEGORY_COUNTS] = parsed[features.CATEGORY_COUNTS]
@@ -161,7 +163,8 @@ class ServingModule(tf.Module):
         return self._score(batch)
 
     # --- helpers ----------------------------------------------------------------------------
-    def _id_features(self, user_id, item_id, hist_item_ids, hist_ts, ts, user_counts) -> dict:
+    def _id_features(self, user_id, item_id, hist_item_ids, hist_ts, hist_actions, ts,
+                     user_counts) -> dict:
         candidates = tf.shape(item_id)[0]
         hist_item_ids = _broadcast(hist_item_ids, candidates)
         category, brand, content = self.attributes(item_id)
@@ -176,6 +179,7 @@ class ServingModule(tf.Module):
                 features.HIST_CATEGORIES: hist_categories,
                 features.HIST_CONTENT: hist_content,
                 features.HIST_TS: _broadcast(hist_ts, candidates),
+                features.HIST_ACTIONS: _broadcast(hist_actions, candidates),
                 features.TS: _broadcast(ts, candidates),
                 features.USER_COUNTS: _broadcast(user_counts, candidates),
                 features.ITEM_COUNTS: self.item_counts(item_id),

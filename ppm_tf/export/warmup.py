@@ -16,13 +16,13 @@ import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
 from ppm_tf import features
-from ppm_tf.export.requests import CANDIDATES, USER_STATE_INPUTS
+from ppm_tf.export.requests import CANDIDATES
 from ppm_tf.export.serving_module import ITEM_COUNTS_SIGNATURE, ITEM_VECTORS_SIGNATURE
 
 WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
 MAX_WARMUP_RECORDS = 1000  # TF Serving's WarmupConsts::kMaxNumRecords
 _ID_INPUTS = (features.USER_ID, features.ITEM_ID, features.HIST_ITEM_IDS, features.HIST_TS,
-              features.TS, features.USER_COUNTS)
+              features.HIST_ACTIONS, features.TS, features.USER_COUNTS)
 _CACHED_INPUTS = (features.PPM_USER_STATES, features.PPM_USER_MASK)
 
 
@@ -44,7 +44,7 @@ def warmup_requests(module, serialized_examples: list[bytes]
     if module.uses_ppm:
         requests[ITEM_VECTORS_SIGNATURE] = {
             **scoring, features.PPM_ITEM_VEC: rows[features.PPM_ITEM_VEC]}
-        requests["user_states"] = {name: rows[name][:1] for name in USER_STATE_INPUTS}
+        requests["user_states"] = {name: rows[name][:1] for name in features.USER_STATE_INPUTS}
     missing = sorted(set(module.signatures()) - set(requests))
     if missing:
         raise ValueError(f"no warm-up request for the signatures {missing}")

@@ -39,6 +39,8 @@ class ModelConfig:
     embedding_l2: float = 0.0  # L2 penalty on id embedding rows (IDRec), per row used
     # PPM and its plug-in: options measured on the valid split (README, "URM's integration").
     ppm_counts: bool = True  # the head reads the as-of counts (user, candidate, category)
+    history_actions: bool = False  # PPM's tower embeds each behaviour entry's action type
+    # (features.HIST_ACTIONS: shown, clicked, ordered; see ``ppm preprocess --history``)
     urm_integration: str = "logits_and_representation"  # see URM_INTEGRATIONS
     count_offset: bool = False  # IDRec's logits start from the count baseline's (the
     # user's and the candidate's smoothed rates, the ``counts`` row) and learn the residual

@@ -1,9 +1,9 @@
 """IDRec: the ID-based CTR model the paper starts from ("Base").
 
 Id embeddings (user, item, category, brand; vocabulary + hashed out-of-vocabulary buckets), a
-bag of the item's content tokens (all its entities and declared attributes),
-DIN attention of the candidate over the id behaviour sequence, the as-of counts of the user,
-the item and its category (smoothed towards ``count_priors``: what the logs plainly say about
+bag of the item's content tokens (all its entities and declared attributes), DIN attention
+of the candidate over the behaviour sequence's clicks, the as-of counts of the user, the item
+and its category (smoothed towards ``count_priors``: what the logs plainly say about
 how often each clicks or is clicked, known for users and items no id embedding has seen),
 ``tfrs.layers.dcn.Cross`` layers and an MLP, click and order heads; with ``count_offset`` the
 heads learn a residual on the count baseline's logits. ``IDRecBackbone`` takes extra dense
@@ -90,6 +90,12 @@ class ContentBag(tf.keras.layers.Layer):
             "vocabulary_file", "oov_buckets", "dim", "l2", "initializer")}}
 
 
+def clicked_history(batch_features) -> tf.Tensor:
+    """``[batch, L]`` True where the behaviour entry was clicked: the id models pool the
+    user's clicks only, also in a sequence of impressions (``ppm preprocess --history``)."""
+    return tf.greater_equal(batch_features[features.HIST_ACTIONS], features.ACTION_CLICKED)
+
+
 class IDRecBackbone(tf.keras.layers.Layer):
     """``(features, extra [batch, n] or None)`` -> ``(click_logit, order_logit)`` [batch]."""
 
@@ -130,8 +136,7 @@ class IDRecBackbone(tf.keras.layers.Layer):
         history = tf.concat([self.item(batch_features[features.HIST_ITEM_IDS]),
                              self.category(batch_features[features.HIST_CATEGORIES]),
                              self.content(batch_features[features.HIST_CONTENT])], -1)
-        mask = tf.not_equal(batch_features[features.HIST_ITEM_IDS], features.PADDING_ID)
-        interest = self.interest((candidate, history, mask))
+        interest = self.interest((candidate, history, clicked_history(batch_features)))
         encoded = {name: self.counts(batch_features[name]) for name in features.COUNT_FEATURES}
         counts = tf.concat(list(encoded.values()), -1)
         parts = [self.user(batch_features[features.USER_ID]), candidate,

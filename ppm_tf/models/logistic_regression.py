@@ -2,8 +2,8 @@
 
 One linear layer per task over what the example holds: each id (user, item, category, brand)
 one-hot, i.e. one learned weight per id (vocabulary + hashed out-of-vocabulary buckets, as
-IDRec looks them up), the candidate's content tokens as a bag, the behaviour sequence's items,
-categories and content as a normalised bag of ids, the as-of counts as IDRec encodes them
+IDRec looks them up), the candidate's content tokens as a bag, the behaviour sequence's clicked
+items, categories and content as a normalised bag of ids, the as-of counts as IDRec encodes them
 (``CountEncoding``), and every numeric scalar of the example (log-scaled). A weight per user and per item is a
 smoothed click rate learned by gradient descent, so a model that loses to this row has not
 learned what the logs plainly contain.
@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from ppm_tf import features
 from ppm_tf.models.config import ModelConfig
-from ppm_tf.models.idrec import ContentBag, IdEmbedding
+from ppm_tf.models.idrec import ContentBag, IdEmbedding, clicked_history
 from ppm_tf.models.layers import CountEncoding
 from ppm_tf.models.tasks import RankingModel
 
@@ -75,8 +75,7 @@ class LogisticRegression(RankingModel):
         for name, embedding in self.ids.items():
             logits += embedding(batch_features[name])
         logits += self.content(batch_features[features.ITEM_CONTENT])
-        mask = tf.cast(tf.not_equal(batch_features[features.HIST_ITEM_IDS],
-                                    features.PADDING_ID), tf.float32)[..., tf.newaxis]
+        mask = tf.cast(clicked_history(batch_features), tf.float32)[..., tf.newaxis]
         length = tf.maximum(tf.reduce_sum(mask, 1), 1.0)
         for name, embedding in self.behaviour.items():
             logits += tf.reduce_sum(embedding(batch_features[name]) * mask, 1) / length

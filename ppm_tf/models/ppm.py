@@ -3,7 +3,8 @@
 Two parts with a clean boundary (DESIGN.md §3):
 
 - ``PPMUserTower`` (cached): the behaviour items' vectors m, projected, plus position and
-  time-interval encodings, through bidirectional Transformer blocks -> user states
+  time-interval encodings (and, as an option, each entry's action type: shown, clicked,
+  ordered), through bidirectional Transformer blocks -> user states
   ``H_u [batch, L, d]``. It depends only on the user's history, never on the candidate, so it
   is computed once per request (or per new click) and cached.
 - ``PlugInHead`` (trained and served): the candidate's projection, target attention over
@@ -31,14 +32,19 @@ PPM_USER_STATES, PPM_USER_MASK = features.PPM_USER_STATES, features.PPM_USER_MAS
 
 
 class PPMUserTower(tf.keras.layers.Layer):
-    """``(m_seq [batch, L, item_dim], hist_ts [batch, L], ts [batch], mask [batch, L])`` ->
-    ``H_u [batch, L, d]`` (zero at padded positions)."""
+    """``(m_seq [batch, L, item_dim], hist_ts [batch, L], hist_actions [batch, L], ts [batch],
+    mask [batch, L])`` -> ``H_u [batch, L, d]`` (zero at padded positions). The actions are
+    read only with the config's ``history_actions``: a sequence of impressions then tells
+    the tower which items the user passed over."""
 
     def __init__(self, config: ModelConfig, max_seq_len: int, **kwargs):
         super().__init__(**kwargs)
         self.config = config
         self.max_seq_len = max_seq_len
         self.projection = tf.keras.layers.Dense(config.tower_dim, name="item_projection")
+        self.actions = (tf.keras.layers.Embedding(features.ACTION_TYPES, config.tower_dim,
+                                                  name="actions")
+                        if config.history_actions else None)
         self.positions = PositionEmbedding(max_seq_len, name="positions")
         self.intervals = TimeIntervalEncoding(config.time_buckets, config.tower_dim,
                                               name="time_intervals")
@@ -48,8 +54,11 @@ class PPMUserTower(tf.keras.layers.Layer):
                        for index in range(config.tower_blocks)]
 
     def call(self, inputs, training=None):
-        item_vectors, hist_ts, ts, mask = inputs
-        states = self.positions(self.projection(item_vectors))
+        item_vectors, hist_ts, hist_actions, ts, mask = inputs
+        states = self.projection(item_vectors)
+        if self.actions is not None:
+            states += self.actions(hist_actions)
+        states = self.positions(states)
         states = self.input_norm(states + self.intervals((ts, hist_ts)))
         for block in self.blocks:
             states = block((states, mask), training=training)
@@ -115,8 +124,9 @@ class PPM(RankingModel):
         """What precompute caches: ``{ppm_user_states [batch, L, d], ppm_user_mask [batch, L]}``."""
         mask = history_mask(batch_features)
         states = self.user_tower((self.item_table(batch_features[features.HIST_ITEM_IDS]),
-                                  batch_features[features.HIST_TS], batch_features[features.TS],
-                                  mask), training=training)
+                                  batch_features[features.HIST_TS],
+                                  batch_features[features.HIST_ACTIONS],
+                                  batch_features[features.TS], mask), training=training)
         return {PPM_USER_STATES: states, PPM_USER_MASK: tf.cast(mask, tf.int64)}
 
     def call(self, batch_features, training=None):

@@ -53,6 +53,7 @@ class PreprocessSettings:
     valid_days: int | None = None  # the window's last days, held out for early stopping;
     # None: the valid span world.json suggests, else splits.DEFAULT_VALID_DAYS
     max_seq_len: int = 20
+    history: str = "clicks"  # what the behaviour sequences hold: features.HISTORY_KINDS
     count_lookback_days: int = 7  # the "recent" window of the as-of count features
     min_count: int = 2
     oov_buckets: int = 64
@@ -64,6 +65,9 @@ class PreprocessSettings:
     max_image_pixels: int = schema.DEFAULT_MAX_IMAGE_PIXELS
 
     def __post_init__(self):
+        if self.history not in features.HISTORY_KINDS:
+            raise ValueError(f"history must be one of {features.HISTORY_KINDS}, got "
+                             f"{self.history!r}")
         for name in ("max_seq_len", "count_lookback_days", "min_count", "max_events_per_user",
                      "max_record_bytes", "max_image_bytes", "max_image_pixels"):
             if getattr(self, name) < 1:
@@ -152,7 +156,8 @@ def build_pipeline(pipeline: beam.Pipeline, settings: PreprocessSettings,
     examples = (by_item[VALID]
                 | "CategoryCounts" >> AttachCategoryCounts(settings.count_lookback_days)
                 | "BehaviourSequences" >> BehaviourSequences(settings.max_seq_len,
-                                                             settings.count_lookback_days))
+                                                             settings.count_lookback_days,
+                                                             settings.history))
 
     _ = examples | "WriteExamples" >> WriteExamples(layout, settings.max_seq_len)
     _ = examples | "WriteCountTables" >> WriteCountTables(layout, bounds_pc,
@@ -266,7 +271,8 @@ def run_preprocess(settings: PreprocessSettings, options: PipelineOptions) -> di
             f"check the input's time span and {layout.path('dead_letter')}/")
     check_nothing_lost(stats, events_read(result))
     metadata = {"settings": dataclasses.asdict(settings), "split_bounds": stats["split_bounds"],
-                "max_seq_len": settings.max_seq_len, "oov_buckets": settings.oov_buckets,
+                "max_seq_len": settings.max_seq_len, "history": settings.history,
+                "oov_buckets": settings.oov_buckets,
                 "count_lookback_days": settings.count_lookback_days,
                 "count_priors": count_priors(stats)}
     with FileSystems.create(layout.preprocess_json) as handle:

@@ -24,7 +24,7 @@ from ppm_tf.work_layout import PRETRAINED, WorkLayout, write_json
 
 class UserTowerModule(tf.Module):
     """The frozen user tower with its item-vector table, as a servable function:
-    ``(hist_item_ids [batch, L], hist_ts [batch, L], ts [batch])`` ->
+    ``(hist_item_ids [batch, L], hist_ts [batch, L], hist_actions [batch, L], ts [batch])`` ->
     ``{ppm_user_states [batch, L, d], ppm_user_mask [batch, L]}``."""
 
     def __init__(self, model: PPM, max_seq_len: int):
@@ -34,12 +34,13 @@ class UserTowerModule(tf.Module):
         self.user_states = tf.function(self._user_states, input_signature=[
             tf.TensorSpec([None, max_seq_len], tf.string, name=features.HIST_ITEM_IDS),
             tf.TensorSpec([None, max_seq_len], tf.int64, name=features.HIST_TS),
+            tf.TensorSpec([None, max_seq_len], tf.int64, name=features.HIST_ACTIONS),
             tf.TensorSpec([None], tf.int64, name=features.TS)])
 
-    def _user_states(self, hist_item_ids, hist_ts, ts):
+    def _user_states(self, hist_item_ids, hist_ts, hist_actions, ts):
         mask = tf.not_equal(hist_item_ids, features.PADDING_ID)
-        states = self.user_tower((self.item_table(hist_item_ids), hist_ts, ts, mask),
-                                 training=False)
+        states = self.user_tower((self.item_table(hist_item_ids), hist_ts, hist_actions, ts,
+                                  mask), training=False)
         return {features.PPM_USER_STATES: states,
                 features.PPM_USER_MASK: tf.cast(mask, tf.int64)}
 

@@ -52,11 +52,12 @@ class ItemOnlyRanker(tf.Module):
             tf.TensorSpec([None], tf.string, name=features.ITEM_ID),
             tf.TensorSpec([None, max_seq_len], tf.string, name=features.HIST_ITEM_IDS),
             tf.TensorSpec([None, max_seq_len], tf.int64, name=features.HIST_TS),
+            tf.TensorSpec([None, max_seq_len], tf.int64, name=features.HIST_ACTIONS),
             tf.TensorSpec([None], tf.int64, name=features.TS),
             *(tf.TensorSpec([None, features.COUNT_SIZE], tf.float32, name=name)
               for name in features.COUNT_FEATURES)])
 
-    def _serve(self, user_id, item_id, hist_item_ids, hist_ts, ts, *counts):
+    def _serve(self, user_id, item_id, hist_item_ids, hist_ts, hist_actions, ts, *counts):
         scores = self.table.lookup(item_id)
         if self.needs_history:
             check = tf.debugging.assert_positive(hist_ts[:, 0], message=NEEDS_HISTORY)

@@ -19,14 +19,16 @@ def example(item_id: str, request_id: str = "r1") -> dict:
               for feature in features.EXAMPLE_FEATURES}
     return {**values, features.USER_ID: "u1", features.REQUEST_ID: request_id,
             features.ITEM_ID: item_id, features.TS: 100,
-            features.HIST_ITEM_IDS: ["a", "b"], features.HIST_TS: [90, 80]}
+            features.HIST_ITEM_IDS: ["a", "b"], features.HIST_TS: [90, 80],
+            features.HIST_ACTIONS: [features.ACTION_CLICKED] * 2}
 
 
 def test_a_record_is_keyed_by_request_with_its_tower_inputs_and_kept_as_bytes():
     serialized = features.encode_example(example("i1"), features.EXAMPLE_FEATURES, MAX_SEQ_LEN)
     key, (history, item_id, kept) = user_states._impression(serialized, "eval")
     assert key == ("u1", "r1") and item_id == "i1" and kept == serialized
-    assert history == (("a", "b", ""), (90, 80, 0), 100)  # padded as every record stores it
+    # padded as every record stores it
+    assert history == (("a", "b", ""), (90, 80, 0), (2, 2, 0), 100)
 
 
 def test_a_record_without_an_example_feature_raises_for_the_dead_letter_output():

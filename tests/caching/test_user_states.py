@@ -38,7 +38,8 @@ def test_request_level_cache_equals_the_tower_run_on_every_impression(tiny_demo_
     expected = {}
     for batch in read_split(work, "eval", 256, deterministic=True):
         outputs = tower(hist_item_ids=batch[features.HIST_ITEM_IDS],
-                        hist_ts=batch[features.HIST_TS], ts=batch[features.TS])
+                        hist_ts=batch[features.HIST_TS],
+                        hist_actions=batch[features.HIST_ACTIONS], ts=batch[features.TS])
         batch = {**batch, **outputs, features.PPM_ITEM_VEC: table(batch[features.ITEM_ID])}
         expected.update(by_impression([batch], CACHED_NAMES))
     cached = by_impression(read_cached(work, "eval", 256, deterministic=True),
@@ -70,6 +71,7 @@ def poisoned_copy(work: Path, target: Path) -> int:
     record[features.REQUEST_ID] = "poisoned-request"
     record[features.HIST_ITEM_IDS] = record[features.HIST_ITEM_IDS] + ["extra"]
     record[features.HIST_TS] = record[features.HIST_TS] + [0]
+    record[features.HIST_ACTIONS] = record[features.HIST_ACTIONS] + [features.ACTION_CLICKED]
     too_long = features.encode_example(record, features.EXAMPLE_FEATURES, max_seq_len + 1)
     shard = target / "examples" / "eval" / "part-poisoned.tfrecord.gz"
     with tf.io.TFRecordWriter(str(shard), options="GZIP") as writer:

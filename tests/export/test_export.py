@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from ppm_tf import features
 from ppm_tf.export import ExportRefused, export_model
-from ppm_tf.export.requests import USER_STATE_INPUTS, logged_request
+from ppm_tf.export.requests import logged_request
 from ppm_tf.serving.client import candidate_rows
 
 pytestmark = pytest.mark.slow
@@ -56,7 +56,7 @@ def _score_in_fresh_process(saved_model: str, request: dict, tmp_path: Path) -> 
         "import sys, numpy as np, tensorflow as tf\n"
         "request = dict(np.load(sys.argv[2]))\n"
         "model = tf.saved_model.load(sys.argv[1])\n"
-        "names = ('hist_item_ids', 'hist_ts', 'ts')\n"
+        "names = ('hist_item_ids', 'hist_ts', 'hist_actions', 'ts')\n"
         "states = model.signatures['user_states'](**{n: tf.constant(request[n]) for n in names})\n"
         "scores = model.signatures['serving_default'](\n"
         "    **{n: tf.constant(v) for n, v in request.items()}, **states)\n"
@@ -71,7 +71,7 @@ def test_a_fresh_process_scores_what_this_one_does(exported_urm, work, data, tmp
     request = logged_request(data, work, candidates=20)
     model = tf.saved_model.load(result["path"]).signatures
     states = model["user_states"](**{name: tf.constant(request.user[name])
-                                     for name in USER_STATE_INPUTS})
+                                     for name in features.USER_STATE_INPUTS})
     rows = candidate_rows({**request.user, **{name: value.numpy() for name, value
                                               in states.items()}},
                           {features.ITEM_ID: request.item_ids})
@@ -90,7 +90,7 @@ def test_one_user_level_row_scores_like_one_row_per_candidate(exported_urm, work
     request = logged_request(data, work, candidates=8)
     model = tf.saved_model.load(result["path"]).signatures
     states = {name: value.numpy() for name, value in model["user_states"](
-        **{name: tf.constant(request.user[name]) for name in USER_STATE_INPUTS}).items()}
+        **{name: tf.constant(request.user[name]) for name in features.USER_STATE_INPUTS}).items()}
     broadcast = model["serving_default"](
         **{name: tf.constant(value) for name, value in {**request.user, **states}.items()},
         item_id=tf.constant(request.item_ids))["click_prob"].numpy()

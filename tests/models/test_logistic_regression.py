@@ -37,6 +37,8 @@ def batch(history: list[str], **values) -> dict[str, tf.Tensor]:
             features.HIST_CATEGORIES: ["sofa" if item else "" for item in padded],
             features.ITEM_CONTENT: "red\x1foak",
             features.HIST_CONTENT: ["oak" if item else "" for item in padded],
+            features.HIST_ACTIONS: [features.ACTION_CLICKED if item else features.ACTION_PADDING
+                                    for item in padded],
             **{name: [0.0] * features.COUNT_SIZE for name in features.COUNT_FEATURES},
             features.HIST_LEN: len(history), features.ITEM_AGE_DAYS: 3.0, features.TS: 0,
             features.CLICK: 1, features.ORDER: 0, features.IS_COLD_ITEM: 0, **values}

@@ -33,10 +33,11 @@ VOCABULARIES = {features.USER_ID: ["u0", "u1"], features.ITEM_ID: list(ITEMS),
                 features.CONTENT_VOCABULARY: ["red", "oak", "year=1995"]}
 TS = 1_742_600_000
 PRIORS = {"click_rate": 0.05, "order_rate": 0.01}
-# What PPM may read: the behaviour items (through the item table), their times, the request
-# time, the candidate (through the item table) and the as-of counts (ID-free statistics).
-PPM_INPUTS = (features.HIST_ITEM_IDS, features.HIST_TS, features.TS, features.ITEM_ID,
-              *features.COUNT_FEATURES)
+# What PPM may read: the behaviour items (through the item table), their times and action
+# types, the request time, the candidate (through the item table) and the as-of counts
+# (ID-free statistics).
+PPM_INPUTS = (features.HIST_ITEM_IDS, features.HIST_TS, features.HIST_ACTIONS, features.TS,
+              features.ITEM_ID, *features.COUNT_FEATURES)
 CACHED_INPUTS = (features.PPM_USER_STATES, features.PPM_USER_MASK, features.PPM_ITEM_VEC,
                  *features.COUNT_FEATURES)
 
@@ -86,6 +87,7 @@ def make_batch(seed: int = 0) -> dict[str, tf.Tensor]:
                                             ["red", "", "oak", "year=1995"]]),
         features.HIST_TS: tf.constant([[TS - 60, TS - 86_400, 0, 0], [0, 0, 0, 0],
                                        [TS - 5, TS - 3600, TS - 7200, TS - 10 ** 6]], tf.int64),
+        features.HIST_ACTIONS: tf.constant([[2, 2, 0, 0], [0, 0, 0, 0], [2, 2, 2, 2]], tf.int64),
         features.HIST_LEN: tf.constant([2, 0, 4], tf.int64),
         features.CLICK: tf.constant([1, 0, 1], tf.int64),
         features.ORDER: tf.constant([0, 0, 1], tf.int64),
@@ -194,7 +196,7 @@ def test_user_tower_takes_no_candidate_input():
     batch = make_batch()
     mask = tf.not_equal(batch[features.HIST_ITEM_IDS], "")
     states = tower((tf.random.normal([BATCH, MAX_SEQ_LEN, ITEM_DIM]), batch[features.HIST_TS],
-                    batch[features.TS], mask))
+                    batch[features.HIST_ACTIONS], batch[features.TS], mask))
     assert states.shape == (BATCH, MAX_SEQ_LEN, CONFIG.tower_dim)
     assert [type(block) for block in tower.blocks] == (
         [BidirectionalTransformerBlock] * CONFIG.tower_blocks)
@@ -203,7 +205,7 @@ def test_user_tower_takes_no_candidate_input():
 def test_the_exported_tower_signature_takes_history_and_request_time_only(ppm):
     module = UserTowerModule(ppm, MAX_SEQ_LEN)
     assert [spec.name for spec in module.user_states.input_signature] == [
-        features.HIST_ITEM_IDS, features.HIST_TS, features.TS]
+        features.HIST_ITEM_IDS, features.HIST_TS, features.HIST_ACTIONS, features.TS]
 
 
 def test_plug_in_head_reads_the_cached_tensors_only():
@@ -457,9 +459,11 @@ LOAD_IN_FRESH_PROCESS = textwrap.dedent("""
     module = tf.saved_model.load(export_dir)
     serving = module.signatures["serving_default"](
         hist_item_ids=tf.constant(inputs["hist_item_ids"]),
-        hist_ts=tf.constant(inputs["hist_ts"]), ts=tf.constant(inputs["ts"]))
+        hist_ts=tf.constant(inputs["hist_ts"]), hist_actions=tf.constant(inputs["hist_actions"]),
+        ts=tf.constant(inputs["ts"]))
     direct = module.user_states(tf.constant(inputs["hist_item_ids"]),
-                                tf.constant(inputs["hist_ts"]), tf.constant(inputs["ts"]))
+                                tf.constant(inputs["hist_ts"]),
+                                tf.constant(inputs["hist_actions"]), tf.constant(inputs["ts"]))
     np.savez(outputs_path, states=serving["ppm_user_states"].numpy(),
              mask=serving["ppm_user_mask"].numpy(),
              direct_states=direct["ppm_user_states"].numpy())
@@ -474,8 +478,7 @@ def test_exported_user_tower_gives_the_same_states_in_a_fresh_process(tmp_path, 
     export_dir = str(tmp_path / "ppm_user_tower")
     export_user_tower(ppm, MAX_SEQ_LEN, export_dir)
     assert not [path for path in tmp_path.iterdir() if path.name.startswith(".")]  # atomic
-    inputs = {name: batch[name].numpy() for name in (features.HIST_ITEM_IDS, features.HIST_TS,
-                                                     features.TS)}
+    inputs = {name: batch[name].numpy() for name in features.USER_STATE_INPUTS}
     inputs[features.HIST_ITEM_IDS] = inputs[features.HIST_ITEM_IDS].astype(np.bytes_)
     np.savez(tmp_path / "inputs.npz", **inputs)
     outputs_path = tmp_path / "outputs.npz"

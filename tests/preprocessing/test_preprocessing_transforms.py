@@ -409,7 +409,9 @@ def _with_history(event, *clicked):
     return {**event, "hist_item_ids": list(clicked),
             "hist_categories": [f"cat-{item}" for item in clicked],
             "hist_content": [f"tokens-of-{item}" for item in clicked],
-            "hist_ts": [times[item] for item in clicked], "hist_len": len(clicked)}
+            "hist_ts": [times[item] for item in clicked],
+            "hist_actions": [2] * len(clicked),  # each one clicked: features.ACTION_CLICKED
+            "hist_len": len(clicked)}
 
 
 def _expected_histories(max_seq_len):

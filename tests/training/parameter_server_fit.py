@@ -29,15 +29,18 @@ def examples(count: int) -> dict[str, np.ndarray]:
     content = [features.join_content(["drama"]), features.join_content(["drama", "comedy"]), ""]
     counts = {name: rng.integers(0, 5, (count, features.COUNT_SIZE)).astype(np.float32)
               for name in features.COUNT_FEATURES}
-    return {**counts, features.ITEM_CONTENT: rng.choice(content, count),
-            features.HIST_CONTENT: rng.choice(content, (count, MAX_SEQ_LEN)),
-            features.USER_ID: rng.choice(["u1", "u2", "u9"], count),
-            features.ITEM_ID: rng.choice(["i1", "i2", "i7"], count),
-            features.CATEGORY: rng.choice(["c1", "c2"], count),
-            features.BRAND: rng.choice(["b1", ""], count),
-            features.HIST_ITEM_IDS: rng.choice(["i1", "i3", ""], (count, MAX_SEQ_LEN)),
-            features.HIST_CATEGORIES: rng.choice(["c1", ""], (count, MAX_SEQ_LEN)),
-            features.CLICK: rng.integers(0, 2, count), features.ORDER: rng.integers(0, 2, count)}
+    batch = {**counts, features.ITEM_CONTENT: rng.choice(content, count),
+             features.HIST_CONTENT: rng.choice(content, (count, MAX_SEQ_LEN)),
+             features.USER_ID: rng.choice(["u1", "u2", "u9"], count),
+             features.ITEM_ID: rng.choice(["i1", "i2", "i7"], count),
+             features.CATEGORY: rng.choice(["c1", "c2"], count),
+             features.BRAND: rng.choice(["b1", ""], count),
+             features.HIST_ITEM_IDS: rng.choice(["i1", "i3", ""], (count, MAX_SEQ_LEN)),
+             features.HIST_CATEGORIES: rng.choice(["c1", ""], (count, MAX_SEQ_LEN)),
+             features.CLICK: rng.integers(0, 2, count), features.ORDER: rng.integers(0, 2, count)}
+    batch[features.HIST_ACTIONS] = np.where(batch[features.HIST_ITEM_IDS] == features.PADDING_ID,
+                                            features.ACTION_PADDING, features.ACTION_CLICKED)
+    return batch
 
 
 def main(vocab_dir: Path) -> None:

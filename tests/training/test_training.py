@@ -45,6 +45,7 @@ def cached_record(index: int, split: str, rng: np.random.Generator) -> dict:
         features.ITEM_CONTENT: ["red\x1foak", "oak", ""][index % 3],
         features.HIST_CONTENT: ["red"] * history,
         features.HIST_TS: [TS - 600 * (k + 1) for k in range(history)],
+        features.HIST_ACTIONS: [features.ACTION_CLICKED] * history,
         features.HIST_LEN: history, features.CLICK: int(index % 3 == 0),
         features.ORDER: int(index % 6 == 0), features.IS_COLD_ITEM: int(index % 4 == 0),
         features.ITEM_AGE_DAYS: float(index % 40), features.SPLIT: split,
@@ -92,8 +93,7 @@ def write_pretrained_head(work: str) -> None:
         size=(len(ITEMS), ITEM_DIM)).astype(np.float32)), CONFIG, MAX_SEQ_LEN, PRIORS)
     batch = deterministic_batches()[0]
     model({name: tf.constant(batch[name]) for name in (
-        features.ITEM_ID, features.HIST_ITEM_IDS, features.HIST_TS, features.TS,
-        *features.COUNT_FEATURES)})
+        features.ITEM_ID, *features.USER_STATE_INPUTS, *features.COUNT_FEATURES)})
     tf.train.Checkpoint(head=model.head).write(WorkLayout(work).head_checkpoint)
 
 
@@ -162,7 +162,7 @@ def deterministic_batches() -> list[dict[str, np.ndarray]]:
             values = [record[name] for record in chunk]
             if name in (features.HIST_ITEM_IDS, features.HIST_CATEGORIES, features.HIST_CONTENT):
                 values = [value + [""] * (MAX_SEQ_LEN - len(value)) for value in values]
-            elif name == features.HIST_TS:
+            elif name in (features.HIST_TS, features.HIST_ACTIONS):
                 values = [value + [0] * (MAX_SEQ_LEN - len(value)) for value in values]
             batch[name] = np.array(values)
         batch[features.PPM_USER_STATES] = batch[features.PPM_USER_STATES].reshape(

@@ -1,5 +1,7 @@
 """The preprocessing job end to end, as ``python -m beam_jobs.preprocess`` runs it, on the tiny
-synthetic world: clean input, input full of bad records, empty input, no world.json.
+synthetic world: clean input, input full of bad records, empty input, no world.json, hostile
+input (that run with ``--history impressions``: sequences of every impression, each with its
+action type).
 
 One module-scoped run per scenario. Runner: Beam's in-memory FnApiRunner (``--runner
 DirectRunner`` would first try to download the Prism runner).
@@ -86,30 +88,35 @@ def _counts_by_time(events: list[dict], bounds: dict) -> dict[str, int]:
     return {split: counts[split] for split in features.SPLITS}
 
 
-def _reference_histories(events: list[dict]) -> dict[tuple[str, str], list[tuple[int, str]]]:
-    """(request_id, item_id) -> [(ts, item_id)] by brute force over each user's raw clicks."""
-    clicks = collections.defaultdict(list)
+def _reference_histories(events: list[dict], history: str
+                         ) -> dict[tuple[str, str], list[tuple[int, str, int]]]:
+    """(request_id, item_id) -> [(ts, item_id, action)] by brute force over each user's raw
+    clicks (or, for ``history="impressions"``, all their events)."""
+    entries = collections.defaultdict(list)
     for event in events:
-        if event["click"]:
-            clicks[event["user_id"]].append(event)
+        if event["click"] or history == "impressions":
+            entries[event["user_id"]].append(event)
     histories = {}
     for event in events:
-        earlier = sorted(((click["ts"], click["request_id"], click["item_id"])
-                          for click in clicks[event["user_id"]]
-                          if click["ts"] < event["ts"]
-                          and click["request_id"] != event["request_id"]), reverse=True)
+        earlier = sorted(((entry["ts"], entry["request_id"], entry["item_id"],
+                           features.action_type(entry["click"], entry["order"]))
+                          for entry in entries[event["user_id"]]
+                          if entry["ts"] < event["ts"]
+                          and entry["request_id"] != event["request_id"]), reverse=True)
         histories[event["request_id"], event["item_id"]] = [
-            (ts, item_id) for ts, _, item_id in earlier[:MAX_SEQ_LEN]]
+            (ts, item_id, action) for ts, _, item_id, action in earlier[:MAX_SEQ_LEN]]
     return histories
 
 
-def _check_examples(work: Path, events: list[dict], stats: dict) -> dict[str, list[dict]]:
-    """Shared checks: counts per split by time, exact leak-free histories, padding."""
+def _check_examples(work: Path, events: list[dict], stats: dict,
+                    history: str = "clicks") -> dict[str, list[dict]]:
+    """Shared checks: counts per split by time, exact leak-free histories with their actions,
+    padding."""
     examples = {split: _read_examples(work, split) for split in features.SPLITS}
     assert {split: len(rows) for split, rows in examples.items()} == \
         _counts_by_time(events, stats["split_bounds"]) == \
         {split: counts["examples"] for split, counts in stats["splits"].items()}
-    histories = _reference_histories(events)
+    histories = _reference_histories(events, history)
     for split, rows in examples.items():
         for example in rows:
             assert example["split"] == split
@@ -118,7 +125,9 @@ def _check_examples(work: Path, events: list[dict], stats: dict) -> dict[str, li
             assert all(ts < example["ts"] for ts in example["hist_ts"][:length])
             assert example["hist_ts"][length:] == [0] * (MAX_SEQ_LEN - length)
             assert example["hist_item_ids"][length:] == [""] * (MAX_SEQ_LEN - length)
-            assert list(zip(example["hist_ts"][:length], example["hist_item_ids"][:length])) \
+            assert example["hist_actions"][length:] == [0] * (MAX_SEQ_LEN - length)
+            assert list(zip(example["hist_ts"][:length], example["hist_item_ids"][:length],
+                            example["hist_actions"][:length])) \
                 == histories[example["request_id"], example["item_id"]]
     return examples
 
@@ -536,7 +545,8 @@ def hostile_run(world, tmp_path_factory):
 
     work = tmp_path_factory.mktemp("hostile") / "work"
     with _fifo_released_if_opened(images / "fifo.png"):
-        stats = _preprocess(raw, work, "--max_image_pixels", str(MAX_IMAGE_PIXELS))
+        stats = _preprocess(raw, work, "--max_image_pixels", str(MAX_IMAGE_PIXELS),
+                            "--history", "impressions")
     victim_events = [event for event in events if event["item_id"] == victim["item_id"]]
     victim_queries = [query for query in queries if query["item_id"] == victim["item_id"]]
     assert victim_events and victim_queries
@@ -603,10 +613,23 @@ def test_a_lone_surrogate_and_a_20_mb_line_are_dead_letters_not_a_crash(hostile_
 
 
 def test_hostile_input_keeps_every_good_event_once_and_leak_free(hostile_run):
+    """This run's sequences hold every earlier impression (``--history impressions``)."""
     victim = hostile_run["victim"]["item_id"]
     good = [event for event in hostile_run["events"] if event["item_id"] != victim]
-    examples = _check_examples(hostile_run["work"], good, hostile_run["stats"])
+    examples = _check_examples(hostile_run["work"], good, hostile_run["stats"], "impressions")
     assert sum(map(len, examples.values())) == len(good)
+    actions = collections.Counter(action for rows in examples.values() for example in rows
+                                  for action in example["hist_actions"])
+    # The tiny world's click rate is low: most entries are impressions passed over.
+    assert actions[features.ACTION_SHOWN] > actions[features.ACTION_CLICKED] > 0
+    metadata = json.loads((hostile_run["work"] / "preprocess.json").read_text())
+    assert metadata["history"] == metadata["settings"]["history"] == "impressions"
+
+
+def test_an_unknown_history_kind_is_refused_naming_the_flag(world, capsys):
+    with pytest.raises(SystemExit):
+        _preprocess(world, world.parent / "work", "--history", "views")
+    assert "--history: invalid choice: 'views'" in capsys.readouterr().err
 
 
 def test_a_folder_named_like_an_events_shard_is_an_error_naming_it(world, tmp_path_factory):

@@ -66,7 +66,7 @@ HISTORY_KINDS = ("clicks", "impressions")
 # What the user did with each entry (``HIST_ACTIONS``; 0 pads): shown and not clicked (only
 # in "impressions" sequences), clicked, clicked and ordered.
 ACTION_PADDING, ACTION_SHOWN, ACTION_CLICKED, ACTION_ORDERED = range(4)
-ACTION_TYPES = 4
+ACTION_TYPES = ACTION_ORDERED + 1  # rows of the tower's action embedding
 
 
 def action_type(click: int, order: int) -> int:

@@ -37,6 +37,8 @@ class ModelConfig:
     train_epochs: int
     order_loss_weight: float = 1.0
     embedding_l2: float = 0.0  # L2 penalty on id embedding rows (IDRec), per row used
+    user_id_dropout: float = 0.0  # share of training examples whose user id (candidate item
+    item_id_dropout: float = 0.0  # id) IDRec sees as out of vocabulary, as a new one is
     # PPM and its plug-in: options measured on the valid split (README, "URM's integration").
     ppm_counts: bool = True  # the head reads the as-of counts (user, candidate, category)
     history_actions: bool = False  # PPM's tower embeds each behaviour entry's action type
@@ -57,6 +59,9 @@ class ModelConfig:
     save_every_steps: int | None = None  # resume points within epochs (always at their ends)
 
     def __post_init__(self):
+        for name in ("user_id_dropout", "item_id_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if not 0.0 <= self.head_learning_rate_scale <= 1.0:
             raise ValueError("head_learning_rate_scale must be in [0, 1], got "
                              f"{self.head_learning_rate_scale}")

@@ -27,17 +27,21 @@ class IdEmbedding(tf.keras.layers.Layer):
     hashed rows, and the padding id "" maps to row 0.
 
     An empty vocabulary file (a field the data never fills, e.g. MovieLens brands) hashes
-    every token: ``StringLookup`` cannot be built on an empty vocabulary.
+    every token: ``StringLookup`` cannot be built on an empty vocabulary. With ``dropout``,
+    training replaces that share of the ids by the out-of-vocabulary bucket an unseen id would
+    get, so those buckets learn what an unknown id looks like (as at serving, for every new
+    user or item) instead of staying at their initial values.
     """
 
     def __init__(self, vocabulary_file: str, oov_buckets: int, dim: int, l2: float = 0.0,
-                 initializer: str = "uniform", **kwargs):
+                 initializer: str = "uniform", dropout: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.vocabulary_file = vocabulary_file
         self.oov_buckets = oov_buckets
         self.dim = dim
         self.l2 = l2
         self.initializer = initializer
+        self.dropout = dropout
         if tf.io.gfile.stat(vocabulary_file).length == 0:
             self.lookup = tf.keras.layers.Hashing(num_bins=oov_buckets + 1,
                                                   mask_value=features.PADDING_ID)
@@ -49,18 +53,30 @@ class IdEmbedding(tf.keras.layers.Layer):
             rows = self.lookup.vocabulary_size()
         self.embedding = tf.keras.layers.Embedding(rows, dim, embeddings_initializer=initializer)
 
-    def call(self, ids):
-        embedded = self.embedding(self.lookup(ids))
+    def call(self, ids, training=None):
+        indices = self.lookup(ids)
+        if training and self.dropout and isinstance(self.lookup, tf.keras.layers.StringLookup):
+            indices = self._drop_ids(ids, indices)
+        embedded = self.embedding(indices)
         if self.l2:
             # On the rows a batch uses, not the whole table: ids seen rarely stay near zero
             # while frequent ids are penalised in proportion to how often they appear.
             self.add_loss(self.l2 * tf.reduce_sum(tf.reduce_mean(tf.square(embedded), 0)))
         return embedded
 
+    def _drop_ids(self, ids, indices):
+        """``indices`` with a ``dropout`` share of the non-padding ids moved to their
+        out-of-vocabulary bucket (rows 1..oov_buckets, after the padding row, as
+        ``StringLookup`` hashes an unseen id)."""
+        oov = 1 + tf.strings.to_hash_bucket_fast(ids, self.oov_buckets)
+        dropped = tf.logical_and(tf.random.uniform(tf.shape(ids)) < self.dropout,
+                                 tf.not_equal(ids, features.PADDING_ID))
+        return tf.where(dropped, oov, indices)
+
     def get_config(self):
         return {**super().get_config(), "vocabulary_file": self.vocabulary_file,
                 "oov_buckets": self.oov_buckets, "dim": self.dim, "l2": self.l2,
-                "initializer": self.initializer}
+                "initializer": self.initializer, "dropout": self.dropout}
 
 
 class ContentBag(tf.keras.layers.Layer):
@@ -106,8 +122,12 @@ class IDRecBackbone(tf.keras.layers.Layer):
         self.counts = CountEncoding(count_priors["click_rate"], count_priors["order_rate"],
                                     name="count_encoding")
         l2 = config.embedding_l2
-        self.user = IdEmbedding(vocabularies[features.USER_ID], oov_buckets, dim, l2, name="user")
-        self.item = IdEmbedding(vocabularies[features.ITEM_ID], oov_buckets, dim, l2, name="item")
+        self.user = IdEmbedding(vocabularies[features.USER_ID], oov_buckets, dim, l2,
+                                dropout=config.user_id_dropout, name="user")
+        # The same rows embed the candidate and the behaviour items; only the candidate's id
+        # is dropped (the history is what a new item's users have).
+        self.item = IdEmbedding(vocabularies[features.ITEM_ID], oov_buckets, dim, l2,
+                                dropout=config.item_id_dropout, name="item")
         self.category = IdEmbedding(vocabularies[features.CATEGORY], oov_buckets, dim, l2,
                                     name="category")
         self.brand = IdEmbedding(vocabularies[features.BRAND], oov_buckets, dim, l2,
@@ -130,16 +150,16 @@ class IDRecBackbone(tf.keras.layers.Layer):
 
     def call(self, inputs, training=None):
         batch_features, extra = inputs
-        candidate = tf.concat([self.item(batch_features[features.ITEM_ID]),
+        candidate = tf.concat([self.item(batch_features[features.ITEM_ID], training=training),
                                self.category(batch_features[features.CATEGORY]),
                                self.content(batch_features[features.ITEM_CONTENT])], -1)
-        history = tf.concat([self.item(batch_features[features.HIST_ITEM_IDS]),
+        history = tf.concat([self.item(batch_features[features.HIST_ITEM_IDS], training=False),
                              self.category(batch_features[features.HIST_CATEGORIES]),
                              self.content(batch_features[features.HIST_CONTENT])], -1)
         interest = self.interest((candidate, history, clicked_history(batch_features)))
         encoded = {name: self.counts(batch_features[name]) for name in features.COUNT_FEATURES}
         counts = tf.concat(list(encoded.values()), -1)
-        parts = [self.user(batch_features[features.USER_ID]), candidate,
+        parts = [self.user(batch_features[features.USER_ID], training=training), candidate,
                  self.brand(batch_features[features.BRAND]), interest, counts]
         if extra is not None:
             parts.append(extra)

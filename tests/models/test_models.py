@@ -438,6 +438,53 @@ def test_id_embedding_maps_padding_and_unknown_ids(vocabularies):
     assert IdEmbedding.from_config(config).vocabulary_file == vocabularies[features.ITEM_ID]
 
 
+def test_id_dropout_moves_known_ids_to_the_bucket_an_unseen_id_gets_only_in_training(
+        vocabularies):
+    embedding = IdEmbedding(vocabularies[features.ITEM_ID], oov_buckets=4, dim=4,
+                            dropout=0.999999)
+    unseen = tf.constant(["new-0", "new-1", "new-2", "new-3", "new-4"])
+    np.testing.assert_array_equal(  # where StringLookup puts an unseen id, as dropout does
+        embedding.lookup(unseen).numpy(),
+        1 + tf.strings.to_hash_bucket_fast(unseen, 4).numpy())
+    ids = tf.constant([["i0", "i3", ""]])
+    dropped = embedding(ids, training=True).numpy()
+    buckets = 1 + tf.strings.to_hash_bucket_fast(ids, 4).numpy()[0]
+    table = embedding.embedding.embeddings.numpy()
+    np.testing.assert_array_equal(dropped[0, :2], table[buckets[:2]])
+    np.testing.assert_array_equal(dropped[0, 2], table[0])  # padding is never dropped
+    np.testing.assert_array_equal(embedding(ids).numpy()[0],
+                                  table[embedding.lookup(ids).numpy()[0]])
+    assert IdEmbedding.from_config(embedding.get_config()).dropout == embedding.dropout
+
+
+def unseen_in_the_same_bucket(ids: tf.Tensor, oov_buckets: int) -> list[str]:
+    """For each id, a string no vocabulary holds that hashes to the id's OOV bucket."""
+    wanted = tf.strings.to_hash_bucket_fast(ids, oov_buckets).numpy()
+    candidates = [f"unseen-{index}" for index in range(100)]
+    buckets = tf.strings.to_hash_bucket_fast(candidates, oov_buckets).numpy()
+    return [candidates[list(buckets).index(bucket)] for bucket in wanted]
+
+
+@pytest.mark.parametrize("dropped", [features.USER_ID, features.ITEM_ID])
+def test_idrec_in_training_sees_a_dropped_id_as_an_unseen_one_never_a_history_item(
+        vocabularies, dropped):
+    rates = {"user_id_dropout": 0.0, "item_id_dropout": 0.0,
+             f"{dropped}_dropout": 0.999999}  # user_id_dropout or item_id_dropout
+    base = IDRec(vocabularies, 4, dataclasses.replace(CONFIG, dropout=0.0, **rates), PRIORS)
+    batch = make_batch()
+    as_unseen = replaced(batch, **{dropped: unseen_in_the_same_bucket(batch[dropped], 4)})
+    # The history's item ids (known ones among them) are the same in both batches: equal
+    # logits mean they were not dropped.
+    assert_same_logits(base(batch, training=True), base(as_unseen))
+    assert not np.allclose(base(batch)["click"].numpy(), base(as_unseen)["click"].numpy())
+
+
+def test_id_dropout_rates_must_be_shares():
+    for name in ("user_id_dropout", "item_id_dropout"):
+        with pytest.raises(ValueError, match=name):
+            dataclasses.replace(CONFIG, **{name: 1.0})
+
+
 def test_id_embedding_on_an_empty_vocabulary_hashes_every_id(tmp_path):
     empty = tmp_path / "brand.txt"
     empty.write_text("")

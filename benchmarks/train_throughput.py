@@ -54,6 +54,11 @@ def in_memory_batches(work: str, batch_size: int, count: int) -> tf.data.Dataset
                                drop_remainder=True).take(count))
     if not batches:
         raise ValueError(f"no full batch of {batch_size} in {work}'s train split")
+    return cycled(batches)
+
+
+def cycled(batches: list[dict[str, tf.Tensor]]) -> tf.data.Dataset:
+    """The batches, held in memory, repeated forever."""
     stacked = {name: tf.stack([batch[name] for batch in batches]) for name in batches[0]}
     return tf.data.Dataset.from_tensor_slices(stacked).repeat().prefetch(2)
 

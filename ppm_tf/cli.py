@@ -85,7 +85,8 @@ def _overrides(args: argparse.Namespace) -> dict:
     """The preset fields a training command's flags replace (recorded in training.json)."""
     flags = {"save_every_steps": args.save_every_steps, "ranking_loss": args.ranking_loss,
              "ranking_loss_weight": args.ranking_loss_weight,
-             "history_actions": getattr(args, "history_actions", None)}
+             "history_actions": getattr(args, "history_actions", None),
+             "pretrain_request_group": getattr(args, "pretrain_request_group", None)}
     return {field: value for field, value in flags.items() if value is not None}
 
 
@@ -270,6 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
                           help="the user tower embeds each behaviour entry's action (shown, "
                                "clicked, ordered): for sequences of impressions, `ppm "
                                "preprocess --history impressions`")
+    pretrain.add_argument("--request-group", "--request_group",
+                          dest="pretrain_request_group", type=int,
+                          help="read up to N impressions of a request together, so the user "
+                               "tower runs once per group (1: records one by one; default: "
+                               "the preset's); README: Pre-training on grouped requests")
     pretrain.set_defaults(handler=_pretrain)
 
     _add_pass_through(commands, "precompute", _precompute,

@@ -137,6 +137,22 @@ def test_train_throughput_alternates_the_models_in_rounds_and_prints_ratios(tiny
 
 
 @pytest.mark.slow
+def test_pretrain_batches_alternates_the_two_readings_and_counts_tower_rows(tiny_demo_run):
+    out, _ = tiny_demo_run
+    stdout = run_benchmark("pretrain_batches.py", "--work", str(out / "work"), "--preset",
+                           "tiny", "--group", "8", "--rounds", "2", "--round-seconds", "0.05",
+                           "--batches", "2")
+    assert "2 rounds of >= 0.05 s per reading, alternating" in stdout
+    rows = {}
+    for name in ("records", "groups of 8"):
+        match = re.search(rf"^{name} +{SPREAD} +(\d+\.\d)$", stdout, re.MULTILINE)
+        assert match, name
+        rows[name] = float(match.group(1))
+    assert 0 < rows["groups of 8"] < rows["records"] <= 256  # the tiny preset's batch
+    assert re.search(rf"^groups of 8 / records: {RATIO}$", stdout, re.MULTILINE)
+
+
+@pytest.mark.slow
 def test_demo_side_process_redoes_the_rows_both_ways_in_alternating_rounds(tiny_demo_run,
                                                                            tmp_path):
     out = tmp_path / "run"

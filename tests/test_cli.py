@@ -154,3 +154,13 @@ def test_training_flags_override_only_the_preset_fields_given(command):
                                   "save_every_steps": 10}
     with pytest.raises(SystemExit):
         parser.parse_args([command, "--work", "w", *model, "--ranking-loss", "softmax"])
+
+
+def test_pretraining_reads_requests_in_groups_of_the_size_given():
+    from ppm_tf.cli import _overrides
+
+    parser = build_parser()
+    assert _overrides(parser.parse_args(["pretrain", "--work", "w", "--request-group", "8"])) \
+        == {"pretrain_request_group": 8}
+    with pytest.raises(SystemExit):  # fine-tuning reads cached states: no tower to save
+        parser.parse_args(["train", "--work", "w", "--model", "urm", "--request-group", "8"])

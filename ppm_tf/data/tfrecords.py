@@ -35,7 +35,8 @@ def load_preprocess_metadata(work: str) -> dict[str, Any]:
 def read_split(work: str, split: str | Sequence[str], batch_size: int, *, shuffle: bool = False,
                shuffle_buffer: int = 10_000, repeat: bool = False, deterministic: bool = False,
                seed: int | None = None, features: Sequence[str] | None = None,
-               drop_remainder: bool = False, group_requests: bool = False) -> tf.data.Dataset:
+               drop_remainder: bool = False, group_requests: bool = False,
+               max_group: int | None = None) -> tf.data.Dataset:
     """Impressions of one time split (``features.SPLITS``), or several (e.g. ("pretrain",
     "train") for the long span), as batches of ``features.EXAMPLE_FEATURES``; sequences have
     preprocess.json's ``max_seq_len``.
@@ -52,6 +53,9 @@ def read_split(work: str, split: str | Sequence[str], batch_size: int, *, shuffl
             share a batch (for in-request ranking losses): records are gathered in windows of
             ``shuffle_buffer`` records and regrouped by ``request_id`` inside each window; when
             shuffling, whole requests are shuffled within the window instead of records.
+        max_group: with ``group_requests``, a request's records in a window come in groups
+            of at most this many, each group shuffled as a unit (None: whole requests), so a
+            request of a thousand impressions does not fill a batch on its own.
     """
     patterns = [WorkLayout(work).examples_pattern(name) for name in _split_names(split)]
     max_seq_len = load_preprocess_metadata(work)["max_seq_len"]
@@ -59,13 +63,14 @@ def read_split(work: str, split: str | Sequence[str], batch_size: int, *, shuffl
         patterns, feature_tables.EXAMPLE_FEATURES, max_seq_len,
         batch_size, shuffle=shuffle, shuffle_buffer=shuffle_buffer, repeat=repeat,
         deterministic=deterministic, seed=seed, features=features, drop_remainder=drop_remainder,
-        group_requests=group_requests)
+        group_requests=group_requests, max_group=max_group)
 
 
 def read_cached(work: str, split: str | Sequence[str], batch_size: int, *, shuffle: bool = False,
                 shuffle_buffer: int = 10_000, repeat: bool = False, deterministic: bool = False,
                 seed: int | None = None, features: Sequence[str] | None = None,
-                drop_remainder: bool = False, group_requests: bool = False) -> tf.data.Dataset:
+                drop_remainder: bool = False, group_requests: bool = False,
+                max_group: int | None = None) -> tf.data.Dataset:
     """Like ``read_split``, for the examples with PPM's cached tensors (``ppm precompute``):
     adds ``ppm_user_states [batch, L, d]``, ``ppm_user_mask [batch, L]`` and
     ``ppm_item_vec [batch, item_dim]``."""
@@ -79,7 +84,8 @@ def read_cached(work: str, split: str | Sequence[str], batch_size: int, *, shuff
         patterns, feature_tables.CACHED_EXAMPLE_FEATURES, max_seq_len, batch_size,
         shuffle=shuffle, shuffle_buffer=shuffle_buffer, repeat=repeat,
         deterministic=deterministic, seed=seed, features=features,
-        drop_remainder=drop_remainder, group_requests=group_requests, vector_dims=dims)
+        drop_remainder=drop_remainder, group_requests=group_requests, max_group=max_group,
+        vector_dims=dims)
 
     def unflatten_states(batch):
         if feature_tables.PPM_USER_STATES in batch:
@@ -168,7 +174,7 @@ def _read_records(pattern: str | list[str], table: Sequence[feature_tables.Featu
                   max_seq_len: int, batch_size: int, *, shuffle: bool, shuffle_buffer: int,
                   repeat: bool, deterministic: bool, seed: int | None,
                   features: Sequence[str] | None, drop_remainder: bool,
-                  group_requests: bool = False,
+                  group_requests: bool = False, max_group: int | None = None,
                   vector_dims: dict[str, int] | None = None) -> tf.data.Dataset:
     spec = feature_tables.parse_spec(_select(table, features), max_seq_len, vector_dims)
     if batch_size < 1:
@@ -187,7 +193,7 @@ def _read_records(pattern: str | list[str], table: Sequence[feature_tables.Featu
         deterministic=deterministic)
     if group_requests:
         dataset = _requests_together(dataset, shuffle_buffer, shuffle=shuffle, seed=seed,
-                                     repeat=repeat)
+                                     repeat=repeat, max_group=max_group)
     else:
         if shuffle:
             dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
@@ -202,10 +208,13 @@ def _read_records(pattern: str | list[str], table: Sequence[feature_tables.Featu
 
 
 def _requests_together(records: tf.data.Dataset, window: int, *, shuffle: bool,
-                       seed: int | None, repeat: bool) -> tf.data.Dataset:
+                       seed: int | None, repeat: bool,
+                       max_group: int | None = None) -> tf.data.Dataset:
     """Serialized records, regrouped so that the records of one request that fall in the
     same window of ``window`` records follow one another (in their first record's order, or a
     seeded random order of the window's requests when ``shuffle``); every record is kept once.
+    With ``max_group``, each request's records are cut into consecutive groups of at most that
+    many, and the groups take the requests' place.
 
     A window, not the whole split: nothing holds more than ``window`` records, and the
     preprocessed splits already keep a user's records, hence a request's, close together.
@@ -216,6 +225,8 @@ def _requests_together(records: tf.data.Dataset, window: int, *, shuffle: bool,
     def regroup(window_index, serialized):
         _, request_index = tf.unique(tf.io.parse_example(serialized, request_id)[
             feature_tables.REQUEST_ID])
+        if max_group is not None:
+            request_index = _groups_of_at_most(request_index, max_group)
         requests = tf.reduce_max(request_index) + 1
         if shuffle:  # a fresh order per window, and per repetition under ``repeat``
             keys = tf.random.stateless_uniform([requests], seed=tf.stack([shuffle_seed,
@@ -225,7 +236,25 @@ def _requests_together(records: tf.data.Dataset, window: int, *, shuffle: bool,
         return tf.data.Dataset.from_tensor_slices(tf.RaggedTensor.from_value_rowids(
             tf.gather(serialized, order), tf.gather(request_index, order), nrows=requests))
 
+    if max_group is not None and max_group < 1:
+        raise ValueError(f"max_group must be at least 1, got {max_group}")
     windows = records.batch(window)
     if repeat:
         windows = windows.repeat()
     return windows.enumerate().flat_map(regroup).unbatch()
+
+
+def _groups_of_at_most(request_index: tf.Tensor, size: int) -> tf.Tensor:
+    """``request_index`` ([n], 0-based, in first-record order) with each request's records,
+    in their order, cut into groups of at most ``size``: the groups' indices, also 0-based in
+    first-record order."""
+    positions = tf.range(tf.size(request_index))
+    order = tf.argsort(request_index, stable=True)
+    sorted_requests = tf.gather(request_index, order)
+    starts = tf.math.unsorted_segment_min(positions, sorted_requests,
+                                          tf.reduce_max(request_index) + 1)
+    rank_sorted = positions - tf.gather(starts, sorted_requests)  # place in its request
+    rank = tf.scatter_nd(order[:, tf.newaxis], rank_sorted, tf.shape(request_index))
+    group_keys = (tf.cast(request_index, tf.int64) * tf.cast(tf.size(request_index), tf.int64)
+                  + tf.cast(rank // size, tf.int64))
+    return tf.unique(group_keys)[1]

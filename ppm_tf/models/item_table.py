@@ -52,7 +52,11 @@ class ItemVectorTable(tf.keras.layers.Layer):
                 block, tf.range(start + 1, start + 1 + len(block))))
 
     def call(self, item_ids):
-        return tf.gather(self.table, self.rows.lookup(item_ids) + 1)
+        return tf.gather(self.table, self.row_indices(item_ids))
+
+    def row_indices(self, item_ids):
+        """Each id's row of the table (0: unknown, the zero vector)."""
+        return self.rows.lookup(item_ids) + 1
 
 
 def _row_initializer(item_ids: str | Sequence[str]):

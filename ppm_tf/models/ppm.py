@@ -130,11 +130,33 @@ class PPM(RankingModel):
         return {PPM_USER_STATES: states, PPM_USER_MASK: tf.cast(mask, tf.int64)}
 
     def call(self, batch_features, training=None):
-        cached = self.user_states(batch_features, training=training)
+        # The tower runs once per distinct history of the batch: a request's impressions
+        # share theirs, and pre-training on grouped requests (``pretrain_request_group``)
+        # puts several of them in one batch.
+        first, back = self.distinct_histories(batch_features)
+        distinct = self.user_states({name: tf.gather(batch_features[name], first)
+                                     for name in features.USER_STATE_INPUTS},
+                                    training=training)
+        cached = {name: tf.gather(value, back) for name, value in distinct.items()}
         _, click, order = self.head((cached[PPM_USER_STATES], cached[PPM_USER_MASK],
                                      self.item_table(batch_features[features.ITEM_ID]),
                                      head_counts(batch_features)), training=training)
         return {"click": click, "order": order}
+
+    def distinct_histories(self, batch_features) -> tuple[tf.Tensor, tf.Tensor]:
+        """``(first, back)``: the batch positions of the first example of each distinct tower
+        input (the rows of the item table the history reads, its mask, times and actions,
+        and the request time: what ``user_states`` sees), and each example's index into
+        them. Exact: rows are compared whole, not hashed."""
+        rows = tf.concat([self.item_table.row_indices(batch_features[features.HIST_ITEM_IDS]),
+                          tf.cast(history_mask(batch_features), tf.int64),
+                          batch_features[features.HIST_TS],
+                          batch_features[features.HIST_ACTIONS],
+                          batch_features[features.TS][:, tf.newaxis]], axis=1)
+        distinct, back = tf.raw_ops.UniqueV2(x=rows, axis=tf.constant([0], tf.int64))
+        first = tf.math.unsorted_segment_min(tf.range(tf.shape(back)[0]), back,
+                                             tf.shape(distinct)[0])
+        return first, back
 
 
 class PPMOnCachedStates(RankingModel):

@@ -114,19 +114,24 @@ def prepared_model(work: str, name: str, config: ModelConfig) -> RankingModel:
 
 def fit_on_splits(model: RankingModel, work: str, reader, splits, config: ModelConfig,
                   seed: int, epochs: int, min_steps: int, backup_dir: str,
-                  verbose: int = 1) -> FitResult:
+                  verbose: int = 1, request_group: int = 1) -> FitResult:
     """Fits ``model`` on ``splits`` read by ``reader`` (``read_split`` or ``read_cached``): up
     to ``epochs`` epochs (more when ``min_steps`` needs them), early-stopped on the ``valid``
     split's click AUC with the best epoch restored. Each epoch reads its own seeded order,
     deterministically, so a resumed run ends where an uninterrupted one ends. With a ranking
-    loss, each request's impressions are read together, so they share a batch."""
+    loss, each request's impressions are read together, so they share a batch; with a
+    ``request_group`` over 1, groups of up to that many of them (PPM pre-training: its tower
+    runs once per group)."""
     examples = count_examples(work, splits)
     steps_per_epoch = math.ceil(examples / config.batch_size)
     epochs = max(epochs, math.ceil(min_steps / max(steps_per_epoch, 1)))
 
+    whole_requests = config.ranking_loss != "none"
+
     def epoch_data(epoch: int):
         return reader(work, splits, config.batch_size, shuffle=True, deterministic=True,
-                      seed=seed * 1000 + epoch, group_requests=config.ranking_loss != "none")
+                      seed=seed * 1000 + epoch, group_requests=whole_requests or request_group > 1,
+                      max_group=None if whole_requests else request_group)
 
     validation = reader(work, "valid", config.batch_size, deterministic=True)
     return fit(model, epoch_data, epochs, backup_dir, examples, verbose,

@@ -1,6 +1,7 @@
 """The package's TFRecord readers: hand-written shards (fast) and a real preprocessed
 tiny world (slow)."""
 import collections
+import itertools
 import json
 
 import numpy as np
@@ -146,6 +147,25 @@ def test_grouped_requests_are_contiguous_and_every_record_is_read_once(scattered
     assert collections.Counter(grouped) == collections.Counter(plain)
     assert len(grouped) == 40
     assert runs([request for request, _ in grouped]) == 7
+
+
+def run_lengths(request_ids) -> list[int]:
+    return [len(list(run)) for _, run in itertools.groupby(request_ids)]
+
+
+def test_a_request_comes_in_groups_of_at_most_max_group_records(scattered_requests):
+    plain = record_keys(tfrecords.read_split(scattered_requests, "train", 6))
+    in_order = grouped_keys(scattered_requests, max_group=2)
+    assert collections.Counter(in_order) == collections.Counter(plain)
+    # r0..r4 hold 6 records, r5 and r6 hold 5: 3 groups each, in first-record order, so no
+    # two groups of one request meet.
+    assert run_lengths([request for request, _ in in_order]) == [2] * 19 + [1] * 2
+    shuffled = grouped_keys(scattered_requests, shuffle=True, seed=5, max_group=2)
+    assert collections.Counter(shuffled) == collections.Counter(plain)
+    assert shuffled != in_order
+    assert grouped_keys(scattered_requests, max_group=100) == grouped_keys(scattered_requests)
+    with pytest.raises(ValueError, match="max_group"):
+        grouped_keys(scattered_requests, max_group=0)
 
 
 def test_grouping_is_deterministic_given_the_seed(scattered_requests):

@@ -237,6 +237,60 @@ def test_ppm_on_cached_states_equals_ppm_on_the_states_it_caches(ppm):
                                    atol=1e-6)
 
 
+def test_ppm_runs_its_tower_once_per_distinct_history_with_every_rows_logits_and_gradients(
+        ppm):
+    """A batch of whole requests repeats each history: the tower runs on one copy, and the
+    logits and gradients are those of the tower run on every row (as precompute caches it)."""
+    batch = make_batch()
+    repeated = {name: tf.gather(value, [0, 1, 2, 0, 2, 0]) for name, value in batch.items()}
+    first, back = ppm.distinct_histories(repeated)
+    assert first.numpy().tolist() == [0, 1, 2]
+    assert back.numpy().tolist() == [0, 1, 2, 0, 2, 0]
+
+    def every_row(features_):
+        cached = ppm.user_states(features_, training=True)
+        return ppm.head((cached[features.PPM_USER_STATES], cached[features.PPM_USER_MASK],
+                         ppm.item_table(features_[features.ITEM_ID]),
+                         {name: features_[name] for name in features.COUNT_FEATURES}),
+                        training=True)[1]
+
+    ppm(repeated)  # builds the weights, outside the tape
+    with tf.GradientTape(persistent=True) as tape:
+        once = ppm(repeated, training=True)["click"]
+        expected = every_row(repeated)
+        once_sum, expected_sum = tf.reduce_sum(once), tf.reduce_sum(expected)
+    np.testing.assert_allclose(once.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
+    weights = ppm.user_tower.trainable_variables + ppm.head.trainable_variables
+    gradients = tape.gradient(once_sum, weights)
+    expected_gradients = tape.gradient(expected_sum, weights)
+    compared = 0
+    for gradient, expected_gradient in zip(gradients, expected_gradients):
+        assert (gradient is None) == (expected_gradient is None)
+        if gradient is not None:  # None: a weight the click logit does not use
+            np.testing.assert_allclose(tf.convert_to_tensor(gradient).numpy(),
+                                       tf.convert_to_tensor(expected_gradient).numpy(),
+                                       rtol=1e-4, atol=1e-6)
+            compared += 1
+    assert compared > len(ppm.user_tower.trainable_variables)  # the tower's and the head's
+
+
+def test_histories_are_distinct_when_any_tower_input_differs_and_only_then(ppm):
+    row = {name: tf.gather(value, [0, 0, 0, 0, 0]) for name, value in make_batch().items()}
+    ids = row[features.HIST_ITEM_IDS].numpy().astype(object)
+    ids[3, 2] = b"never-seen"  # the zero vector, as padding, but not masked
+    actions = row[features.HIST_ACTIONS].numpy()
+    actions[2, 0] = features.ACTION_ORDERED
+    varied = {**row, features.HIST_ITEM_IDS: tf.constant(ids.astype(bytes)),
+              features.HIST_ACTIONS: tf.constant(actions),
+              features.TS: tf.constant([TS, TS + 1, TS, TS, TS], tf.int64),
+              # Not tower inputs: the same history for the tower.
+              features.ITEM_ID: tf.constant(["i0", "i1", "i2", "i3", "i1"]),
+              features.REQUEST_ID: tf.constant(["a", "b", "c", "d", "e"])}
+    first, back = ppm.distinct_histories(varied)
+    assert first.numpy().tolist() == [0, 1, 2, 3]
+    assert back.numpy().tolist() == [0, 1, 2, 3, 0]
+
+
 def test_the_head_reads_the_counts_and_can_be_told_not_to():
     batch = make_batch()
     more_clicks = replaced(batch, item_counts=np.tile([[50.0, 40.0, 9.0, 5.0, 4.0, 1.0]],

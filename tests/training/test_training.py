@@ -11,6 +11,7 @@ import ppm_tf  # noqa: F401  (selects tf-keras before TensorFlow loads)
 import tensorflow as tf
 
 from ppm_tf import features
+from ppm_tf.data.tfrecords import read_cached
 from ppm_tf.models.config import preset
 from ppm_tf.models.item_table import ItemVectorTable
 from ppm_tf.models.ppm import PPM
@@ -419,6 +420,28 @@ def test_urm_trains_with_a_listwise_loss_on_requests_read_together(tmp_path):
     assert np.isfinite(summary["final_loss"])
     assert summary["train_examples"] == SPLIT_SIZES["train"] * CONFIG.train_epochs
     assert all(0.0 < auc < 1.0 for auc in summary["validation_click_auc"])
+
+
+@pytest.mark.parametrize("ranking_loss, request_group, expected", [
+    ("none", 1, {"group_requests": False, "max_group": 1}),
+    ("none", 4, {"group_requests": True, "max_group": 4}),
+    ("listwise", 4, {"group_requests": True, "max_group": None}),  # pairs need whole requests
+])
+def test_fit_reads_requests_together_as_the_loss_and_the_request_group_ask(
+        tmp_path, ranking_loss, request_group, expected):
+    work = write_cached_work(tmp_path)
+    config = dataclasses.replace(CONFIG, ranking_loss=ranking_loss)
+    training_reads = []
+
+    def reader(work, splits, batch_size, **options):
+        if options.get("shuffle"):
+            training_reads.append({name: options[name] for name in expected})
+        return read_cached(work, splits, batch_size, **options)
+
+    model = ablations.prepared_model(work, "base", config)
+    ablations.fit_on_splits(model, work, reader, ("train",), config, 0, 1, 0,
+                            str(tmp_path / "backup"), verbose=0, request_group=request_group)
+    assert training_reads == [expected]
 
 
 def test_ppm_pretraining_trains_with_a_pairwise_loss(tmp_path):

@@ -35,6 +35,7 @@ from ppm_tf.models.item_table import load_item_table  # noqa: E402
 from ppm_tf.models.ppm import PPM  # noqa: E402
 from ppm_tf.training.ablations import resolve_preset  # noqa: E402
 
+
 def pretrain_batches(work: str, batch_size: int, count: int,
                      request_group: int) -> list[dict[str, tf.Tensor]]:
     """``count`` full batches of the pretrain split, read as pre-training reads them."""

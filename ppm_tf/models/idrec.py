@@ -7,9 +7,9 @@ and its category (smoothed towards ``count_priors``: what the logs plainly say a
 how often each clicks or is clicked, known for users and items no id embedding has seen),
 ``tfrs.layers.dcn.Cross`` layers and an MLP, click and order heads; with ``count_offset`` the
 heads learn a residual on the count baseline's logits, and with ``user_id_dropout`` /
-``item_id_dropout`` training shows some examples' user (candidate) as an unseen id. ``IDRecBackbone`` takes extra dense
-inputs so the ablations can add content: ``qm_ep`` adds the frozen ME item vector, URM adds
-PPM's representation (``unified.py``).
+``item_id_dropout`` training shows some examples' user (candidate) as an unseen id.
+``IDRecBackbone`` takes extra dense inputs so the ablations can add content: ``qm_ep`` adds
+the frozen ME item vector, URM adds PPM's representation (``unified.py``).
 """
 from __future__ import annotations
 

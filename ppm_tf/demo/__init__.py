@@ -25,8 +25,9 @@ from ppm_tf.demo.stages import BESIDE, STAGES, stage_line, stage_record, stage_r
 from ppm_tf.work_layout import PRETRAINED, RunLayout, WorkLayout, read_json
 
 DEMO_PRESETS = ("tiny", "demo")  # sized for a laptop; `paper` is for accelerators
-# The A/B replay's eval days per preset: a few thousand requests (None: every eval day).
-AB_DAYS = {"tiny": None, "demo": 1}
+# The A/B replay's eval days: the first (a few thousand requests at the demo preset; `ppm ab
+# --days` replays more).
+AB_DAYS = 1
 
 
 @dataclasses.dataclass
@@ -301,7 +302,7 @@ def _replay_ab(run: DemoRun) -> dict:
     from ppm_tf.ab.experiment import AbSettings, run_ab
 
     return run_ab(AbSettings(work=run.work, data=run.data_dir, saved_models=run.saved_models,
-                             days=AB_DAYS.get(run.preset), seed=run.seed))
+                             days=AB_DAYS, seed=run.seed))
 
 
 def _finish(run: DemoRun, metrics: dict, serving: dict, ab: dict | None,

@@ -86,6 +86,7 @@ def _overrides(args: argparse.Namespace) -> dict:
     flags = {"save_every_steps": args.save_every_steps, "ranking_loss": args.ranking_loss,
              "ranking_loss_weight": args.ranking_loss_weight,
              "history_actions": getattr(args, "history_actions", None),
+             "tower_item_counts": getattr(args, "tower_item_counts", None),
              "pretrain_request_group": getattr(args, "pretrain_request_group", None)}
     return {field: value for field, value in flags.items() if value is not None}
 
@@ -271,6 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
                           help="the user tower embeds each behaviour entry's action (shown, "
                                "clicked, ordered): for sequences of impressions, `ppm "
                                "preprocess --history impressions`")
+    pretrain.add_argument("--tower-item-counts", "--tower_item_counts",
+                          dest="tower_item_counts", action="store_true", default=None,
+                          help="the user tower reads each behaviour item's as-of counts at "
+                               "the request (impressions, clicks, orders before its day), "
+                               "beside its vector; README: Behaviour items' counts")
     pretrain.add_argument("--request-group", "--request_group",
                           dest="pretrain_request_group", type=int,
                           help="read up to N impressions of a request together, so the user "

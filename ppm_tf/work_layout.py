@@ -8,7 +8,8 @@ joined with "/" so the same layout works on ``gs://`` through Beam's and TF's fi
     WORK/queries/part-*.tfrecord.gz            valid search log (features.QUERY_FEATURES)
     WORK/vocab/<name>.txt                      vocabularies, most frequent first
     WORK/count_tables/<name>-*.tsv             as-of counts per item_id / category at the
-                                               log's end: the tables an export serves
+                                               log's end: the tables an export serves;
+                                               item_days: each item's totals per day
     WORK/dead_letter/<table>-*.jsonl           rejected records with their problems
     WORK/oracle/eval-*.jsonl                   synthetic only: true probabilities, eval split
     WORK/encoders/{text,image}/                frozen modal encoders (SavedModels)

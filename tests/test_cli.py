@@ -164,3 +164,13 @@ def test_pretraining_reads_requests_in_groups_of_the_size_given():
         == {"pretrain_request_group": 8}
     with pytest.raises(SystemExit):  # fine-tuning reads cached states: no tower to save
         parser.parse_args(["train", "--work", "w", "--model", "urm", "--request-group", "8"])
+
+
+def test_only_pretraining_takes_the_towers_item_counts():
+    from ppm_tf.cli import _overrides
+
+    parser = build_parser()
+    assert _overrides(parser.parse_args(["pretrain", "--work", "w", "--tower-item-counts"])) \
+        == {"tower_item_counts": True}
+    with pytest.raises(SystemExit):  # the tower is trained and exported by pretraining only
+        parser.parse_args(["train", "--work", "w", "--model", "urm", "--tower-item-counts"])

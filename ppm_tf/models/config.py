@@ -43,6 +43,8 @@ class ModelConfig:
     ppm_counts: bool = True  # the head reads the as-of counts (user, candidate, category)
     history_actions: bool = False  # PPM's tower embeds each behaviour entry's action type
     # (features.HIST_ACTIONS: shown, clicked, ordered; see ``ppm preprocess --history``)
+    tower_item_counts: bool = False  # PPM's tower reads each behaviour item's as-of counts
+    # at the request (models.history_counts), beside its vector
     urm_integration: str = "logits_and_representation"  # see URM_INTEGRATIONS
     count_offset: bool = False  # IDRec's logits start from the count baseline's (the
     # user's and the candidate's smoothed rates, the ``counts`` row) and learn the residual

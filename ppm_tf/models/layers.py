@@ -161,7 +161,7 @@ def _weighted_by_masked_softmax(scores, keys, mask):
 class CountEncoding(tf.keras.layers.Layer):
     """As-of counts (``features.COUNT_FEATURES``) -> what a model can use of them.
 
-    Input ``[batch, COUNT_SIZE]`` raw counts; output ``[batch, 3 * len(COUNT_WINDOWS)]``: per
+    Input ``[..., COUNT_SIZE]`` raw counts; output ``[..., 3 * len(COUNT_WINDOWS)]``: per
     window, ``log1p(impressions)`` and the click and order rates smoothed towards the data
     set's prior rates (``prior_strength`` pseudo-impressions), as logits relative to the
     prior's. An entity never seen has rate logits 0: exactly the prior. Negative counts (a
@@ -190,7 +190,7 @@ class CountEncoding(tf.keras.layers.Layer):
         kinds = len(features.COUNT_KINDS)
         encoded = []
         for window in range(len(features.COUNT_WINDOWS)):
-            impressions, clicks, orders = (counts[:, window * kinds + kind]
+            impressions, clicks, orders = (counts[..., window * kinds + kind]
                                            for kind in range(kinds))
             # Clicks and orders never exceed impressions in a log; a request may claim so.
             clicks = tf.minimum(clicks, impressions)

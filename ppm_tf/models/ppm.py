@@ -2,10 +2,10 @@
 
 Two parts with a clean boundary (DESIGN.md §3):
 
-- ``PPMUserTower`` (cached): the behaviour items' vectors m, projected, plus position and
-  time-interval encodings (and, as an option, each entry's action type: shown, clicked,
-  ordered), through bidirectional Transformer blocks -> user states
-  ``H_u [batch, L, d]``. It depends only on the user's history, never on the candidate, so it
+- ``PPMUserTower`` (cached): the behaviour items' vectors m (``BehaviourEntries``; as an
+  option with each item's as-of counts), projected, plus position and time-interval
+  encodings (and, as an option, each entry's action type: shown, clicked, ordered), through
+  bidirectional Transformer blocks -> user states ``H_u [batch, L, d]``. It depends only on the user's history, never on the candidate, so it
   is computed once per request (or per new click) and cached.
 - ``PlugInHead`` (trained and served): the candidate's projection, target attention over
   ``H_u``, the as-of counts of the user, the candidate and its category (long-span, ID-free
@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from ppm_tf import features
 from ppm_tf.models.config import ModelConfig
+from ppm_tf.models.history_counts import HistoryItemCounts
 from ppm_tf.models.item_table import ItemVectorTable
 from ppm_tf.models.layers import (MLP, BidirectionalTransformerBlock, CountEncoding,
                                   DotProductTargetAttention, PositionEmbedding,
@@ -31,8 +32,32 @@ from ppm_tf.models.tasks import RankingModel
 PPM_USER_STATES, PPM_USER_MASK = features.PPM_USER_STATES, features.PPM_USER_MASK
 
 
+class BehaviourEntries(tf.keras.layers.Layer):
+    """``(hist_item_ids [batch, L], ts [batch])`` -> what the tower reads of each entry: its
+    item's vector from the frozen table, followed, when ``history_counts`` is given (the
+    config's ``tower_item_counts``), by its item's as-of counts at the request, encoded as
+    the head encodes the candidate's (``CountEncoding``)."""
+
+    def __init__(self, item_table: ItemVectorTable, history_counts: HistoryItemCounts | None,
+                 count_priors: dict[str, float], **kwargs):
+        super().__init__(**kwargs)
+        self.item_table = item_table
+        self.history_counts = history_counts
+        self.count_encoding = (CountEncoding(count_priors["click_rate"],
+                                             count_priors["order_rate"], name="count_encoding")
+                               if history_counts is not None else None)
+
+    def call(self, inputs):
+        hist_item_ids, ts = inputs
+        vectors = self.item_table(hist_item_ids)
+        if self.history_counts is None:
+            return vectors
+        counts = self.history_counts((self.item_table.row_indices(hist_item_ids), ts))
+        return tf.concat([vectors, self.count_encoding(counts)], -1)
+
+
 class PPMUserTower(tf.keras.layers.Layer):
-    """``(m_seq [batch, L, item_dim], hist_ts [batch, L], hist_actions [batch, L], ts [batch],
+    """``(m_seq [batch, L, entry_dim], hist_ts [batch, L], hist_actions [batch, L], ts [batch],
     mask [batch, L])`` -> ``H_u [batch, L, d]`` (zero at padded positions). The actions are
     read only with the config's ``history_actions``: a sequence of impressions then tells
     the tower which items the user passed over."""
@@ -114,16 +139,23 @@ class PPM(RankingModel):
     """Pre-training model: item-vector table + user tower + plug-in head, on raw examples."""
 
     def __init__(self, item_table: ItemVectorTable, config: ModelConfig, max_seq_len: int,
-                 count_priors: dict[str, float], **kwargs):
+                 count_priors: dict[str, float],
+                 history_counts: HistoryItemCounts | None = None, **kwargs):
         super().__init__(config, **kwargs)
+        if (history_counts is not None) != config.tower_item_counts:
+            raise ValueError("history_counts must be given exactly when the config's "
+                             f"tower_item_counts is on (it is {config.tower_item_counts})")
         self.item_table = item_table
+        self.entries = BehaviourEntries(item_table, history_counts, count_priors,
+                                        name="behaviour_entries")
         self.user_tower = PPMUserTower(config, max_seq_len, name="user_tower")
         self.head = PlugInHead(config, count_priors, name="plug_in_head")
 
     def user_states(self, batch_features, training=None):
         """What precompute caches: ``{ppm_user_states [batch, L, d], ppm_user_mask [batch, L]}``."""
         mask = history_mask(batch_features)
-        states = self.user_tower((self.item_table(batch_features[features.HIST_ITEM_IDS]),
+        states = self.user_tower((self.entries((batch_features[features.HIST_ITEM_IDS],
+                                                batch_features[features.TS])),
                                   batch_features[features.HIST_TS],
                                   batch_features[features.HIST_ACTIONS],
                                   batch_features[features.TS], mask), training=training)
@@ -146,8 +178,8 @@ class PPM(RankingModel):
     def distinct_histories(self, batch_features) -> tuple[tf.Tensor, tf.Tensor]:
         """``(first, back)``: the batch positions of the first example of each distinct tower
         input (the rows of the item table the history reads, its mask, times and actions,
-        and the request time: what ``user_states`` sees), and each example's index into
-        them. Exact: rows are compared whole, not hashed."""
+        and the request time: what ``user_states`` sees, the as-of counts included), and each
+        example's index into them. Exact: rows are compared whole, not hashed."""
         rows = tf.concat([self.item_table.row_indices(batch_features[features.HIST_ITEM_IDS]),
                           tf.cast(history_mask(batch_features), tf.int64),
                           batch_features[features.HIST_TS],

@@ -14,7 +14,9 @@ The item counts are made in the item join (which holds an item's events anyway),
 category counts by a combiner per (category, day) and a side input (a category is a hot key),
 the user counts in the per-user grouping beside the behaviour sequences.
 ``WriteCountTables`` writes the item and category counts as of the log's end: the tables an
-export builds into the served model (``work_layout.count_table_pattern``).
+export builds into the served model (``work_layout.count_table_pattern``). The item join also
+writes each item's daily totals (``data.count_tables.ITEM_DAYS``), from which PPM's tower can
+read its behaviour items' counts as of any request (``models.history_counts``).
 """
 from __future__ import annotations
 
@@ -70,9 +72,11 @@ def daily_rows(events: Iterable[dict[str, Any]]) -> list[tuple[int, int, int, in
     return [(day, *totals) for day, totals in days.items()]
 
 
-def item_counts(events: Sequence[dict[str, Any]], lookback_days: int) -> Iterator[list[float]]:
-    """Per event of one item (in the given order), its daily-snapshot counts."""
-    counts = AsOfCounts(daily_rows(events))
+def item_counts(events: Sequence[dict[str, Any]], days: Iterable[Sequence[int]],
+                lookback_days: int) -> Iterator[list[float]]:
+    """Per event of one item (in the given order), its daily-snapshot counts; ``days`` are
+    the item's ``daily_rows``."""
+    counts = AsOfCounts(days)
     for event in events:
         yield counts.as_of(day_start(event["ts"]), lookback_days)
 

@@ -26,12 +26,13 @@ import apache_beam as beam
 
 from ppm_tf import features
 from ppm_tf.data import schema
+from ppm_tf.data.count_tables import format_row
 from ppm_tf.data.raw_files import SECONDS_PER_DAY
-from ppm_tf.preprocessing.counts import item_counts
+from ppm_tf.preprocessing.counts import daily_rows, item_counts
 from ppm_tf.preprocessing.splits import SplitBounds
 from ppm_tf.preprocessing.validate import DEAD_LETTER, VALID, dead_letter, dead_letter_key
 
-ITEMS_OUT, QUERIES_OUT = "items", "queries"
+ITEMS_OUT, QUERIES_OUT, ITEM_DAYS_OUT = "items", "queries", "item_days"
 
 
 def _canonical(record: dict[str, Any]) -> str:
@@ -187,8 +188,11 @@ class _CheckItemReferences(beam.DoFn):
         cold = int(features.is_cold_item(first_impression_ts, bounds.train_start_ts))
         content = features.join_content(features.content_tokens(item["entities"],
                                                                 item.get("attrs")))
+        days = daily_rows(valid_events)
+        for day in days:
+            yield beam.pvalue.TaggedOutput(ITEM_DAYS_OUT, format_row(item_id, day))
         for event, counts in zip(valid_events,
-                                 item_counts(valid_events, self.count_lookback_days)):
+                                 item_counts(valid_events, days, self.count_lookback_days)):
             yield {
                 **event,
                 features.ITEM_COUNTS: counts,
@@ -203,8 +207,9 @@ class _CheckItemReferences(beam.DoFn):
 
 class JoinItems(beam.PTransform):
     """{"items", "events", "queries"} -> enriched events (main), catalogue ``items``, valid
-    ``queries`` and dead letters. ``bounds`` is a singleton PCollection of
-    ``SplitBounds.as_dict()``; each event gets its item's as-of counts (``counts``)."""
+    ``queries``, ``item_days`` (each item's daily totals, count-table lines) and dead letters.
+    ``bounds`` is a singleton PCollection of ``SplitBounds.as_dict()``; each event gets its
+    item's as-of counts (``counts``)."""
 
     def __init__(self, bounds, count_lookback_days: int):
         super().__init__()
@@ -219,4 +224,5 @@ class JoinItems(beam.PTransform):
                 | "ByItem" >> beam.CoGroupByKey()
                 | "Check" >> beam.ParDo(_CheckItemReferences(self.count_lookback_days),
                                         bounds=beam.pvalue.AsSingleton(self.bounds))
-                .with_outputs(ITEMS_OUT, QUERIES_OUT, DEAD_LETTER, main=VALID))
+                .with_outputs(ITEMS_OUT, QUERIES_OUT, ITEM_DAYS_OUT, DEAD_LETTER,
+                              main=VALID))

@@ -2,8 +2,8 @@
 
     ReadAndValidate (x4 tables) -> JoinUsers -> JoinItems (+ item counts)
         -> AttachCategoryCounts -> BehaviourSequences (+ user counts)
-        -> WriteExamples, count tables, catalogue, search log, Vocabularies, dead letters,
-           oracle, stats
+        -> WriteExamples, count tables (+ items' daily totals), catalogue, search log,
+           Vocabularies, dead letters, oracle, stats
 
 ``run_preprocess`` checks the inputs, clears earlier outputs, runs the pipeline on whatever
 runner the options name, then checks that every split has examples and writes
@@ -24,10 +24,11 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from ppm_tf import features
 from ppm_tf.data import raw_files, schema
+from ppm_tf.data.count_tables import ITEM_DAYS
 from ppm_tf.errors import StageError
 from ppm_tf.filesystem import delete_tree
 from ppm_tf.preprocessing.counts import AttachCategoryCounts, WriteCountTables
-from ppm_tf.preprocessing.joins import ITEMS_OUT, QUERIES_OUT, JoinItems, JoinUsers
+from ppm_tf.preprocessing.joins import ITEM_DAYS_OUT, ITEMS_OUT, QUERIES_OUT, JoinItems, JoinUsers
 from ppm_tf.preprocessing.outputs import (CopyEvalOracle, WriteDeadLetters, WriteExamples,
                                           WriteRecords, WriteStats)
 from ppm_tf.preprocessing.sequences import BehaviourSequences
@@ -162,6 +163,8 @@ def build_pipeline(pipeline: beam.Pipeline, settings: PreprocessSettings,
     _ = examples | "WriteExamples" >> WriteExamples(layout, settings.max_seq_len)
     _ = examples | "WriteCountTables" >> WriteCountTables(layout, bounds_pc,
                                                           settings.count_lookback_days)
+    _ = by_item[ITEM_DAYS_OUT] | "WriteItemDays" >> beam.io.WriteToText(
+        layout.count_table_prefix(ITEM_DAYS), file_name_suffix=".tsv")
     _ = by_item[ITEMS_OUT] | "WriteItems" >> WriteRecords(features.ITEM_FEATURES,
                                                           layout.items_prefix)
     _ = by_item[QUERIES_OUT] | "WriteQueries" >> WriteRecords(features.QUERY_FEATURES,

@@ -16,20 +16,22 @@ from ppm_tf.data.tfrecords import load_preprocess_metadata, read_split
 from ppm_tf.distribute import is_chief, save_path
 from ppm_tf.fitting import trainable_parameters
 from ppm_tf.models.config import preset
-from ppm_tf.models.item_table import load_item_table
+from ppm_tf.models.history_counts import load_history_item_counts
+from ppm_tf.models.item_table import ItemVectorTable, item_table_files
 from ppm_tf.models.ppm import PPM
 from ppm_tf.training.ablations import fit_on_splits, resolve_preset
 from ppm_tf.work_layout import PRETRAINED, WorkLayout, write_json
 
 
 class UserTowerModule(tf.Module):
-    """The frozen user tower with its item-vector table, as a servable function:
+    """The frozen user tower with its item-vector table (and, with ``tower_item_counts``,
+    its items' daily count table), as a servable function:
     ``(hist_item_ids [batch, L], hist_ts [batch, L], hist_actions [batch, L], ts [batch])`` ->
     ``{ppm_user_states [batch, L, d], ppm_user_mask [batch, L]}``."""
 
     def __init__(self, model: PPM, max_seq_len: int):
         super().__init__()
-        self.item_table = model.item_table
+        self.entries = model.entries
         self.user_tower = model.user_tower
         self.user_states = tf.function(self._user_states, input_signature=[
             tf.TensorSpec([None, max_seq_len], tf.string, name=features.HIST_ITEM_IDS),
@@ -39,8 +41,8 @@ class UserTowerModule(tf.Module):
 
     def _user_states(self, hist_item_ids, hist_ts, hist_actions, ts):
         mask = tf.not_equal(hist_item_ids, features.PADDING_ID)
-        states = self.user_tower((self.item_table(hist_item_ids), hist_ts, hist_actions, ts,
-                                  mask), training=False)
+        states = self.user_tower((self.entries((hist_item_ids, ts)), hist_ts, hist_actions,
+                                  ts, mask), training=False)
         return {features.PPM_USER_STATES: states,
                 features.PPM_USER_MASK: tf.cast(mask, tf.int64)}
 
@@ -61,8 +63,12 @@ def pretrain_ppm(work: str, preset_name: str | None = None, seed: int = 0,
     metadata = load_preprocess_metadata(work)
     max_seq_len = metadata["max_seq_len"]
     with strategy.scope():
-        item_table = load_item_table(work, name="item_vectors")
-        model = PPM(item_table, config, max_seq_len, metadata["count_priors"])
+        item_ids, vectors = item_table_files(work)
+        item_table = ItemVectorTable(item_ids, vectors, name="item_vectors")
+        history_counts = (load_history_item_counts(work, item_ids,
+                                                   metadata["count_lookback_days"])
+                          if config.tower_item_counts else None)
+        model = PPM(item_table, config, max_seq_len, metadata["count_priors"], history_counts)
         model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
     result = fit_on_splits(model, work, read_split, ("pretrain",), config, seed,
                            epochs or config.pretrain_epochs, config.min_pretrain_steps,

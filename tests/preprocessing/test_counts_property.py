@@ -3,7 +3,7 @@ own request or anything later, and every count equals a brute-force count of the
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ppm_tf.preprocessing.counts import counts_per_request, item_counts
+from ppm_tf.preprocessing.counts import counts_per_request, daily_rows, item_counts
 
 DAY = 86_400
 T0 = 1_700_006_400  # a UTC midnight
@@ -66,7 +66,8 @@ def test_user_counts_see_only_earlier_requests(events):
 def test_item_counts_are_snapshots_at_the_start_of_the_day(events):
     for item in "abc":
         item_events = [event for event in events if event["item_id"] == item]
-        for event, counts in zip(item_events, item_counts(item_events, LOOKBACK_DAYS)):
+        for event, counts in zip(item_events, item_counts(item_events, daily_rows(item_events),
+                                                          LOOKBACK_DAYS)):
             day = event["ts"] - event["ts"] % DAY
 
             def before_day(other, lookback):

@@ -28,6 +28,7 @@ from ppm_tf import features
 from ppm_tf.data import raw_files
 from ppm_tf.data.count_tables import read_count_table
 from ppm_tf.data.synthetic import generate_world, preset
+from ppm_tf.models.history_counts import load_history_item_counts
 from ppm_tf.preprocessing.pipeline import PreprocessSettings, window_days
 from ppm_tf.preprocessing.splits import SplitBounds
 from ppm_tf.preprocessing.validate import dead_letter_key
@@ -235,6 +236,18 @@ def test_clean_run_counts_match_brute_force_over_the_raw_log(clean_run, world):
         for value, log in grouped.items():
             expected = _brute_force_counts([{"request_id": None}], log, lambda _: end, lookback)
             np.testing.assert_array_equal(table[value], expected[0], err_msg=f"{key} {value}")
+    # Each item's daily totals give, through the tower's lookup, every example's item counts
+    # as of its request (and the served table's at the log's end).
+    item_ids = sorted({event["item_id"] for event in events})
+    lookup = load_history_item_counts(str(work), item_ids, lookback)
+    rows = tf.constant([[item_ids.index(row["item_id"]) + 1] for row in examples])
+    np.testing.assert_array_equal(
+        lookup((rows, tf.constant([row["ts"] for row in examples], tf.int64)))[:, 0].numpy(),
+        np.array([row[features.ITEM_COUNTS] for row in examples]))
+    served = dict(zip(*read_count_table(str(work), "item_id")))
+    at_end = lookup((tf.range(1, len(item_ids) + 1, dtype=tf.int64),
+                     tf.fill([len(item_ids)], tf.constant(end, tf.int64))))
+    np.testing.assert_array_equal(at_end.numpy(), [served[item] for item in item_ids])
 
 
 def test_clean_run_examples_parse_with_the_shared_spec(clean_run):

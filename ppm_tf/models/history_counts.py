@@ -82,7 +82,8 @@ class HistoryItemCounts(tf.keras.layers.Layer):
     def call(self, inputs):
         item_rows, ts = inputs
         item_rows = tf.cast(item_rows, tf.int64)
-        day = tf.cast(ts, tf.int64) // SECONDS_PER_DAY
+        # A request time outside the keys' range (no real one is) reads nothing or everything.
+        day = tf.clip_by_value(tf.cast(ts, tf.int64) // SECONDS_PER_DAY, 0, _DAY_SPAN - 1)
         day = tf.reshape(day, tf.concat([tf.shape(day), tf.ones(tf.rank(item_rows) - 1,
                                                                  tf.int32)], 0))
         day = tf.broadcast_to(day, tf.shape(item_rows))

@@ -103,6 +103,12 @@ def test_the_table_loads_preprocessings_rows_keyed_by_the_item_tables_rows(tmp_p
         counts = lookup((rows, tf.constant([day + 2 * DAY + 5]))).numpy()[0]
         np.testing.assert_array_equal(counts, [[3, 1, 0, 3, 1, 0], [4, 2, 1, 4, 2, 1],
                                                [0] * 6, [0] * 6])
+    # Times no request has (a malformed one) read everything, or nothing, never another item.
+    far, negative = (layer((rows, tf.constant([ts], tf.int64))).numpy()[0]
+                     for ts in (2**62, -5 * DAY))
+    np.testing.assert_array_equal(far, [[3, 1, 0, 0, 0, 0], [4, 2, 1, 0, 0, 0], [0] * 6,
+                                        [0] * 6])
+    np.testing.assert_array_equal(negative, np.zeros((4, 6)))
 
 
 def test_a_malformed_item_days_line_names_its_file_and_line(tmp_path):

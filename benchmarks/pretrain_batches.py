@@ -9,7 +9,7 @@ WORK is a pipeline run up to ``ppm embed-items`` (e.g. runs/demo/work). Two PPMs
 same way and seeded alike, train in one process on ``--batches`` batches of the pretrain
 split each, held in memory and cycled (the model's cost, not the input pipeline's), read as
 ``ppm pretrain`` reads them with ``--request-group 1`` and ``--request-group N`` (default:
-the preset's); they take turns in alternating rounds of at least ``--round-seconds``
+8); they take turns in alternating rounds of at least ``--round-seconds``
 (``rounds.py``). Prints each one's examples/s as its median over rounds [slowest, fastest
 round], the tower rows a batch needs, and the ratio of medians with a 95% interval over
 paired rounds.
@@ -30,7 +30,7 @@ import tensorflow as tf  # noqa: E402
 from benchmarks.rounds import RATIO_LEGEND, Ratio, Spread, alternate  # noqa: E402
 from benchmarks.train_throughput import cycled, training_step  # noqa: E402
 from ppm_tf.data.tfrecords import load_preprocess_metadata, read_split  # noqa: E402
-from ppm_tf.models.config import preset  # noqa: E402
+from ppm_tf.models.config import AUTO_GROUP, preset  # noqa: E402
 from ppm_tf.models.item_table import load_item_table  # noqa: E402
 from ppm_tf.models.ppm import PPM  # noqa: E402
 from ppm_tf.training.ablations import resolve_preset  # noqa: E402
@@ -53,8 +53,9 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", required=True)
     parser.add_argument("--preset", help="model preset (default: the one WORK was trained with)")
-    parser.add_argument("--group", type=int,
-                        help="impressions of a request read together (default: the preset's)")
+    parser.add_argument("--group", type=int, default=AUTO_GROUP,
+                        help="impressions of a request read together (default: %(default)s, "
+                             "what the presets' 'auto' reads when grouping pays)")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--round-seconds", type=float, default=5.0,
                         help="each contender's least time per round")
@@ -62,7 +63,7 @@ def main() -> None:
     args = parser.parse_args()
     preset_name = resolve_preset(args.work, args.preset)
     config = preset(preset_name)
-    group = args.group or config.pretrain_request_group
+    group = args.group
     if group < 2:
         parser.error(f"--group {group}: nothing to compare with records one by one")
     metadata = load_preprocess_metadata(args.work)

@@ -23,7 +23,8 @@ from ppm_tf.distribute import STRATEGIES
 from ppm_tf.encoders.presets import AUTO, PRESETS as ENCODER_PRESETS, TEXT_OBJECTIVES
 from ppm_tf.errors import StageError
 from ppm_tf.evaluation.bootstrap import DEFAULT_RESAMPLES
-from ppm_tf.models.config import PRESETS as MODEL_PRESETS, RANKING_LOSSES
+from ppm_tf.models.config import (AUTO as AUTO_REQUEST_GROUP, PRESETS as MODEL_PRESETS,
+                                  RANKING_LOSSES)
 from ppm_tf.training.registry import EXPORTABLE, MODELS
 from ppm_tf.work_layout import AB_RESULTS, SAVED_MODELS, WorkLayout
 
@@ -89,6 +90,16 @@ def _overrides(args: argparse.Namespace) -> dict:
              "tower_item_counts": getattr(args, "tower_item_counts", None),
              "pretrain_request_group": getattr(args, "pretrain_request_group", None)}
     return {field: value for field, value in flags.items() if value is not None}
+
+
+def _request_group(value: str) -> int | str:
+    if value == AUTO_REQUEST_GROUP:
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected {AUTO_REQUEST_GROUP!r} or a number, got {value!r}") from None
 
 
 def _pretrain(args: argparse.Namespace) -> None:
@@ -278,10 +289,11 @@ def build_parser() -> argparse.ArgumentParser:
                                "the request (impressions, clicks, orders before its day), "
                                "beside its vector; README: Behaviour items' counts")
     pretrain.add_argument("--request-group", "--request_group",
-                          dest="pretrain_request_group", type=int,
+                          dest="pretrain_request_group", type=_request_group,
                           help="read up to N impressions of a request together, so the user "
-                               "tower runs once per group (1: records one by one; default: "
-                               "the preset's); README: Pre-training on grouped requests")
+                               "tower runs once per group (1: records one by one; 'auto', "
+                               "the presets': groups of 8 where that at least halves the "
+                               "tower's rows); README: Pre-training on grouped requests")
     pretrain.set_defaults(handler=_pretrain)
 
     _add_pass_through(commands, "precompute", _precompute,

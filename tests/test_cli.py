@@ -162,6 +162,10 @@ def test_pretraining_reads_requests_in_groups_of_the_size_given():
     parser = build_parser()
     assert _overrides(parser.parse_args(["pretrain", "--work", "w", "--request-group", "8"])) \
         == {"pretrain_request_group": 8}
+    assert _overrides(parser.parse_args(["pretrain", "--work", "w", "--request-group", "auto"])) \
+        == {"pretrain_request_group": "auto"}
+    with pytest.raises(SystemExit):
+        parser.parse_args(["pretrain", "--work", "w", "--request-group", "often"])
     with pytest.raises(SystemExit):  # fine-tuning reads cached states: no tower to save
         parser.parse_args(["train", "--work", "w", "--model", "urm", "--request-group", "8"])
 

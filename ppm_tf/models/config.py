@@ -13,6 +13,8 @@ import dataclasses
 URM_INTEGRATIONS = ("logits_and_representation", "gated_logits", "representation")
 # The in-request ranking loss the click head adds to its BCE (``request_losses``), or none.
 RANKING_LOSSES = ("none", "pairwise", "listwise")
+AUTO = "auto"  # pretrain_request_group chosen from the data
+AUTO_GROUP = 8  # the group size AUTO reads when grouping pays
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,8 +57,10 @@ class ModelConfig:
     ranking_loss: str = "none"  # in-request click ranking loss added to the BCE, see
     # RANKING_LOSSES; the training reader then keeps each request's impressions together
     ranking_loss_weight: float = 1.0
-    pretrain_request_group: int = 1  # pre-training reads up to this many impressions of a
-    # request together (1: records one by one), and PPM's tower runs once per group
+    pretrain_request_group: int | str = AUTO  # pre-training reads up to this many
+    # impressions of a request together (1: records one by one), and PPM's tower runs once
+    # per group; AUTO: groups of AUTO_GROUP when that at least halves the tower's rows
+    # (training.pretrain.choose_request_group), else 1
     min_pretrain_steps: int = 0  # budgets raised to at least this many optimizer steps, so
     min_train_steps: int = 0  # a small window still gets enough updates
     patience: int = 2  # epochs without a better validation click AUC before stopping
@@ -69,9 +73,11 @@ class ModelConfig:
         if not 0.0 <= self.head_learning_rate_scale <= 1.0:
             raise ValueError("head_learning_rate_scale must be in [0, 1], got "
                              f"{self.head_learning_rate_scale}")
-        if self.pretrain_request_group < 1:
-            raise ValueError("pretrain_request_group must be at least 1, got "
-                             f"{self.pretrain_request_group}")
+        if self.pretrain_request_group != AUTO and not (
+                isinstance(self.pretrain_request_group, int)
+                and self.pretrain_request_group >= 1):
+            raise ValueError(f"pretrain_request_group must be {AUTO!r} or an integer of at "
+                             f"least 1, got {self.pretrain_request_group!r}")
         if self.ranking_loss not in RANKING_LOSSES:
             raise ValueError(f"ranking_loss must be one of {RANKING_LOSSES}, got "
                              f"{self.ranking_loss!r}")

@@ -5,8 +5,9 @@ Two parts with a clean boundary (DESIGN.md §3):
 - ``PPMUserTower`` (cached): the behaviour items' vectors m (``BehaviourEntries``; as an
   option with each item's as-of counts), projected, plus position and time-interval
   encodings (and, as an option, each entry's action type: shown, clicked, ordered), through
-  bidirectional Transformer blocks -> user states ``H_u [batch, L, d]``. It depends only on the user's history, never on the candidate, so it
-  is computed once per request (or per new click) and cached.
+  bidirectional Transformer blocks -> user states ``H_u [batch, L, d]``. It depends only on
+  the user's history, never on the candidate, so it is computed once per request (or per new
+  click) and cached.
 - ``PlugInHead`` (trained and served): the candidate's projection, target attention over
   ``H_u``, the as-of counts of the user, the candidate and its category (long-span, ID-free
   statistics: what the long span knows of how often each is shown and clicked), an MLP -> a

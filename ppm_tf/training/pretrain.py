@@ -71,7 +71,7 @@ def pretrain_ppm(work: str, preset_name: str | None = None, seed: int = 0,
                           if config.tower_item_counts else None)
         model = PPM(item_table, config, max_seq_len, metadata["count_priors"], history_counts)
         model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
-    request_group, grouping = resolved_request_group(work, config)
+    request_group, grouping = resolved_request_group(work, config, model)
     if verbose:
         print(f"pre-training reads {grouping['reads']}")
     result = fit_on_splits(model, work, read_split, ("pretrain",), config, seed,
@@ -103,15 +103,6 @@ def pretrain_ppm(work: str, preset_name: str | None = None, seed: int = 0,
     return summary
 
 
-def tower_rows(batch: dict[str, np.ndarray]) -> int:
-    """How many distinct tower inputs (``features.USER_STATE_INPUTS``) a batch holds: the
-    rows PPM's tower runs on (``PPM.distinct_histories``; raw ids here, so an unknown id
-    counts as itself)."""
-    columns = [np.asarray(batch[name]).reshape(len(batch[features.TS]), -1)
-               for name in features.USER_STATE_INPUTS]
-    return len({tuple(map(tuple, parts)) for parts in zip(*columns)})
-
-
 def choose_request_group(batch_size: float, grouped_tower_rows: float) -> int:
     """``AUTO_GROUP`` when reading requests in groups at least halves the tower's rows per
     batch, else 1: grouping changes what a batch mixes, so it is taken only where it pays
@@ -120,20 +111,19 @@ def choose_request_group(batch_size: float, grouped_tower_rows: float) -> int:
     return AUTO_GROUP if grouped_tower_rows <= batch_size / 2 else 1
 
 
-def resolved_request_group(work: str, config: ModelConfig,
+def resolved_request_group(work: str, config: ModelConfig, model: PPM,
                            sample_batches: int = 20) -> tuple[int, dict]:
-    """The request group pre-training reads (the config's, or ``AUTO``'s choice from
-    ``sample_batches`` batches of the pretrain split read in groups) and how it was chosen."""
+    """The request group pre-training reads (the config's, or ``AUTO``'s choice from the
+    tower rows ``model`` needs for ``sample_batches`` batches of the pretrain split read in
+    groups) and how it was chosen."""
     if config.pretrain_request_group != AUTO:
         group = config.pretrain_request_group
         return group, {"rule": "given", "reads": _reads(group)}
-    batches = [{name: value.numpy() for name, value in batch.items()}
-               for batch in read_split(work, "pretrain", config.batch_size, shuffle=True,
-                                       seed=0, features=features.USER_STATE_INPUTS,
-                                       group_requests=True, max_group=AUTO_GROUP)
-               .take(sample_batches)]
+    batches = list(read_split(work, "pretrain", config.batch_size, shuffle=True, seed=0,
+                              features=features.USER_STATE_INPUTS, group_requests=True,
+                              max_group=AUTO_GROUP).take(sample_batches))
     examples = float(np.mean([len(batch[features.TS]) for batch in batches]))
-    rows = float(np.mean([tower_rows(batch) for batch in batches]))
+    rows = float(np.mean([len(model.distinct_histories(batch)[0]) for batch in batches]))
     group = choose_request_group(examples, rows)
     return group, {"rule": AUTO, "reads": _reads(group), "sample_batches": len(batches),
                    "examples_per_batch": examples, "tower_rows_grouped": rows}

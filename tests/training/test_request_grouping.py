@@ -13,7 +13,9 @@ import tensorflow as tf
 
 from ppm_tf import features
 from ppm_tf.models.config import AUTO, AUTO_GROUP, preset
-from ppm_tf.training.pretrain import choose_request_group, resolved_request_group, tower_rows
+from ppm_tf.models.item_table import ItemVectorTable
+from ppm_tf.models.ppm import PPM
+from ppm_tf.training.pretrain import choose_request_group, resolved_request_group
 from ppm_tf.work_layout import WorkLayout
 
 CONFIG = preset("tiny")
@@ -52,14 +54,9 @@ def pretrain_work(tmp_path, own_time: bool) -> str:
     return str(tmp_path)
 
 
-def test_tower_rows_counts_the_distinct_tower_inputs_of_a_batch():
-    batch = {features.HIST_ITEM_IDS: np.array([[b"a", b""], [b"a", b""], [b"b", b""]]),
-             features.HIST_TS: np.array([[5, 0], [5, 0], [5, 0]]),
-             features.HIST_ACTIONS: np.array([[2, 0], [2, 0], [2, 0]]),
-             features.TS: np.array([9, 9, 9])}
-    assert tower_rows(batch) == 2
-    assert tower_rows({**batch, features.TS: np.array([9, 8, 9])}) == 3
-    assert tower_rows({**batch, features.HIST_ACTIONS: np.array([[2, 0], [3, 0], [2, 0]])}) == 3
+def ppm(config) -> PPM:
+    return PPM(ItemVectorTable(["h1", "h2"], np.ones((2, 4), np.float32)), config,
+               MAX_SEQ_LEN, {"click_rate": 0.3, "order_rate": 0.1})
 
 
 def test_grouping_is_chosen_when_it_at_least_halves_the_towers_rows():
@@ -71,8 +68,8 @@ def test_grouping_is_chosen_when_it_at_least_halves_the_towers_rows():
 def test_auto_groups_requests_that_share_their_tower_inputs_and_only_those(tmp_path, own_time,
                                                                            expected):
     work = pretrain_work(tmp_path, own_time)
-    group, how = resolved_request_group(work, dataclasses.replace(CONFIG,
-                                                                  pretrain_request_group=AUTO))
+    config = dataclasses.replace(CONFIG, pretrain_request_group=AUTO)
+    group, how = resolved_request_group(work, config, ppm(config))
     assert group == expected and how["rule"] == AUTO
     assert how["examples_per_batch"] > 0
     # Shared inputs: a group of a request's 5 impressions is one tower row.
@@ -85,7 +82,7 @@ def test_auto_groups_requests_that_share_their_tower_inputs_and_only_those(tmp_p
 
 def test_a_given_request_group_is_read_as_given(tmp_path):
     config = dataclasses.replace(CONFIG, pretrain_request_group=3)
-    assert resolved_request_group(str(tmp_path), config) == (
+    assert resolved_request_group(str(tmp_path), config, ppm(config)) == (
         3, {"rule": "given", "reads": "groups of up to 3 impressions of a request"})
 
 

@@ -116,6 +116,9 @@ def resolved_request_group(work: str, config: ModelConfig, model: PPM,
     """The request group pre-training reads (the config's, or ``AUTO``'s choice from the
     tower rows ``model`` needs for ``sample_batches`` batches of the pretrain split read in
     groups) and how it was chosen."""
+    if config.ranking_loss != "none":  # fit_on_splits then reads whole requests
+        return 1, {"rule": "ranking loss", "reads": "whole requests (the ranking loss pairs "
+                                                     "a request's impressions)"}
     if config.pretrain_request_group != AUTO:
         group = config.pretrain_request_group
         return group, {"rule": "given", "reads": _reads(group)}

@@ -86,6 +86,15 @@ def test_a_given_request_group_is_read_as_given(tmp_path):
         3, {"rule": "given", "reads": "groups of up to 3 impressions of a request"})
 
 
+def test_a_ranking_loss_reads_whole_requests_whatever_the_request_group(tmp_path):
+    for given in (AUTO, 3):  # nothing is sampled: tmp_path holds no split
+        config = dataclasses.replace(CONFIG, pretrain_request_group=given,
+                                     ranking_loss="pairwise")
+        _, how = resolved_request_group(str(tmp_path), config, ppm(config))
+        assert how == {"rule": "ranking loss",
+                       "reads": "whole requests (the ranking loss pairs a request's impressions)"}
+
+
 @pytest.mark.parametrize("value", [0, "sometimes", 2.5])
 def test_the_config_refuses_a_request_group_that_is_neither_auto_nor_a_count(value):
     with pytest.raises(ValueError, match="pretrain_request_group must be 'auto' or an integer"):

@@ -42,26 +42,24 @@ def embed_texts(tokenizer: TextTokenizer, encoder: TextEncoder, texts: Sequence[
             else np.zeros((0, encoder.vector_dim), np.float32))
 
 
+def _item_rows(item_ids: np.ndarray, item_index: dict[bytes, int]) -> np.ndarray:
+    """Each id's catalogue row, -1 for an id outside the catalogue."""
+    return np.fromiter((item_index.get(item_id, -1) for item_id in item_ids), np.int64,
+                       count=len(item_ids))
+
+
 def split_queries(work: str, splits: Sequence[str],
                   item_index: dict[bytes, int]) -> tuple[list[bytes], np.ndarray]:
     """The queries of ``splits`` whose clicked item is in the catalogue, and that item's row."""
-    texts, targets = [], []
-    for record in data.queries(work, splits).as_numpy_iterator():
-        row = item_index.get(record[features.ITEM_ID])
-        if row is not None:
-            texts.append(record[features.QUERY])
-            targets.append(row)
-    return texts, np.asarray(targets, np.int64)
+    texts, item_ids = data.query_arrays(work, splits)
+    rows = _item_rows(item_ids, item_index)
+    return list(texts[rows >= 0]), rows[rows >= 0]
 
 
 def training_click_counts(work: str, item_index: dict[bytes, int]) -> np.ndarray:
     """``[num_items]`` clicks per item in the training queries (the popularity baseline)."""
-    counts = np.zeros(len(item_index), np.float64)
-    for record in data.queries(work, data.TRAIN_QUERY_SPLITS).as_numpy_iterator():
-        row = item_index.get(record[features.ITEM_ID])
-        if row is not None:
-            counts[row] += 1
-    return counts
+    rows = _item_rows(data.query_arrays(work, data.TRAIN_QUERY_SPLITS)[1], item_index)
+    return np.bincount(rows[rows >= 0], minlength=len(item_index)).astype(np.float64)
 
 
 def query_matching_metrics(item_vectors: np.ndarray, query_vectors: np.ndarray,

@@ -106,6 +106,26 @@ def test_query_pairs_join_the_clicked_title(work):
     assert batch["item_id"].numpy()[0] == b"i000"
 
 
+def test_query_arrays_hold_the_splits_asked_for_in_file_order(tmp_path):
+    from ppm_tf.encoders.text_evaluation import split_queries, training_click_counts
+
+    work = make_work(tmp_path / "work", num_items=1500)  # more than one read batch
+    texts, item_ids = data.query_arrays(work, ("eval",))
+    assert len(texts) == len(item_ids) == 1500
+    assert item_ids[0] == b"i000" and texts[1499] == b"vase brand1499"  # file order
+    records = list(data.queries(work, data.TRAIN_QUERY_SPLITS).as_numpy_iterator())
+    texts, item_ids = data.query_arrays(work, data.TRAIN_QUERY_SPLITS)
+    assert list(texts) == [record[features.QUERY] for record in records]
+    assert list(item_ids) == [record[features.ITEM_ID] for record in records]
+    # Queries on an item outside the catalogue are dropped; popularity counts the rest.
+    index = {f"i{number:03d}".encode(): number - 1 for number in range(1, 1500)}
+    eval_texts, rows = split_queries(work, ("eval",), index)
+    assert len(eval_texts) == 1499 and eval_texts[0] == b"lamp brand1"
+    np.testing.assert_array_equal(rows, np.arange(1499))
+    counts = training_click_counts(work, index)
+    np.testing.assert_array_equal(counts, np.full(1499, 2.0))  # pretrain + train
+
+
 def test_learning_rate_schedule_spans_the_run_not_the_preset():
     fit = FitConfig(epochs=2, batch_size=8, learning_rate=1e-3, warmup_fraction=0.1)
     schedule = learning_rate_schedule(fit, steps_per_epoch=10, epochs=20)

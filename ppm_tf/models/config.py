@@ -48,6 +48,8 @@ class ModelConfig:
     tower_item_counts: bool = False  # PPM's tower reads each behaviour item's as-of counts
     # at the request (models.history_counts), beside its vector
     urm_integration: str = "logits_and_representation"  # see URM_INTEGRATIONS
+    count_volumes: bool = True  # IDRec and lr read log1p(impressions) of each count window
+    # beside its smoothed rates (False: the rates only, CountEncoding.rates_only)
     count_offset: bool = False  # IDRec's logits start from the count baseline's (the
     # user's and the candidate's smoothed rates, the ``counts`` row) and learn the residual
     content_norm: bool = False  # LayerNorm where content enters IDRec (qm_ep's ME vector,

@@ -122,6 +122,7 @@ class IDRecBackbone(tf.keras.layers.Layer):
         dim = config.id_embedding_dim
         self.counts = CountEncoding(count_priors["click_rate"], count_priors["order_rate"],
                                     name="count_encoding")
+        self.count_volumes = config.count_volumes
         l2 = config.embedding_l2
         self.user = IdEmbedding(vocabularies[features.USER_ID], oov_buckets, dim, l2,
                                 dropout=config.user_id_dropout, name="user")
@@ -159,7 +160,8 @@ class IDRecBackbone(tf.keras.layers.Layer):
                              self.content(batch_features[features.HIST_CONTENT])], -1)
         interest = self.interest((candidate, history, clicked_history(batch_features)))
         encoded = {name: self.counts(batch_features[name]) for name in features.COUNT_FEATURES}
-        counts = tf.concat(list(encoded.values()), -1)
+        counts = tf.concat([value if self.count_volumes else CountEncoding.rates_only(value)
+                            for value in encoded.values()], -1)
         parts = [self.user(batch_features[features.USER_ID], training=training), candidate,
                  self.brand(batch_features[features.BRAND]), interest, counts]
         if extra is not None:

@@ -200,6 +200,16 @@ class CountEncoding(tf.keras.layers.Layer):
                         self._rate_logit(orders, impressions, self.order_prior)]
         return tf.stack(encoded, axis=-1)
 
+    @classmethod
+    def rates_only(cls, encoded: tf.Tensor) -> tf.Tensor:
+        """An encoding's rate logits without the ``log1p(impressions)`` columns: volumes grow
+        with the log, so their relation to a click on training days need not hold later
+        (``ModelConfig.count_volumes``)."""
+        rates = [window * len(cls.ENCODED) + position
+                 for window in range(len(features.COUNT_WINDOWS))
+                 for position, name in enumerate(cls.ENCODED) if name != "log1p_impressions"]
+        return tf.gather(encoded, rates, axis=-1)
+
     def get_config(self):
         return {**super().get_config(), "click_prior": self.click_prior,
                 "order_prior": self.order_prior, "prior_strength": self.prior_strength}

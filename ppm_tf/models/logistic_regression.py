@@ -62,16 +62,21 @@ class LogisticRegression(RankingModel):
                                   initializer="zeros", name="content")
         self.counts = CountEncoding(count_priors["click_rate"], count_priors["order_rate"],
                                     name="count_encoding")
+        self.count_volumes = config.count_volumes
         self.numeric = numeric_inputs()
         rates = np.clip([count_priors["click_rate"], count_priors["order_rate"]], 1e-6, 1 - 1e-6)
         self.linear = tf.keras.layers.Dense(
             TASKS, kernel_initializer="zeros", name="numeric",
             bias_initializer=tf.keras.initializers.Constant(np.log(rates / (1 - rates))))
 
+    def _counts(self, counts: tf.Tensor) -> tf.Tensor:
+        encoded = self.counts(counts)
+        return encoded if self.count_volumes else CountEncoding.rates_only(encoded)
+
     def call(self, batch_features, training=None):
         logits = self.linear(tf.concat(
             [tf.stack([symmetric_log(batch_features[name]) for name in self.numeric], -1),
-             *(self.counts(batch_features[name]) for name in features.COUNT_FEATURES)], -1))
+             *(self._counts(batch_features[name]) for name in features.COUNT_FEATURES)], -1))
         for name, embedding in self.ids.items():
             logits += embedding(batch_features[name])
         logits += self.content(batch_features[features.ITEM_CONTENT])

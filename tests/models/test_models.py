@@ -481,6 +481,39 @@ def test_idrec_with_the_count_offset_starts_at_the_count_baseline_and_learns_a_r
     assert not np.allclose(base(batch)["click"].numpy(), baseline["click"].numpy())
 
 
+def test_without_count_volumes_idrec_and_lr_read_the_rates_only(vocabularies):
+    from ppm_tf.models.layers import CountEncoding
+    from ppm_tf.models.logistic_regression import LogisticRegression, numeric_inputs
+
+    encoding = CountEncoding(PRIORS["click_rate"], PRIORS["order_rate"])
+    counts = tf.constant([[40.0, 3.0, 1.0, 8.0, 2.0, 0.0]])
+    encoded = encoding(counts).numpy()
+    np.testing.assert_array_equal(CountEncoding.rates_only(encoding(counts)).numpy(),
+                                  encoded[:, [1, 2, 4, 5]])
+    # Counts at exactly the prior rates: every rate logit is 0 whatever the volume, so a
+    # model without the volumes scores a tenfold volume the same.
+    def at_prior(impressions: float) -> np.ndarray:
+        window = [impressions, PRIORS["click_rate"] * impressions,
+                  PRIORS["order_rate"] * impressions]
+        return np.array([window * 2] * BATCH, np.float32)
+
+    batch = make_batch()
+    batch = replaced(batch, **{name: np.ones(BATCH, np.float32) for name in numeric_inputs()
+                               if name not in batch})  # lr reads every numeric feature
+    small = replaced(batch, **{name: at_prior(5.0) for name in features.COUNT_FEATURES})
+    large = replaced(batch, **{name: at_prior(50.0) for name in features.COUNT_FEATURES})
+    for volumes in (True, False):
+        config = dataclasses.replace(CONFIG, count_volumes=volumes)
+        tf.keras.utils.set_random_seed(3)
+        base = IDRec(vocabularies, 2, config, PRIORS, name="base")
+        lr = LogisticRegression(vocabularies, 2, config, PRIORS, name="lr")
+        lr(batch)
+        lr.linear.kernel.assign(tf.ones_like(lr.linear.kernel))
+        for model in (base, lr):
+            same = np.allclose(model(small)["click"].numpy(), model(large)["click"].numpy())
+            assert same == (not volumes), (model.name, volumes)
+
+
 def test_id_embedding_maps_padding_and_unknown_ids(vocabularies):
     embedding = IdEmbedding(vocabularies[features.ITEM_ID], oov_buckets=2, dim=4)
     assert embedding.lookup.vocabulary_size() == len(ITEMS) + 2 + 1  # + OOV rows + mask

@@ -10,8 +10,8 @@ strings; ``""`` is the preset as it is). WORK is a finished local pipeline run u
 precompute``; nothing is written into it (each fit backs up to a temporary folder). For each
 model and variant, prints per seed and then averaged over the seeds: the valid split's click
 AUC at the best epoch, or of the starting weights when the run kept them (what early stopping
-and the choice of a default read), and per-request GAUC, then the eval split's click AUC and
-per-request GAUC (reported, never used to choose).
+and the choice of a default read), per-request GAUC and click AUC on cold items, then the
+eval split's click AUC, per-request GAUC and cold click AUC (reported, never used to choose).
 """
 from __future__ import annotations
 
@@ -51,18 +51,21 @@ def train(work: str, name: str, config, seed: int):
     return model, result
 
 
-def scores(model, work: str, name: str, split: str) -> tuple[float, float]:
-    """Click AUC and per-request GAUC (groups = (user, request)) on ``split``."""
-    columns = {key: [] for key in (features.CLICK, features.USER_ID, features.REQUEST_ID,
-                                   "click_prob")}
+def scores(model, work: str, name: str, split: str) -> tuple[float, float, float]:
+    """Click AUC, per-request GAUC (groups = (user, request)) and click AUC on cold items
+    (``features.IS_COLD_ITEM``: no impression before the recent window) on ``split``."""
+    read = (features.CLICK, features.USER_ID, features.REQUEST_ID, features.IS_COLD_ITEM)
+    columns = {key: [] for key in (*read, "click_prob")}
     for batch in ablations.read_examples(name, work, split, 2048, deterministic=True):
-        for key in (features.CLICK, features.USER_ID, features.REQUEST_ID):
+        for key in read:
             columns[key].append(batch[key].numpy())
         columns["click_prob"].append(model.predict_probabilities(batch)["click_prob"].numpy())
     rows = with_request_groups({key: np.concatenate(values) for key, values in columns.items()})
     labels, probabilities = rows[features.CLICK], rows["click_prob"]
-    return roc_auc(labels, probabilities), grouped_auc(rows[REQUEST_GROUP], labels,
-                                                       probabilities)
+    cold = rows[features.IS_COLD_ITEM].astype(bool)
+    return (roc_auc(labels, probabilities),
+            grouped_auc(rows[REQUEST_GROUP], labels, probabilities),
+            roc_auc(labels[cold], probabilities[cold]))
 
 
 def parse_variant(text: str) -> dict:
@@ -93,7 +96,8 @@ def main(argv=None) -> None:
     parser.add_argument("--preset", help="model preset (default: the one WORK was trained with)")
     args = parser.parse_args(argv)
     base_config = preset(ablations.resolve_preset(args.work, args.preset))
-    print("model  variant  seed  valid AUC  valid GAUC  eval AUC  eval GAUC  best epoch")
+    print("model  variant  seed  valid AUC  valid GAUC  valid cold  eval AUC  eval GAUC  "
+          "eval cold  best epoch")
     for name in args.models:
         for variant in args.variants:
             config = dataclasses.replace(base_config, **parse_variant(variant))
@@ -105,7 +109,7 @@ def main(argv=None) -> None:
                               else [result.validation_start])
                 chosen = (*result.validation_curve, *kept_start)
                 row = (max(chosen),
-                       scores(model, args.work, name, "valid")[1],
+                       *scores(model, args.work, name, "valid")[1:],
                        *scores(model, args.work, name, "eval"))
                 rows.append(row)
                 print(f"{name} [{label}] seed {seed}  "

@@ -49,7 +49,7 @@ class ModelConfig:
     # at the request (models.history_counts), beside its vector
     urm_integration: str = "logits_and_representation"  # see URM_INTEGRATIONS
     count_volumes: bool = True  # IDRec and lr read log1p(impressions) of each count window
-    # beside its smoothed rates (False: the rates only, CountEncoding.rates_only)
+    # beside its smoothed rates (False: the rates only, CountEncoding.model_inputs)
     count_offset: bool = False  # IDRec's logits start from the count baseline's (the
     # user's and the candidate's smoothed rates, the ``counts`` row) and learn the residual
     content_norm: bool = False  # LayerNorm where content enters IDRec (qm_ep's ME vector,

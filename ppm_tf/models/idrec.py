@@ -160,7 +160,7 @@ class IDRecBackbone(tf.keras.layers.Layer):
                              self.content(batch_features[features.HIST_CONTENT])], -1)
         interest = self.interest((candidate, history, clicked_history(batch_features)))
         encoded = {name: self.counts(batch_features[name]) for name in features.COUNT_FEATURES}
-        counts = tf.concat([value if self.count_volumes else CountEncoding.rates_only(value)
+        counts = tf.concat([CountEncoding.model_inputs(value, self.count_volumes)
                             for value in encoded.values()], -1)
         parts = [self.user(batch_features[features.USER_ID], training=training), candidate,
                  self.brand(batch_features[features.BRAND]), interest, counts]

@@ -201,10 +201,12 @@ class CountEncoding(tf.keras.layers.Layer):
         return tf.stack(encoded, axis=-1)
 
     @classmethod
-    def rates_only(cls, encoded: tf.Tensor) -> tf.Tensor:
-        """An encoding's rate logits without the ``log1p(impressions)`` columns: volumes grow
-        with the log, so their relation to a click on training days need not hold later
-        (``ModelConfig.count_volumes``)."""
+    def model_inputs(cls, encoded: tf.Tensor, volumes: bool) -> tf.Tensor:
+        """What a model reads of an encoding (``ModelConfig.count_volumes``): all of it, or
+        without the ``log1p(impressions)`` columns, the rate logits only: volumes grow with
+        the log, so their relation to a click on training days need not hold later."""
+        if volumes:
+            return encoded
         rates = [window * len(cls.ENCODED) + position
                  for window in range(len(features.COUNT_WINDOWS))
                  for position, name in enumerate(cls.ENCODED) if name != "log1p_impressions"]

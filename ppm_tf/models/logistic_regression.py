@@ -69,14 +69,11 @@ class LogisticRegression(RankingModel):
             TASKS, kernel_initializer="zeros", name="numeric",
             bias_initializer=tf.keras.initializers.Constant(np.log(rates / (1 - rates))))
 
-    def _counts(self, counts: tf.Tensor) -> tf.Tensor:
-        encoded = self.counts(counts)
-        return encoded if self.count_volumes else CountEncoding.rates_only(encoded)
-
     def call(self, batch_features, training=None):
         logits = self.linear(tf.concat(
             [tf.stack([symmetric_log(batch_features[name]) for name in self.numeric], -1),
-             *(self._counts(batch_features[name]) for name in features.COUNT_FEATURES)], -1))
+             *(CountEncoding.model_inputs(self.counts(batch_features[name]), self.count_volumes)
+               for name in features.COUNT_FEATURES)], -1))
         for name, embedding in self.ids.items():
             logits += embedding(batch_features[name])
         logits += self.content(batch_features[features.ITEM_CONTENT])

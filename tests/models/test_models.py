@@ -488,8 +488,11 @@ def test_without_count_volumes_idrec_and_lr_read_the_rates_only(vocabularies):
     encoding = CountEncoding(PRIORS["click_rate"], PRIORS["order_rate"])
     counts = tf.constant([[40.0, 3.0, 1.0, 8.0, 2.0, 0.0]])
     encoded = encoding(counts).numpy()
-    np.testing.assert_array_equal(CountEncoding.rates_only(encoding(counts)).numpy(),
-                                  encoded[:, [1, 2, 4, 5]])
+    np.testing.assert_array_equal(
+        CountEncoding.model_inputs(encoding(counts), volumes=False).numpy(),
+        encoded[:, [1, 2, 4, 5]])
+    np.testing.assert_array_equal(
+        CountEncoding.model_inputs(encoding(counts), volumes=True).numpy(), encoded)
     # Counts at exactly the prior rates: every rate logit is 0 whatever the volume, so a
     # model without the volumes scores a tenfold volume the same.
     def at_prior(impressions: float) -> np.ndarray:

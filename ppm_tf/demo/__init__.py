@@ -21,7 +21,8 @@ from typing import Any, Callable
 
 from ppm_tf.data import raw_files
 from ppm_tf.demo.side_process import SideProcess, side_process_worthwhile
-from ppm_tf.demo.stages import BESIDE, STAGES, stage_line, stage_record, stage_rows
+from ppm_tf.demo.stages import (BESIDE, CPU_CORES, STAGES, cpu_bound_line, cpu_seconds,
+                                stage_line, stage_record, stage_rows)
 from ppm_tf.work_layout import PRETRAINED, RunLayout, WorkLayout, read_json
 
 DEMO_PRESETS = ("tiny", "demo")  # sized for a laptop; `paper` is for accelerators
@@ -72,9 +73,10 @@ class DemoRun:
             print(f"[{name}] up to date; skipped (--force redoes it)", flush=True)
             return None
         print(f"[{name}] running", flush=True)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), cpu_seconds()
         result = action()
-        self.stages[name] = stage_record(time.perf_counter() - started, *processed(result))
+        self.stages[name] = stage_record(time.perf_counter() - started, *processed(result),
+                                         cpu=cpu_seconds() - cpu_started)
         print(stage_line(name, self.stages[name]), flush=True)
         return result
 
@@ -310,12 +312,15 @@ def _finish(run: DemoRun, metrics: dict, serving: dict, ab: dict | None,
     from ppm_tf.demo.report import print_results, write_html_report
     from ppm_tf.evaluation.evaluate import write_metrics_json
 
+    cores = os.cpu_count() or 1
     summary = {**metrics, "serving": serving, "ab": ab, STAGES: stage_rows(run.stages),
-               "wall_clock_seconds": seconds, "preset": run.preset, "seed": run.seed}
+               CPU_CORES: cores, "wall_clock_seconds": seconds, "preset": run.preset,
+               "seed": run.seed}
     with open(run.folder.metrics_json, "w", encoding="utf-8") as handle:
         write_metrics_json(summary, handle)
     print_results(summary)
     report = write_html_report(summary, run.layout.eval_dir, run.folder.report_html)
+    bound = cpu_bound_line(run.stages, cores)
     print(f"report: {report}\nmetrics: {run.folder.metrics_json}\n"
-          f"wall clock: {seconds / 60:.1f} min")
+          f"wall clock: {seconds / 60:.1f} min" + (f" ({bound})" if bound else ""))
     return summary

@@ -13,7 +13,7 @@ import re
 import sys
 
 from ppm_tf.ab.table import ab_table_lines
-from ppm_tf.demo.stages import stage_chart_png, stage_records, stage_table_lines
+from ppm_tf.demo.stages import CPU_CORES, stage_chart_png, stage_records, stage_table_lines
 from ppm_tf.evaluation import DIFFERENCE, INTERVAL, INTERVALS, SLICE_LABELS, SLICES, VS_BASE
 from ppm_tf.evaluation.report import format_number, markdown_report, table_rows
 from ppm_tf.work_layout import RunLayout
@@ -120,14 +120,15 @@ def markdown_to_html(markdown: str, image_dir: str) -> str:
     return "\n".join(out)
 
 
-def stages_html(records: dict) -> str:
-    """The stage times as a bar chart (inlined PNG) over their table with throughputs."""
+def stages_html(records: dict, cores: int | None = None) -> str:
+    """The stage times as a bar chart (inlined PNG) over their table with throughputs (and,
+    with the run machine's ``cores``, the least wall time their CPU time allows)."""
     if not records:
         return ""
     chart = base64.b64encode(stage_chart_png(records)).decode("ascii")
     return ("<h2>Stages</h2>"
             f"<p><img alt='Stage times' src='data:image/png;base64,{chart}'></p>"
-            "<pre>" + html.escape("\n".join(stage_table_lines(records))) + "</pre>")
+            "<pre>" + html.escape("\n".join(stage_table_lines(records, cores))) + "</pre>")
 
 
 def write_html_report(summary: dict, eval_dir: str, path: str) -> str:
@@ -154,7 +155,7 @@ def write_html_report(summary: dict, eval_dir: str, path: str) -> str:
         *(["<h2>The online A/B test, replayed</h2><pre>"
             + html.escape("\n".join(ab_table_lines(summary["ab"]))) + "</pre>"]
           if summary.get("ab") else []),
-        stages_html(stage_records(summary)),
+        stages_html(stage_records(summary), summary.get(CPU_CORES)),
         "</body></html>"]
     with open(path, "w", encoding="utf-8") as handle:
         handle.write("\n".join(page))

@@ -23,6 +23,7 @@ def test_every_stage_runs_and_reports(tiny_demo_run):
     for name, record in stages.items():
         assert record["seconds"] > 0 and record["count"] > 0, name
         assert record["per_second"] == pytest.approx(record["count"] / record["seconds"])
+        assert record["cpu_seconds"] > 0 and record["cores"] > 0, name
         assert stage_line(name, record) in stdout  # the printed line, from the same record
     assert stages["preprocess"]["unit"] == "events" and stages["embed-items"]["unit"] == "items"
     assert stages["preprocess"]["count"] == stages["generate"]["count"]  # every event read

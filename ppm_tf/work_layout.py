@@ -27,6 +27,8 @@ joined with "/" so the same layout works on ``gs://`` through Beam's and TF's fi
     WORK/predictions/<name>.npz                eval-split predictions per model
     WORK/eval/                                 metrics.json, report.md, plots
     WORK/ab/                                   the replayed A/B test: ab.json, the server's log
+    WORK/catalogue.json                        the catalogue job finished: its settings, bounds
+    WORK/catalogue_stats.json                  the catalogue job's counts (merged into stats.json)
     WORK/preprocess.json                       the run's settings: max_seq_len, split bounds
     WORK/stats.json                            counts: per split, dead letters, vocab sizes
 """
@@ -91,6 +93,7 @@ class WorkLayout:
     def finished_markers(self, stage: str, model: str | None = None) -> tuple[str, ...]:
         """The files a stage writes last: all present means it finished on this work dir."""
         markers = {
+            "catalogue": (self.catalogue_json,),  # the part of preprocess the encoders read
             "preprocess": (self.preprocess_json,),
             "train-encoders": (self.encoder_description(TEXT_ENCODER),
                                self.encoder_description(IMAGE_ENCODER)),
@@ -108,7 +111,7 @@ class WorkLayout:
 
     def command(self, stage: str, model: str | None = None) -> str:
         """The command that runs ``stage`` on this work dir."""
-        if stage == "preprocess":
+        if stage in ("catalogue", "preprocess"):
             return f"ppm preprocess --data RAW_DATA_DIR --out {self.root}"
         return f"ppm {stage} --work {self.root}" + (f" --model {model}" if model else "")
 
@@ -171,12 +174,20 @@ class WorkLayout:
         return self.path("preprocess.json")
 
     @property
+    def catalogue_json(self) -> str:
+        return self.path("catalogue.json")
+
+    @property
+    def catalogue_stats_json(self) -> str:
+        return self.path("catalogue_stats.json")
+
+    @property
     def preprocess_outputs(self) -> tuple[str, ...]:
         """Everything ``ppm preprocess`` writes (folders end in "/"): a new run clears them."""
         folders = ("examples", "items", "queries", "vocab", "count_tables", "dead_letter",
                    "oracle")
-        return (*(self.path(folder) + "/" for folder in folders), self.stats_json,
-                self.preprocess_json)
+        return (*(self.path(folder) + "/" for folder in folders), self.catalogue_stats_json,
+                self.catalogue_json, self.stats_json, self.preprocess_json)
 
     @property
     def stats_json(self) -> str:

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 # (the stage's command line, the predecessor's output removed, the command that makes it)
 CASES = [
-    (["train-encoders", "--preset", "tiny", "--epochs", "1"], "preprocess.json",
+    (["train-encoders", "--preset", "tiny", "--epochs", "1"], "catalogue.json",
      "ppm preprocess --data RAW_DATA_DIR --out {work}"),
     (["embed-items"], "encoders/text/encoder.json", "ppm train-encoders --work {work}"),
     (["pretrain", "--epochs", "1"], "item_vectors/metadata.json",

@@ -264,7 +264,7 @@ def clear_outputs(layout: WorkLayout) -> None:
 def run_embed_items(settings: EmbedItemsSettings, options: PipelineOptions) -> dict[str, Any]:
     """Runs the job and returns metadata.json's content."""
     layout = WorkLayout(settings.work)
-    layout.require_stages("preprocess", "train-encoders")
+    layout.require_stages("catalogue", "train-encoders")
     descriptions = encoder_descriptions(layout)
     text_dim = descriptions[TEXT_ENCODER]["output_dim"]
     image_dim = descriptions[IMAGE_ENCODER]["output_dim"]

@@ -134,7 +134,7 @@ def read_items(work: str, batch_size: int, *, shuffle: bool = False, shuffle_buf
     read); ``image`` holds the encoded image bytes as supplied (PNG for synthetic worlds; decode
     with ``tf.io.decode_image``), ``""`` where ``has_image`` is 0. Arguments as in
     ``read_split``."""
-    load_preprocess_metadata(work)  # fails clearly on an unfinished or missing run
+    WorkLayout(work).require_stages("catalogue")  # fails clearly on an unfinished run
     return _read_records(
         WorkLayout(work).items_pattern, feature_tables.ITEM_FEATURES, 0, batch_size,
         shuffle=shuffle, shuffle_buffer=shuffle_buffer, repeat=repeat,
@@ -147,7 +147,7 @@ def read_queries(work: str, batch_size: int, *, shuffle: bool = False,
                  drop_remainder: bool = False) -> tf.data.Dataset:
     """The valid search log as batches of ``features.QUERY_FEATURES`` (what query matching
     trains on). Arguments as in ``read_split``."""
-    load_preprocess_metadata(work)
+    WorkLayout(work).require_stages("catalogue")
     return _read_records(
         WorkLayout(work).queries_pattern, feature_tables.QUERY_FEATURES, 0, batch_size,
         shuffle=shuffle, shuffle_buffer=shuffle_buffer, repeat=repeat,

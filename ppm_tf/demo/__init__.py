@@ -1,11 +1,13 @@
 """``ppm demo``: the whole pipeline on the embedded synthetic world (or a given raw data dir).
 
-generate -> preprocess (Beam) -> train encoders -> embed items (Beam) -> pretrain PPM ->
-precompute towers (Beam) -> train every ablation row (``registry.ROWS``) -> evaluate ->
-export urm and base -> serve them locally and score one user's candidates over REST and gRPC ->
-replay the online A/B test through the served models (synthetic worlds). On a CPU-only machine
-with 2 or more cores, the rows that need only preprocess's outputs train in a second process
-(``side_process``) beside precompute and the cached rows.
+generate -> preprocess (Beam: the catalogue job, then the events job) -> train encoders ->
+embed items (Beam) -> pretrain PPM -> precompute towers (Beam) -> train every ablation row
+(``registry.ROWS``) -> evaluate -> export urm and base -> serve them locally and score one
+user's candidates over REST and gRPC -> replay the online A/B test through the served models
+(synthetic worlds). On a CPU-only machine with 2 or more cores, a second process
+(``side_process``) takes the work that leaves a core idle: the events job, beside the encoders
+(which read only the catalogue), and the rows that need only preprocess's outputs, beside
+precompute and the cached rows.
 
 Each stage prints a line with its elapsed time and throughput (``stages.stage_line``) and is
 skipped when its outputs exist and are newer than its inputs (so a re-run after a crash resumes;
@@ -110,8 +112,8 @@ def run_demo(run: DemoRun) -> dict:
     from ppm_tf.data.synthetic import format_summary, generate_world
     from ppm_tf.data.synthetic import preset as world_preset
     from ppm_tf.demo.serving import serve_and_score
-    from ppm_tf.preprocessing.pipeline import (PreprocessSettings, events_accounted,
-                                               run_preprocess)
+    from ppm_tf.training.pretrain import pretrain_ppm
+    from ppm_tf.preprocessing.pipeline import PreprocessSettings
     from ppm_tf.training.registry import EXPORTABLE
 
     started = time.perf_counter()
@@ -125,12 +127,17 @@ def run_demo(run: DemoRun) -> dict:
                       lambda world: (sum(world["impressions_per_split"].values()), "events"))
         else:
             print("[generate] up to date; skipped (--force redoes it)", flush=True)
-    run.stage("preprocess", lambda: run_preprocess(
-        PreprocessSettings(data=run.data_dir, work=run.work), options),
-              lambda stats: (events_accounted(stats), "events"),
-              layout.preprocess_json, (world_json,))
-    _pretrain(run, options)
-    beside = precompute_and_train_rows(run, options, side_process_worthwhile())
+    settings = PreprocessSettings(data=run.data_dir, work=run.work)
+    use_side_process = side_process_worthwhile()
+    if run.force or not _newer(layout.preprocess_json, (world_json,)):
+        preprocess_and_encode(run, settings, options, use_side_process)
+    else:
+        print("[preprocess] up to date; skipped (--force redoes it)", flush=True)
+        _train_encoders(run, options)
+    run.stage("pretrain", lambda: pretrain_ppm(run.work, run.preset, run.seed),
+              lambda summary: (summary["train_examples"], "examples"),
+              layout.training_summary(PRETRAINED), (layout.item_vectors_metadata,))
+    beside = precompute_and_train_rows(run, options, use_side_process)
     metrics = run.stage("evaluate", lambda: _evaluate(run.work),
                         lambda metrics: (sum(model["overall"]["examples"]
                                              for model in metrics["models"].values()),
@@ -154,24 +161,70 @@ def run_demo(run: DemoRun) -> dict:
     return _finish(run, metrics, serving, ab, time.perf_counter() - started)
 
 
-def _pretrain(run: DemoRun, options) -> None:
-    """train-encoders -> embed-items -> pretrain: PPM pre-trained on the long span."""
+def preprocess_and_encode(run: DemoRun, settings, options, use_side_process: bool) -> None:
+    """preprocess, train-encoders and embed-items. When the split bounds are known before
+    the run, the catalogue job runs first and, with ``use_side_process``, the events job runs
+    in a second process while the encoders train on the catalogue (the events job keeps one
+    core busy; the encoders about two)."""
+    from ppm_tf.preprocessing.pipeline import (bounds_before_events, events_accounted,
+                                               run_preprocess, start_preprocess)
+
+    if bounds_before_events(settings) is None:
+        run.stage("preprocess", lambda: run_preprocess(settings, options),
+                  lambda stats: (events_accounted(stats), "events"))
+        _train_encoders(run, options)
+        return
+    run.stage("preprocess catalogue", lambda: start_preprocess(settings, options),
+              lambda _: _catalogue_records(run.layout))
+    if not use_side_process:
+        _preprocess_events(run, settings)
+        _train_encoders(run, options)
+        return
+    side = SideProcess(_preprocess_events_beside, dataclasses.replace(run, stages={}),
+                       settings)
+    try:
+        _train_encoders(run, options)
+        run.stages.update(side.result())
+    except BaseException:
+        side.stop()
+        raise
+
+
+def _catalogue_records(layout: WorkLayout) -> tuple[int, str]:
+    valid = read_json(layout.catalogue_stats_json, "ppm preprocess")["valid"]
+    return sum(valid.values()), "items and queries"
+
+
+def _preprocess_events(run: DemoRun, settings) -> None:
+    from ppm_tf.beam_runner import pipeline_options
+    from ppm_tf.preprocessing.pipeline import events_accounted, finish_preprocess
+
+    run.stage("preprocess events", lambda: finish_preprocess(settings, pipeline_options([])),
+              lambda stats: (events_accounted(stats), "events"))
+
+
+def _preprocess_events_beside(run: DemoRun, settings) -> dict[str, dict[str, Any]]:
+    """The side process's work: the events job; returns its stage record, marked."""
+    if run.process_setup is not None:
+        run.process_setup()
+    _preprocess_events(run, settings)
+    return {stage: {**record, BESIDE: True} for stage, record in run.stages.items()}
+
+
+def _train_encoders(run: DemoRun, options) -> None:
+    """train-encoders -> embed-items: they read the catalogue only."""
     from ppm_tf.caching.item_vectors import EmbedItemsSettings, run_embed_items
     from ppm_tf.encoders.training import train_encoders
-    from ppm_tf.training.pretrain import pretrain_ppm
 
     layout = run.layout
     run.stage("train-encoders", lambda: train_encoders(
         run.work, run.preset, run.seed, _text_checkpoint(run.data_dir)),
               lambda metrics: (sum(metrics.get(kind, {}).get("train_examples", 0)
                                    for kind in ("text", "image")), "examples"),
-              layout.encoders_metrics, (layout.preprocess_json,))
+              layout.encoders_metrics, (layout.catalogue_json,))
     run.stage("embed-items", lambda: run_embed_items(EmbedItemsSettings(work=run.work), options),
               lambda metadata: (metadata["items"], "items"),
               layout.item_vectors_metadata, (layout.encoders_metrics,))
-    run.stage("pretrain", lambda: pretrain_ppm(run.work, run.preset, run.seed),
-              lambda summary: (summary["train_examples"], "examples"),
-              layout.training_summary(PRETRAINED), (layout.item_vectors_metadata,))
 
 
 def precompute_and_train_rows(run: DemoRun, options, use_side_process: bool,

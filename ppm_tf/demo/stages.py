@@ -83,8 +83,8 @@ def stage_table_lines(records: dict[str, dict[str, Any]], cores: int | None = No
         busy = f"{record['cores']:.1f}" if "cores" in record else ""
         lines.append(f"{name:<18} {record['seconds']:9.1f} {share:>6} {busy:>5}  {throughput}")
     if any(record.get(BESIDE) for record in records.values()):
-        lines.append("(beside: in a second process, in parallel with the stages from "
-                     "precompute on; shares are of the other stages' time)")
+        lines.append("(beside: in a second process, in parallel with the main process's "
+                     "stages; shares are of the main process's time)")
     bound = cpu_bound_line(records, cores) if cores else ""
     if bound:
         lines.append(bound)

@@ -101,7 +101,7 @@ def train_encoders(work: str, preset: str = "demo", seed: int = 0,
                 "imagenet_weights": imagenet_weights, "epochs": epochs,
                 "encoders": list(encoders), "text_objective": text_objective}
     layout = WorkLayout(work)
-    layout.require_stages("preprocess")
+    layout.require_stages("catalogue")
     strategy = strategy or tf.distribute.get_strategy()
     chief = is_chief(strategy)
     state = _RunState(work, settings, writes=chief)

@@ -165,13 +165,13 @@ class _CheckItemReferences(beam.DoFn):
             known_item_ids=frozenset([item_id]), item_launch_ts={item_id: item["launch_ts"]})
             if item else schema.ValidationContext(known_item_ids=frozenset()))
         valid_events = []
-        for event in group["events"]:
+        for event in group.get("events", ()):
             problems = self._problems(schema.EVENTS, event, context, bounds)
             if problems:
                 yield _reject(schema.EVENTS, problems[0], event)
             else:
                 valid_events.append(event)
-        for query in group["queries"]:
+        for query in group.get("queries", ()):
             problems = self._problems(schema.QUERIES, query, context, bounds)
             if problems:
                 yield _reject(schema.QUERIES, problems[0], query)
@@ -209,7 +209,8 @@ class JoinItems(beam.PTransform):
     """{"items", "events", "queries"} -> enriched events (main), catalogue ``items``, valid
     ``queries``, ``item_days`` (each item's daily totals, count-table lines) and dead letters.
     ``bounds`` is a singleton PCollection of ``SplitBounds.as_dict()``; each event gets its
-    item's as-of counts (``counts``)."""
+    item's as-of counts (``counts``). "events" or "queries" may be left out: the catalogue job
+    joins only queries, the events job only events."""
 
     def __init__(self, bounds, count_lookback_days: int):
         super().__init__()
@@ -219,7 +220,7 @@ class JoinItems(beam.PTransform):
     def expand(self, tables):
         keyed = {name: tables[name] | f"Key{name.title()}" >> beam.Map(
                      lambda record: (record["item_id"], record))
-                 for name in ("items", "events", "queries")}
+                 for name in ("items", "events", "queries") if name in tables}
         return (keyed
                 | "ByItem" >> beam.CoGroupByKey()
                 | "Check" >> beam.ParDo(_CheckItemReferences(self.count_lookback_days),

@@ -54,16 +54,19 @@ class WriteExamples(beam.PTransform):
 
 
 class WriteDeadLetters(beam.PTransform):
-    """Dead-letter entries -> WORK/dead_letter/<table>-*.jsonl."""
+    """Dead-letter entries of ``tables`` -> WORK/dead_letter/<table>-*.jsonl (a file per
+    table, empty or not; the catalogue job writes its tables', the events job the others')."""
 
-    def __init__(self, layout: WorkLayout):
+    def __init__(self, layout: WorkLayout, tables: tuple[str, ...]):
         super().__init__()
         self.layout = layout
+        self.tables = tables
 
     def expand(self, entries):
+        tables = self.tables
         per_table = entries | "ByTable" >> beam.Partition(
-            lambda entry, _: schema.TABLES.index(entry["table"]), len(schema.TABLES))
-        for table, table_entries in zip(schema.TABLES, per_table):
+            lambda entry, _: tables.index(entry["table"]), len(tables))
+        for table, table_entries in zip(tables, per_table):
             _ = (table_entries
                  | f"Json[{table}]" >> beam.Map(dead_letter_json)
                  | f"Write[{table}]" >> beam.io.WriteToText(
@@ -112,11 +115,12 @@ def _sum_counts(rows):
     return tuple(map(sum, zip(*rows))) if rows else (0, 0, 0, 0)
 
 
-def _assemble_stats(parts, bounds, settings) -> dict[str, Any]:
-    stats = {"splits": {split: {"examples": 0, "clicks": 0, "orders": 0, "cold_examples": 0}
-                        for split in features.SPLITS},
-             "dead_letter": {}, "vocabulary_sizes": {}, "valid": {},
+def _assemble_stats(parts, bounds, settings, with_splits: bool = True) -> dict[str, Any]:
+    stats = {"dead_letter": {}, "vocabulary_sizes": {}, "valid": {},
              "split_bounds": bounds, "settings": settings}
+    if with_splits:
+        stats["splits"] = {split: {"examples": 0, "clicks": 0, "orders": 0, "cold_examples": 0}
+                           for split in features.SPLITS}
     for section, key, value in parts:
         if section == "splits":
             examples, clicks, orders, cold = value
@@ -124,32 +128,48 @@ def _assemble_stats(parts, bounds, settings) -> dict[str, Any]:
                                     "cold_examples": cold}
         else:
             stats[section][key] = value
-    for split_stats in stats["splits"].values():
+    for split_stats in stats.get("splits", {}).values():
         examples = max(split_stats["examples"], 1)
         split_stats.update(click_rate=split_stats["clicks"] / examples,
                            order_rate=split_stats["orders"] / examples,
                            cold_share=split_stats["cold_examples"] / examples)
+    return _with_dead_letter_total(stats)
+
+
+def _with_dead_letter_total(stats: dict[str, Any]) -> dict[str, Any]:
     stats["dead_letter"] = dict(sorted(stats["dead_letter"].items()))
     stats["dead_letter_total"] = sum(stats["dead_letter"].values())
     return stats
 
 
-def _write_json(value: dict[str, Any], path: str) -> None:
+def merge_catalogue_stats(events: dict[str, Any], catalogue: dict[str, Any]) -> dict[str, Any]:
+    """stats.json of the whole run: the events job's, with the catalogue job's dead letters,
+    valid counts and vocabulary sizes (their tables never overlap)."""
+    merged = {**events}
+    for section in ("dead_letter", "valid", "vocabulary_sizes"):
+        merged[section] = {**events[section], **catalogue[section]}
+    return _with_dead_letter_total(merged)
+
+
+def write_json(value: dict[str, Any], path: str) -> None:
     with FileSystems.create(path) as handle:
         handle.write((json.dumps(value, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
 class WriteStats(beam.PTransform):
-    """{"examples", "dead_letter", "vocabulary_sizes", "items", "queries"} -> WORK/stats.json."""
+    """{"dead_letter", "vocabulary_sizes"} with "examples" (the events job) or "items" and
+    "queries" (the catalogue job) -> the job's stats JSON at ``path``."""
 
-    def __init__(self, layout: WorkLayout, bounds, settings: dict[str, Any]):
+    def __init__(self, path: str, bounds, settings: dict[str, Any]):
         super().__init__()
-        self.layout = layout
+        self.path = path
         self.bounds = bounds
         self.settings = settings
 
     def expand(self, inputs):
-        split_counts = (inputs["examples"]
+        rows = []
+        if "examples" in inputs:
+            rows.append(inputs["examples"]
                         | "SplitOf" >> beam.Map(_example_counts)
                         | "SumSplits" >> beam.CombinePerKey(_sum_counts)
                         | "SplitRows" >> beam.Map(lambda kv: ("splits", kv[0], kv[1])))
@@ -162,10 +182,10 @@ class WriteStats(beam.PTransform):
         valid_counts = [inputs[name]
                         | f"Count[{name}]" >> beam.combiners.Count.Globally()
                         | f"Row[{name}]" >> beam.Map(lambda count, name=name: ("valid", name, count))
-                        for name in ("items", "queries")]
-        return ((split_counts, dead_counts, vocab_sizes, *valid_counts)
+                        for name in ("items", "queries") if name in inputs]
+        return ((*rows, dead_counts, vocab_sizes, *valid_counts)
                 | "AllRows" >> beam.Flatten()
                 | "Collect" >> beam.combiners.ToList()
                 | "Assemble" >> beam.Map(_assemble_stats, bounds=beam.pvalue.AsSingleton(self.bounds),
-                                         settings=self.settings)
-                | "WriteJson" >> beam.Map(_write_json, path=self.layout.stats_json))
+                                         settings=self.settings, with_splits=bool(rows))
+                | "WriteJson" >> beam.Map(write_json, path=self.path))

@@ -1,13 +1,20 @@
-"""The preprocessing pipeline: raw data directory -> WORK (see ``work_layout``).
+"""The preprocessing pipeline: raw data directory -> WORK (see ``work_layout``), as two
+Beam jobs.
 
-    ReadAndValidate (x4 tables) -> JoinUsers -> JoinItems (+ item counts)
-        -> AttachCategoryCounts -> BehaviourSequences (+ user counts)
-        -> WriteExamples, count tables (+ items' daily totals), catalogue, search log,
-           Vocabularies, dead letters, oracle, stats
+    catalogue job: ReadAndValidate (items, queries) -> JoinItems (duplicates, query
+        references, splits) -> catalogue, search log, catalogue vocabularies, their dead
+        letters, catalogue_stats.json; then catalogue.json
+    events job: ReadAndValidate (items, users, events) -> JoinUsers -> JoinItems (+ item
+        counts) -> AttachCategoryCounts -> BehaviourSequences (+ user counts)
+        -> WriteExamples, count tables (+ items' daily totals), id vocabularies, dead
+           letters, oracle, stats.json
 
-``run_preprocess`` checks the inputs, clears earlier outputs, runs the pipeline on whatever
-runner the options name, then checks that every split has examples and writes
-``preprocess.json`` last: its presence means the outputs are complete.
+The catalogue job is all the modal encoders read, so ``ppm demo`` trains them while the
+events job runs (``start_preprocess``, then ``finish_preprocess``); it needs the split bounds,
+so when they come from the events (no world.json) it runs after the events job instead.
+``run_preprocess`` runs both on whatever runner the options name, then checks that every split
+has examples and that no event was lost, and writes ``preprocess.json`` last: its presence
+means the outputs are complete.
 """
 from __future__ import annotations
 
@@ -30,7 +37,8 @@ from ppm_tf.filesystem import delete_tree
 from ppm_tf.preprocessing.counts import AttachCategoryCounts, WriteCountTables
 from ppm_tf.preprocessing.joins import ITEM_DAYS_OUT, ITEMS_OUT, QUERIES_OUT, JoinItems, JoinUsers
 from ppm_tf.preprocessing.outputs import (CopyEvalOracle, WriteDeadLetters, WriteExamples,
-                                          WriteRecords, WriteStats)
+                                          WriteRecords, WriteStats, merge_catalogue_stats,
+                                          write_json)
 from ppm_tf.preprocessing.sequences import BehaviourSequences
 from ppm_tf.preprocessing.splits import SplitBounds
 from ppm_tf.preprocessing.validate import (DEAD_LETTER, RECORDS_READ, VALID, ReadAndValidate,
@@ -41,6 +49,8 @@ from ppm_tf.work_layout import WorkLayout
 
 DEFAULT_TRAIN_DAYS = DEFAULT_EVAL_DAYS = 7
 REQUIRED_TABLES = (schema.ITEMS, schema.USERS, schema.EVENTS)
+CATALOGUE_TABLES = (schema.ITEMS, schema.QUERIES)  # the catalogue job's; the events job's:
+EVENTS_TABLES = (schema.USERS, schema.EVENTS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,17 +130,57 @@ def _max_ts(settings: PreprocessSettings, world: dict | None) -> int:
     return int(time.time())
 
 
-def build_pipeline(pipeline: beam.Pipeline, settings: PreprocessSettings,
-                   world: dict | None) -> None:
-    raw = raw_files.RawLayout(settings.data)
-    layout = WorkLayout(settings.work)
-    context = schema.ValidationContext(
+def _validation_context(settings: PreprocessSettings, world: dict | None) -> schema.ValidationContext:
+    return schema.ValidationContext(
         max_ts=_max_ts(settings, world), image_root=settings.data,
         allowed_image_roots=tuple(settings.image_roots), read_image=read_with_filesystems,
         max_image_bytes=settings.max_image_bytes, max_image_pixels=settings.max_image_pixels)
-    tables = {table: pipeline | ReadAndValidate(table, raw.pattern(table), context,
-                                                settings.max_record_bytes)
-              for table in schema.TABLES}
+
+
+def _read_tables(pipeline: beam.Pipeline, settings: PreprocessSettings, world: dict | None,
+                 tables: tuple[str, ...]) -> dict[str, Any]:
+    raw = raw_files.RawLayout(settings.data)
+    context = _validation_context(settings, world)
+    return {table: pipeline | ReadAndValidate(table, raw.pattern(table), context,
+                                              settings.max_record_bytes)
+            for table in tables}
+
+
+def build_catalogue_pipeline(pipeline: beam.Pipeline, settings: PreprocessSettings,
+                             world: dict | None, bounds: SplitBounds) -> None:
+    """The catalogue job: items and queries -> the catalogue and search-log TFRecords, the
+    catalogue's vocabularies, their dead letters and catalogue_stats.json. All the encoders
+    read; it needs the split bounds (for the queries' splits), not the events."""
+    layout = WorkLayout(settings.work)
+    tables = _read_tables(pipeline, settings, world, CATALOGUE_TABLES)
+    bounds_pc = pipeline | "SplitBounds" >> beam.Create([bounds.as_dict()])
+    by_item = ({"items": tables[schema.ITEMS][VALID], "queries": tables[schema.QUERIES][VALID]}
+               | "JoinItems" >> JoinItems(bounds_pc, settings.count_lookback_days))
+    _ = by_item[ITEMS_OUT] | "WriteItems" >> WriteRecords(features.ITEM_FEATURES,
+                                                          layout.items_prefix)
+    _ = by_item[QUERIES_OUT] | "WriteQueries" >> WriteRecords(features.QUERY_FEATURES,
+                                                              layout.queries_prefix)
+    vocabulary_sizes = ({"items": by_item[ITEMS_OUT]}
+                        | "Vocabularies" >> Vocabularies(layout, settings.min_count))
+    dead_letters = ((*(tables[table][DEAD_LETTER] for table in CATALOGUE_TABLES),
+                     by_item[DEAD_LETTER])
+                    | "AllDeadLetters" >> beam.Flatten())
+    _ = dead_letters | "WriteDeadLetters" >> WriteDeadLetters(layout, CATALOGUE_TABLES)
+    _ = ({"dead_letter": dead_letters, "vocabulary_sizes": vocabulary_sizes,
+          "items": by_item[ITEMS_OUT], "queries": by_item[QUERIES_OUT]}
+         | "WriteStats" >> WriteStats(layout.catalogue_stats_json, bounds_pc,
+                                      dataclasses.asdict(settings)))
+
+
+def build_events_pipeline(pipeline: beam.Pipeline, settings: PreprocessSettings,
+                          world: dict | None) -> None:
+    """The events job: users and events, joined with the valid catalogue -> examples, count
+    tables, the id vocabularies, the users' and events' dead letters, the oracle and
+    stats.json. It validates the items again, the catalogue job's way, for its item join;
+    their dead letters are the catalogue job's to write."""
+    raw = raw_files.RawLayout(settings.data)
+    layout = WorkLayout(settings.work)
+    tables = _read_tables(pipeline, settings, world, (schema.ITEMS, *EVENTS_TABLES))
     by_user = ({"users": tables[schema.USERS][VALID], "events": tables[schema.EVENTS][VALID]}
                | "JoinUsers" >> JoinUsers(settings.max_events_per_user))
 
@@ -151,8 +201,7 @@ def build_pipeline(pipeline: beam.Pipeline, settings: PreprocessSettings,
                          lambda last_ts: SplitBounds.from_last_event(
                              last_ts, train_days, eval_days, valid_days).as_dict()))
 
-    by_item = ({"items": tables[schema.ITEMS][VALID], "events": by_user[VALID],
-                "queries": tables[schema.QUERIES][VALID]}
+    by_item = ({"items": tables[schema.ITEMS][VALID], "events": by_user[VALID]}
                | "JoinItems" >> JoinItems(bounds_pc, settings.count_lookback_days))
     examples = (by_item[VALID]
                 | "CategoryCounts" >> AttachCategoryCounts(settings.count_lookback_days)
@@ -165,24 +214,23 @@ def build_pipeline(pipeline: beam.Pipeline, settings: PreprocessSettings,
                                                           settings.count_lookback_days)
     _ = by_item[ITEM_DAYS_OUT] | "WriteItemDays" >> beam.io.WriteToText(
         layout.count_table_prefix(ITEM_DAYS), file_name_suffix=".tsv")
-    _ = by_item[ITEMS_OUT] | "WriteItems" >> WriteRecords(features.ITEM_FEATURES,
-                                                          layout.items_prefix)
-    _ = by_item[QUERIES_OUT] | "WriteQueries" >> WriteRecords(features.QUERY_FEATURES,
-                                                              layout.queries_prefix)
-    vocabulary_sizes = ({"examples": examples, "items": by_item[ITEMS_OUT]}
+    vocabulary_sizes = ({"examples": examples}
                         | "Vocabularies" >> Vocabularies(layout, settings.min_count))
-    dead_letters = ((*(tables[table][DEAD_LETTER] for table in schema.TABLES),
-                     by_user[DEAD_LETTER], by_item[DEAD_LETTER])
+    event_rejects = (by_item[DEAD_LETTER]
+                     | "EventDeadLetters" >> beam.Filter(
+                         lambda entry: entry["table"] == schema.EVENTS))
+    dead_letters = ((*(tables[table][DEAD_LETTER] for table in EVENTS_TABLES),
+                     by_user[DEAD_LETTER], event_rejects)
                     | "AllDeadLetters" >> beam.Flatten())
-    _ = dead_letters | "WriteDeadLetters" >> WriteDeadLetters(layout)
+    _ = dead_letters | "WriteDeadLetters" >> WriteDeadLetters(layout, EVENTS_TABLES)
     if FileSystems.match([raw.oracle_pattern])[0].metadata_list:
         _ = (examples
              | "EvalExamples" >> beam.Filter(lambda example: example[features.SPLIT] == "eval")
              | "CopyEvalOracle" >> CopyEvalOracle(raw.oracle_pattern, layout))
     _ = ({"examples": examples, "dead_letter": dead_letters,
-          "vocabulary_sizes": vocabulary_sizes, "items": by_item[ITEMS_OUT],
-          "queries": by_item[QUERIES_OUT]}
-         | "WriteStats" >> WriteStats(layout, bounds_pc, dataclasses.asdict(settings)))
+          "vocabulary_sizes": vocabulary_sizes}
+         | "WriteStats" >> WriteStats(layout.stats_json, bounds_pc,
+                                      dataclasses.asdict(settings)))
 
 
 def check_inputs(settings: PreprocessSettings) -> None:
@@ -210,9 +258,13 @@ def clear_outputs(layout: WorkLayout) -> None:
         delete_tree(output)
 
 
-def read_stats(layout: WorkLayout) -> dict[str, Any]:
-    with FileSystems.open(layout.stats_json) as handle:
+def _read_json(path: str) -> dict[str, Any]:
+    with FileSystems.open(path) as handle:
         return json.loads(handle.read())
+
+
+def read_stats(layout: WorkLayout) -> dict[str, Any]:
+    return _read_json(layout.stats_json)
 
 
 def events_read(result) -> int | None:
@@ -256,17 +308,49 @@ def count_priors(stats: dict[str, Any]) -> dict[str, float]:
     return {"click_rate": rate("clicks"), "order_rate": rate("orders")}
 
 
-def run_preprocess(settings: PreprocessSettings, options: PipelineOptions) -> dict[str, Any]:
-    """Runs the whole job and returns stats.json's content."""
+def bounds_before_events(settings: PreprocessSettings) -> SplitBounds | None:
+    """The split bounds when they are known before the run (world.json suggests them and no
+    flag overrides them); None when they come from the events' last day."""
+    return static_bounds(settings, _read_world(settings.data))
+
+
+def start_preprocess(settings: PreprocessSettings, options: PipelineOptions) -> None:
+    """Checks the inputs, clears earlier outputs and, when ``bounds_before_events`` knows the
+    bounds, runs the catalogue job: then the encoders can train while ``finish_preprocess``
+    (always next) runs the events job. Otherwise ``finish_preprocess`` runs both jobs, the
+    events job first."""
     check_inputs(settings)
-    layout = WorkLayout(settings.work)
-    clear_outputs(layout)
-    world = _read_world(settings.data)
+    clear_outputs(WorkLayout(settings.work))
+    bounds = bounds_before_events(settings)
+    if bounds is not None:
+        run_catalogue(settings, options, bounds)
+
+
+def run_catalogue(settings: PreprocessSettings, options: PipelineOptions,
+                  bounds: SplitBounds) -> None:
+    """The catalogue job, then catalogue.json (the encoders' go-ahead: written last)."""
     pipeline = beam.Pipeline(options=options)
-    build_pipeline(pipeline, settings, world)
+    build_catalogue_pipeline(pipeline, settings, _read_world(settings.data), bounds)
+    pipeline.run().wait_until_finish()
+    layout = WorkLayout(settings.work)
+    write_json({"settings": dataclasses.asdict(settings), "split_bounds": bounds.as_dict()},
+               layout.catalogue_json)
+
+
+def finish_preprocess(settings: PreprocessSettings, options: PipelineOptions) -> dict[str, Any]:
+    """The events job (and the catalogue job after it, when ``start_preprocess`` could not
+    run it), then the checks and preprocess.json, written last: its presence means every
+    output is complete. Returns stats.json's content."""
+    layout = WorkLayout(settings.work)
+    pipeline = beam.Pipeline(options=options)
+    build_events_pipeline(pipeline, settings, _read_world(settings.data))
     result = pipeline.run()
     result.wait_until_finish()
     stats = read_stats(layout)
+    if not FileSystems.exists(layout.catalogue_json):
+        run_catalogue(settings, options, SplitBounds(**stats["split_bounds"]))
+    stats = merge_catalogue_stats(stats, _read_json(layout.catalogue_stats_json))
+    write_json(stats, layout.stats_json)
     empty = [split for split, counts in stats["splits"].items() if not counts["examples"]]
     if empty:
         raise ValueError(
@@ -278,9 +362,14 @@ def run_preprocess(settings: PreprocessSettings, options: PipelineOptions) -> di
                 "oov_buckets": settings.oov_buckets,
                 "count_lookback_days": settings.count_lookback_days,
                 "count_priors": count_priors(stats)}
-    with FileSystems.create(layout.preprocess_json) as handle:
-        handle.write((json.dumps(metadata, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+    write_json(metadata, layout.preprocess_json)
     return stats
+
+
+def run_preprocess(settings: PreprocessSettings, options: PipelineOptions) -> dict[str, Any]:
+    """Runs both jobs, one after the other, and returns stats.json's content."""
+    start_preprocess(settings, options)
+    return finish_preprocess(settings, options)
 
 
 def format_stats(stats: dict[str, Any]) -> str:

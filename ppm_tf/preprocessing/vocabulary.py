@@ -46,7 +46,9 @@ def _write_vocabulary(element, layout: WorkLayout):
 
 
 class Vocabularies(beam.PTransform):
-    """{"examples", "items"} -> writes WORK/vocab/<name>.txt; outputs (name, size)."""
+    """{"examples"} and/or {"items"} -> writes WORK/vocab/<name>.txt for the vocabularies
+    they make (``EXAMPLE_VOCABULARIES`` from examples, ``CATALOGUE_VOCABULARIES`` from items:
+    the events job and the catalogue job); outputs (name, size)."""
 
     def __init__(self, layout: WorkLayout, min_count: int):
         super().__init__()
@@ -54,14 +56,20 @@ class Vocabularies(beam.PTransform):
         self.min_count = min_count
 
     def expand(self, inputs):
-        id_tokens = (inputs["examples"]
-                     | "TrainingSplits" >> beam.Filter(
-                         lambda example: example[features.SPLIT] in TRAINING_SPLITS)
-                     | "IdTokens" >> beam.FlatMap(
-                         lambda example: [(name, example[name]) for name in EXAMPLE_VOCABULARIES]))
-        catalogue_tokens = inputs["items"] | "CatalogueTokens" >> beam.FlatMap(_catalogue_tokens)
+        tokens, names = [], []
+        if "examples" in inputs:
+            tokens.append(inputs["examples"]
+                          | "TrainingSplits" >> beam.Filter(
+                              lambda example: example[features.SPLIT] in TRAINING_SPLITS)
+                          | "IdTokens" >> beam.FlatMap(
+                              lambda example: [(name, example[name])
+                                               for name in EXAMPLE_VOCABULARIES]))
+            names.extend(EXAMPLE_VOCABULARIES)
+        if "items" in inputs:
+            tokens.append(inputs["items"] | "CatalogueTokens" >> beam.FlatMap(_catalogue_tokens))
+            names.extend(CATALOGUE_VOCABULARIES)
         min_count = self.min_count
-        frequent = ((id_tokens, catalogue_tokens)
+        frequent = (tuple(tokens)
                     | "AllTokens" >> beam.Flatten()
                     | "Count" >> beam.combiners.Count.PerElement()
                     | "MinCount" >> beam.Filter(lambda token_count: token_count[1] >= min_count)
@@ -69,8 +77,7 @@ class Vocabularies(beam.PTransform):
                         lambda token_count: (token_count[0][0], (token_count[0][1],
                                                                  token_count[1]))))
         # Every vocabulary gets a file, even an empty one (e.g. MovieLens has no brands).
-        names = inputs["items"].pipeline | "Names" >> beam.Create(
-            [(name, None) for name in VOCABULARIES])
+        names = tokens[0].pipeline | "Names" >> beam.Create([(name, None) for name in names])
         return ({"tokens": frequent, "names": names}
                 | "Group" >> beam.CoGroupByKey()
                 | "Write" >> beam.FlatMap(_write_vocabulary, layout=self.layout))

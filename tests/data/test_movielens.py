@@ -348,8 +348,9 @@ def test_a_movielens_export_without_tags_runs_the_whole_tiny_demo(tmp_path):
     assert summary["queries"] == 0 and summary["notes"] == [NO_TAGS_NOTE]
     result = run_ppm_demo(tmp_path / "run", "--data", str(tmp_path / "raw"))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    for stage in ("preprocess", "train-encoders", "embed-items", "pretrain", "precompute",
-                  "train qm_ep", "train ppm", "train urm", "evaluate", "serve"):
+    for stage in ("preprocess catalogue", "preprocess events", "train-encoders", "embed-items",
+                  "pretrain", "precompute", "train qm_ep", "train ppm", "train urm", "evaluate",
+                  "serve"):
         assert f"[{stage}] done" in result.stdout, stage
     encoders = json.loads((tmp_path / "run" / "work" / "encoders" / "metrics.json").read_text())
     # Without queries: the installed MiniLM kept frozen, else SimCSE from random weights.

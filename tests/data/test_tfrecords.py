@@ -57,6 +57,7 @@ def small_work(tmp_path):
     queries = [{"query": "brass lamp", "item_id": "i1", "ts": 1_742_000_000, "split": "pretrain"},
                {"query": "lamp", "item_id": "i2", "ts": 1_742_900_000, "split": "eval"}]
     write_shards(layout.queries_prefix, queries, features.QUERY_FEATURES)
+    (tmp_path / "catalogue.json").write_text("{}")  # the catalogue job's marker
     (tmp_path / "preprocess.json").write_text(json.dumps({"max_seq_len": MAX_SEQ_LEN}))
     return tmp_path, records, items, queries
 
@@ -234,7 +235,7 @@ def test_a_bad_split_names_the_valid_splits(small_work):
 def test_a_missing_work_dir_says_to_preprocess_first(tmp_path):
     with pytest.raises(FileNotFoundError, match="preprocess.json not found.*ppm preprocess"):
         tfrecords.read_split(str(tmp_path / "nowhere"), "train", 4)
-    with pytest.raises(FileNotFoundError, match="ppm preprocess"):
+    with pytest.raises(FileNotFoundError, match="catalogue.json not found.*ppm preprocess"):
         tfrecords.read_items(str(tmp_path / "nowhere"), 4)
 
 

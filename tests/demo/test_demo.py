@@ -14,24 +14,26 @@ MODELS = ("base", "qm_ep", "ppm", "urm", "base_long")
 @pytest.mark.slow
 def test_every_stage_runs_and_reports(tiny_demo_run):
     out, stdout = tiny_demo_run
-    for stage in ("generate", "preprocess", "train-encoders", "embed-items", "pretrain",
-                  "precompute", "train urm", "evaluate", "export urm", "serve", "ab"):
+    for stage in ("generate", "preprocess catalogue", "preprocess events", "train-encoders",
+                  "embed-items", "pretrain", "precompute", "train urm", "evaluate", "export urm",
+                  "serve", "ab"):
         assert f"[{stage}] done in" in stdout, stage
     metrics = json.loads((out / "metrics.json").read_text())
     stages = stage_records(metrics)  # every stage that ran: time, what it processed, rate
-    assert list(stages)[:2] == ["generate", "preprocess"] and "ab" in stages
+    assert list(stages)[:2] == ["generate", "preprocess catalogue"] and "ab" in stages
     for name, record in stages.items():
         assert record["seconds"] > 0 and record["count"] > 0, name
         assert record["per_second"] == pytest.approx(record["count"] / record["seconds"])
         assert record["cpu_seconds"] > 0 and record["cores"] > 0, name
         assert stage_line(name, record) in stdout  # the printed line, from the same record
-    assert stages["preprocess"]["unit"] == "events" and stages["embed-items"]["unit"] == "items"
-    assert stages["preprocess"]["count"] == stages["generate"]["count"]  # every event read
+    assert stages["preprocess events"]["unit"] == "events"
+    assert stages["embed-items"]["unit"] == "items"
+    assert stages["preprocess events"]["count"] == stages["generate"]["count"]  # every event
     beside = {name for name, record in stages.items() if record.get(BESIDE)}
-    # On a CPU-only machine with 2+ cores the rows that need only preprocess trained (and
-    # base exported) in the side process.
-    assert beside == ({"train base", "train base_long", "train lr", "train counts",
-                       "export base"} if side_process_worthwhile() else set())
+    # On a CPU-only machine with 2+ cores the events job ran beside the encoders, and the rows
+    # that need only preprocess trained (and base exported) beside precompute.
+    assert beside == ({"preprocess events", "train base", "train base_long", "train lr",
+                       "train counts", "export base"} if side_process_worthwhile() else set())
     for name in MODELS:
         model = metrics["models"][name]
         for slice_name in ("overall", "cold", "warm"):

@@ -60,8 +60,8 @@ def make_work(root, num_items=64, query_splits=("pretrain", "train", "eval")):
     entities = sorted({entity for combo in COMBOS for entity in combo[:3]})
     with open(os.path.join(root, "vocab", "entity.txt"), "w") as handle:
         handle.write("".join(entity + "\n" for entity in entities))
-    with open(os.path.join(root, "preprocess.json"), "w") as handle:
-        json.dump({"max_seq_len": 4}, handle)
+    with open(os.path.join(root, "catalogue.json"), "w") as handle:  # all the encoders wait for
+        json.dump({}, handle)
     return str(root)
 
 

@@ -29,10 +29,12 @@ from ppm_tf.data import raw_files
 from ppm_tf.data.count_tables import read_count_table
 from ppm_tf.data.synthetic import generate_world, preset
 from ppm_tf.models.history_counts import load_history_item_counts
-from ppm_tf.preprocessing.pipeline import PreprocessSettings, window_days
+from ppm_tf.beam_runner import pipeline_options
+from ppm_tf.preprocessing.pipeline import (PreprocessSettings, bounds_before_events,
+                                           finish_preprocess, start_preprocess, window_days)
 from ppm_tf.preprocessing.splits import SplitBounds
 from ppm_tf.preprocessing.validate import dead_letter_key
-from ppm_tf.preprocessing.vocabulary import VOCABULARIES
+from ppm_tf.preprocessing.vocabulary import CATALOGUE_VOCABULARIES, VOCABULARIES
 from ppm_tf.work_layout import WorkLayout
 
 pytestmark = pytest.mark.slow
@@ -267,6 +269,33 @@ def test_rerun_over_the_same_work_leaves_no_stale_shards(clean_run):
     work, stats, first_stats, first_files = clean_run
     assert _files(work) == first_files
     assert stats == first_stats
+
+
+def test_the_catalogue_job_alone_gives_the_encoders_their_inputs_before_any_example(
+        clean_run, world, tmp_path_factory):
+    """``ppm demo`` trains the encoders on the catalogue job's outputs while the events job
+    runs: everything they read is there first, nothing of the events is, and the two jobs
+    together write what one run of ``ppm preprocess`` writes."""
+    _, clean_stats, _, clean_files = clean_run
+    work = tmp_path_factory.mktemp("two_steps") / "work"
+    layout = WorkLayout(str(work))
+    settings = PreprocessSettings(data=str(world), work=str(work), max_seq_len=MAX_SEQ_LEN)
+    options = pipeline_options([RUNNER])
+    assert bounds_before_events(settings) is not None  # world.json suggests the splits
+    start_preprocess(settings, options)
+    layout.require_stages("catalogue")
+    assert glob.glob(layout.items_pattern) and glob.glob(layout.queries_pattern)
+    for name in CATALOGUE_VOCABULARIES:
+        assert os.path.exists(layout.vocab(name)), name
+    assert {path.name.split("-")[0] for path in (work / "dead_letter").iterdir()} == \
+        {"items", "queries"}
+    assert not (work / "examples").exists() and not os.path.exists(layout.vocab("user_id"))
+    with pytest.raises(FileNotFoundError, match="run `ppm preprocess"):
+        layout.require_stages("preprocess")
+    stats = finish_preprocess(settings, options)
+    assert stats["settings"]["work"] == str(work)
+    assert {**stats, "settings": None} == {**clean_stats, "settings": None}
+    assert _files(work) == clean_files
 
 
 # --- bad input -------------------------------------------------------------------------------

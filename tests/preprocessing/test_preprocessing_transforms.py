@@ -536,7 +536,7 @@ def test_write_stats_counts_exactly(tmp_path):
                   "items": pipeline | "Items" >> beam.Create([{"item_id": "i1"}] * 2),
                   "queries": pipeline | "Queries" >> beam.Create([])}
         bounds = pipeline | "Bounds" >> beam.Create([BOUNDS.as_dict()])
-        _ = inputs | outputs.WriteStats(layout, bounds, {"min_count": 2})
+        _ = inputs | outputs.WriteStats(layout.stats_json, bounds, {"min_count": 2})
 
     with open(layout.stats_json, encoding="utf-8") as handle:
         stats = json.load(handle)

@@ -5,9 +5,9 @@ embed items (Beam) -> pretrain PPM -> precompute towers (Beam) -> train every ab
 (``registry.ROWS``) -> evaluate -> export urm and base -> serve them locally and score one
 user's candidates over REST and gRPC -> replay the online A/B test through the served models
 (synthetic worlds). On a CPU-only machine with 2 or more cores, a second process
-(``side_process``) takes the work that leaves a core idle: the events job, beside the encoders
-(which read only the catalogue), and the rows that need only preprocess's outputs, beside
-precompute and the cached rows.
+(``side_process``) fills the core that single-core Beam work leaves idle: it trains the
+encoders (which read only the catalogue) beside the events job, and later the rows that need
+only preprocess's outputs beside precompute and the cached rows.
 
 Each stage prints a line with its elapsed time and throughput (``stages.stage_line``) and is
 skipped when its outputs exist and are newer than its inputs (so a re-run after a crash resumes;
@@ -31,6 +31,9 @@ DEMO_PRESETS = ("tiny", "demo")  # sized for a laptop; `paper` is for accelerato
 # The A/B replay's eval days: the first (a few thousand requests at the demo preset; `ppm ab
 # --days` replays more).
 AB_DAYS = 1
+# The side process's niceness while it trains the encoders beside the events job (0-19; the
+# higher, the more of the shared cores the events job gets first).
+ENCODERS_NICENESS = 10
 
 
 @dataclasses.dataclass
@@ -112,8 +115,8 @@ def run_demo(run: DemoRun) -> dict:
     from ppm_tf.data.synthetic import format_summary, generate_world
     from ppm_tf.data.synthetic import preset as world_preset
     from ppm_tf.demo.serving import serve_and_score
-    from ppm_tf.training.pretrain import pretrain_ppm
     from ppm_tf.preprocessing.pipeline import PreprocessSettings
+    from ppm_tf.training.pretrain import pretrain_ppm
     from ppm_tf.training.registry import EXPORTABLE
 
     started = time.perf_counter()
@@ -130,7 +133,7 @@ def run_demo(run: DemoRun) -> dict:
     settings = PreprocessSettings(data=run.data_dir, work=run.work)
     use_side_process = side_process_worthwhile()
     if run.force or not _newer(layout.preprocess_json, (world_json,)):
-        preprocess_and_encode(run, settings, options, use_side_process)
+        _preprocess_and_encode(run, settings, options, use_side_process)
     else:
         print("[preprocess] up to date; skipped (--force redoes it)", flush=True)
         _train_encoders(run, options)
@@ -161,11 +164,10 @@ def run_demo(run: DemoRun) -> dict:
     return _finish(run, metrics, serving, ab, time.perf_counter() - started)
 
 
-def preprocess_and_encode(run: DemoRun, settings, options, use_side_process: bool) -> None:
+def _preprocess_and_encode(run: DemoRun, settings, options, use_side_process: bool) -> None:
     """preprocess, train-encoders and embed-items. When the split bounds are known before
-    the run, the catalogue job runs first and, with ``use_side_process``, the events job runs
-    in a second process while the encoders train on the catalogue (the events job keeps one
-    core busy; the encoders about two)."""
+    the run, the catalogue job runs first and, with ``use_side_process``, the encoders train
+    on the catalogue in a second process while this one runs the events job."""
     from ppm_tf.preprocessing.pipeline import (bounds_before_events, events_accounted,
                                                run_preprocess, start_preprocess)
 
@@ -177,13 +179,12 @@ def preprocess_and_encode(run: DemoRun, settings, options, use_side_process: boo
     run.stage("preprocess catalogue", lambda: start_preprocess(settings, options),
               lambda _: _catalogue_records(run.layout))
     if not use_side_process:
-        _preprocess_events(run, settings)
+        _preprocess_events(run, settings, options)
         _train_encoders(run, options)
         return
-    side = SideProcess(_preprocess_events_beside, dataclasses.replace(run, stages={}),
-                       settings)
+    side = SideProcess(_train_encoders_beside, dataclasses.replace(run, stages={}))
     try:
-        _train_encoders(run, options)
+        _preprocess_events(run, settings, options)
         run.stages.update(side.result())
     except BaseException:
         side.stop()
@@ -195,19 +196,24 @@ def _catalogue_records(layout: WorkLayout) -> tuple[int, str]:
     return sum(valid.values()), "items and queries"
 
 
-def _preprocess_events(run: DemoRun, settings) -> None:
-    from ppm_tf.beam_runner import pipeline_options
+def _preprocess_events(run: DemoRun, settings, options) -> None:
     from ppm_tf.preprocessing.pipeline import events_accounted, finish_preprocess
 
-    run.stage("preprocess events", lambda: finish_preprocess(settings, pipeline_options([])),
+    run.stage("preprocess events", lambda: finish_preprocess(settings, options),
               lambda stats: (events_accounted(stats), "events"))
 
 
-def _preprocess_events_beside(run: DemoRun, settings) -> dict[str, dict[str, Any]]:
-    """The side process's work: the events job; returns its stage record, marked."""
+def _train_encoders_beside(run: DemoRun) -> dict[str, dict[str, Any]]:
+    """The side process's work beside the events job: train-encoders and embed-items, at a
+    lower CPU priority, so the events job (one busy thread, the longer of the two) keeps a
+    whole core and the encoders take the rest. Returns their stage records, marked."""
+    from ppm_tf.beam_runner import pipeline_options
+
     if run.process_setup is not None:
         run.process_setup()
-    _preprocess_events(run, settings)
+    if hasattr(os, "nice"):  # Unix
+        os.nice(ENCODERS_NICENESS)
+    _train_encoders(run, pipeline_options([]))
     return {stage: {**record, BESIDE: True} for stage, record in run.stages.items()}
 
 

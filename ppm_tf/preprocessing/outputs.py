@@ -167,12 +167,12 @@ class WriteStats(beam.PTransform):
         self.settings = settings
 
     def expand(self, inputs):
-        rows = []
+        split_counts = []
         if "examples" in inputs:
-            rows.append(inputs["examples"]
-                        | "SplitOf" >> beam.Map(_example_counts)
-                        | "SumSplits" >> beam.CombinePerKey(_sum_counts)
-                        | "SplitRows" >> beam.Map(lambda kv: ("splits", kv[0], kv[1])))
+            split_counts.append(inputs["examples"]
+                                | "SplitOf" >> beam.Map(_example_counts)
+                                | "SumSplits" >> beam.CombinePerKey(_sum_counts)
+                                | "SplitRows" >> beam.Map(lambda kv: ("splits", kv[0], kv[1])))
         dead_counts = (inputs["dead_letter"]
                        | "Reason" >> beam.Map(dead_letter_key)
                        | "CountReasons" >> beam.combiners.Count.PerElement()
@@ -183,9 +183,10 @@ class WriteStats(beam.PTransform):
                         | f"Count[{name}]" >> beam.combiners.Count.Globally()
                         | f"Row[{name}]" >> beam.Map(lambda count, name=name: ("valid", name, count))
                         for name in ("items", "queries") if name in inputs]
-        return ((*rows, dead_counts, vocab_sizes, *valid_counts)
+        return ((*split_counts, dead_counts, vocab_sizes, *valid_counts)
                 | "AllRows" >> beam.Flatten()
                 | "Collect" >> beam.combiners.ToList()
                 | "Assemble" >> beam.Map(_assemble_stats, bounds=beam.pvalue.AsSingleton(self.bounds),
-                                         settings=self.settings, with_splits=bool(rows))
+                                         settings=self.settings,
+                                         with_splits=bool(split_counts))
                 | "WriteJson" >> beam.Map(write_json, path=self.path))

@@ -30,10 +30,12 @@ def test_every_stage_runs_and_reports(tiny_demo_run):
     assert stages["embed-items"]["unit"] == "items"
     assert stages["preprocess events"]["count"] == stages["generate"]["count"]  # every event
     beside = {name for name, record in stages.items() if record.get(BESIDE)}
-    # On a CPU-only machine with 2+ cores the events job ran beside the encoders, and the rows
-    # that need only preprocess trained (and base exported) beside precompute.
-    assert beside == ({"preprocess events", "train base", "train base_long", "train lr",
-                       "train counts", "export base"} if side_process_worthwhile() else set())
+    # On a CPU-only machine with 2+ cores the encoders trained (and embedded the items) beside
+    # the events job, and the rows that need only preprocess trained (and base exported)
+    # beside precompute.
+    assert beside == ({"train-encoders", "embed-items", "train base", "train base_long",
+                       "train lr", "train counts", "export base"}
+                      if side_process_worthwhile() else set())
     for name in MODELS:
         model = metrics["models"][name]
         for slice_name in ("overall", "cold", "warm"):

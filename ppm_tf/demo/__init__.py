@@ -31,9 +31,6 @@ DEMO_PRESETS = ("tiny", "demo")  # sized for a laptop; `paper` is for accelerato
 # The A/B replay's eval days: the first (a few thousand requests at the demo preset; `ppm ab
 # --days` replays more).
 AB_DAYS = 1
-# The side process's niceness while it trains the encoders beside the events job (0-19; the
-# higher, the more of the shared cores the events job gets first).
-ENCODERS_NICENESS = 10
 
 
 @dataclasses.dataclass
@@ -204,15 +201,18 @@ def _preprocess_events(run: DemoRun, settings, options) -> None:
 
 
 def _train_encoders_beside(run: DemoRun) -> dict[str, dict[str, Any]]:
-    """The side process's work beside the events job: train-encoders and embed-items, at a
-    lower CPU priority, so the events job (one busy thread, the longer of the two) keeps a
-    whole core and the encoders take the rest. Returns their stage records, marked."""
+    """The side process's work beside the events job: train-encoders and embed-items on the
+    cores the events job (one busy thread) leaves, so neither waits on a thread that shares
+    its core with the other. Returns their stage records, marked."""
+    import tensorflow as tf
+
     from ppm_tf.beam_runner import pipeline_options
 
     if run.process_setup is not None:
         run.process_setup()
-    if hasattr(os, "nice"):  # Unix
-        os.nice(ENCODERS_NICENESS)
+    threads = max((os.cpu_count() or 2) - 1, 1)
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
     _train_encoders(run, pipeline_options([]))
     return {stage: {**record, BESIDE: True} for stage, record in run.stages.items()}
 

@@ -151,7 +151,8 @@ def merge_catalogue_stats(events: dict[str, Any], catalogue: dict[str, Any]) -> 
     return _with_dead_letter_total(merged)
 
 
-def write_json(value: dict[str, Any], path: str) -> None:
+def write_json_file(value: dict[str, Any], path: str) -> None:
+    """JSON through Beam's filesystems (local or gs://), as the jobs write everything."""
     with FileSystems.create(path) as handle:
         handle.write((json.dumps(value, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
@@ -189,4 +190,4 @@ class WriteStats(beam.PTransform):
                 | "Assemble" >> beam.Map(_assemble_stats, bounds=beam.pvalue.AsSingleton(self.bounds),
                                          settings=self.settings,
                                          with_splits=bool(split_counts))
-                | "WriteJson" >> beam.Map(write_json, path=self.path))
+                | "WriteJson" >> beam.Map(write_json_file, path=self.path))

@@ -38,7 +38,7 @@ from ppm_tf.preprocessing.counts import AttachCategoryCounts, WriteCountTables
 from ppm_tf.preprocessing.joins import ITEM_DAYS_OUT, ITEMS_OUT, QUERIES_OUT, JoinItems, JoinUsers
 from ppm_tf.preprocessing.outputs import (CopyEvalOracle, WriteDeadLetters, WriteExamples,
                                           WriteRecords, WriteStats, merge_catalogue_stats,
-                                          write_json)
+                                          write_json_file)
 from ppm_tf.preprocessing.sequences import BehaviourSequences
 from ppm_tf.preprocessing.splits import SplitBounds
 from ppm_tf.preprocessing.validate import (DEAD_LETTER, RECORDS_READ, VALID, ReadAndValidate,
@@ -333,7 +333,7 @@ def run_catalogue(settings: PreprocessSettings, options: PipelineOptions,
     build_catalogue_pipeline(pipeline, settings, _read_world(settings.data), bounds)
     pipeline.run().wait_until_finish()
     layout = WorkLayout(settings.work)
-    write_json({"settings": dataclasses.asdict(settings), "split_bounds": bounds.as_dict()},
+    write_json_file({"settings": dataclasses.asdict(settings), "split_bounds": bounds.as_dict()},
                layout.catalogue_json)
 
 
@@ -350,7 +350,7 @@ def finish_preprocess(settings: PreprocessSettings, options: PipelineOptions) ->
     if not FileSystems.exists(layout.catalogue_json):
         run_catalogue(settings, options, SplitBounds(**stats["split_bounds"]))
     stats = merge_catalogue_stats(stats, _read_json(layout.catalogue_stats_json))
-    write_json(stats, layout.stats_json)
+    write_json_file(stats, layout.stats_json)
     empty = [split for split, counts in stats["splits"].items() if not counts["examples"]]
     if empty:
         raise ValueError(
@@ -362,7 +362,7 @@ def finish_preprocess(settings: PreprocessSettings, options: PipelineOptions) ->
                 "oov_buckets": settings.oov_buckets,
                 "count_lookback_days": settings.count_lookback_days,
                 "count_priors": count_priors(stats)}
-    write_json(metadata, layout.preprocess_json)
+    write_json_file(metadata, layout.preprocess_json)
     return stats
 
 

@@ -179,7 +179,7 @@ def _preprocess_and_encode(run: DemoRun, settings, options, use_side_process: bo
         _preprocess_events(run, settings, options)
         _train_encoders(run, options)
         return
-    side = SideProcess(_train_encoders_beside, dataclasses.replace(run, stages={}))
+    side = SideProcess(_beside, _train_encoders_beside, dataclasses.replace(run, stages={}))
     try:
         _preprocess_events(run, settings, options)
         run.stages.update(side.result())
@@ -200,21 +200,26 @@ def _preprocess_events(run: DemoRun, settings, options) -> None:
               lambda stats: (events_accounted(stats), "events"))
 
 
-def _train_encoders_beside(run: DemoRun) -> dict[str, dict[str, Any]]:
-    """The side process's work beside the events job: train-encoders and embed-items on the
-    cores the events job (one busy thread) leaves, so neither waits on a thread that shares
-    its core with the other. Returns their stage records, marked."""
+def _beside(work: Callable[..., None], run: DemoRun, *args: Any) -> dict[str, dict[str, Any]]:
+    """What the side process runs: the CLI's process set-up, then ``work(run, *args)``;
+    returns the stage records the work made, marked as beside."""
+    if run.process_setup is not None:
+        run.process_setup()
+    work(run, *args)
+    return {stage: {**record, BESIDE: True} for stage, record in run.stages.items()}
+
+
+def _train_encoders_beside(run: DemoRun) -> None:
+    """train-encoders and embed-items beside the events job, on the cores it (one busy
+    thread) leaves, so neither waits on a thread that shares its core with the other."""
     import tensorflow as tf
 
     from ppm_tf.beam_runner import pipeline_options
 
-    if run.process_setup is not None:
-        run.process_setup()
     threads = max((os.cpu_count() or 2) - 1, 1)
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
     _train_encoders(run, pipeline_options([]))
-    return {stage: {**record, BESIDE: True} for stage, record in run.stages.items()}
 
 
 def _train_encoders(run: DemoRun, options) -> None:
@@ -244,8 +249,8 @@ def precompute_and_train_rows(run: DemoRun, options, use_side_process: bool,
     rows = tuple(ROWS) if rows is None else rows
     beside = (tuple(name for name in rows if not ROWS[name].cached_inputs)
               if use_side_process else ())
-    side = (SideProcess(_train_rows_beside, dataclasses.replace(run, stages={}), beside)
-            if beside else None)
+    side = (SideProcess(_beside, _train_rows_beside, dataclasses.replace(run, stages={}),
+                        beside) if beside else None)
     try:
         _precompute(run, options)
         for name in rows:
@@ -283,20 +288,16 @@ def _train_row(run: DemoRun, name: str, verbose: int = 1) -> None:
               layout.training_summary(name), (source,))
 
 
-def _train_rows_beside(run: DemoRun, names: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-    """The side process's work: trains ``names`` (Keras printing a line per epoch: the
-    progress bars of two processes would overwrite each other), exports those that are
-    served, and returns their stage records, marked."""
+def _train_rows_beside(run: DemoRun, names: tuple[str, ...]) -> None:
+    """Trains ``names`` in the side process (Keras printing a line per epoch: the progress
+    bars of two processes would overwrite each other) and exports those that are served."""
     from ppm_tf.training.registry import EXPORTABLE
 
-    if run.process_setup is not None:
-        run.process_setup()
     for name in names:
         _train_row(run, name, verbose=2)
     for name in names:
         if name in EXPORTABLE:
             export_stage(run, name)
-    return {stage: {**record, BESIDE: True} for stage, record in run.stages.items()}
 
 
 def _generate(run: DemoRun, generate_world, world_preset, format_summary) -> dict:

@@ -6,12 +6,12 @@ process.
 OUT is a finished ``ppm demo`` run folder; its preset and seed are read from its
 metrics.json. Each contender redoes, from the run's pre-trained PPM on, what ``ppm demo``
 does there (``demo.precompute_and_train_rows``): precompute, every row of
-``registry.ROWS`` (or of ``--rows``) and, beside, base's export:
+``registry.ROWS`` (or of ``--rows``) and the exports of the served ones:
 
-- ``in sequence``: every stage one after the other in this process (base then exports in
-  this process too, as the demo does without a side process);
+- ``in sequence``: every stage one after the other in this process (as the demo does
+  without a side process);
 - ``beside``: the rows that need only preprocess's outputs train, and base exports, in a
-  second process while this one runs precompute and the cached rows.
+  second process while this one runs precompute and the cached rows, then exports urm.
 
 One call is one whole section (minutes), so a round is one call; the contenders alternate
 (``rounds.py``). Printed: each contender's seconds per section, median [fastest, slowest],
@@ -29,21 +29,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.rounds import RATIO_LEGEND, Ratio, Spread, alternate  # noqa: E402
 from ppm_tf.beam_runner import pipeline_options  # noqa: E402
-from ppm_tf.demo import DemoRun, export_stage, precompute_and_train_rows  # noqa: E402
+from ppm_tf.demo import DemoRun, precompute_and_train_rows  # noqa: E402
 from ppm_tf.training.registry import EXPORTABLE, ROWS  # noqa: E402
 from ppm_tf.work_layout import RunLayout  # noqa: E402
-
-SERVED_ID_ROWS = tuple(name for name in EXPORTABLE if not ROWS[name].cached_inputs)
-
 
 def section(out: str, preset: str, seed: int, use_side_process: bool, rows: tuple[str, ...]):
     """One call of a contender: the section redone from scratch (``force``)."""
     def call() -> None:
         run = DemoRun(out=out, preset=preset, seed=seed, force=True)
-        beside = precompute_and_train_rows(run, pipeline_options([]), use_side_process, rows)
-        for name in SERVED_ID_ROWS:
-            if name not in beside:
-                export_stage(run, name)
+        precompute_and_train_rows(run, pipeline_options([]), use_side_process, rows)
     return call
 
 
@@ -62,7 +56,8 @@ def main() -> None:
                   for name, beside in (("in sequence", False), ("beside", True))}
     results = alternate(contenders, args.rounds, round_seconds=1e-9, warmup_calls=0)
     seconds = {name: [sum(one.seconds) for one in rounds] for name, rounds in results.items()}
-    print(f"\nprecompute + {len(args.rows)} rows + export of {', '.join(SERVED_ID_ROWS)}, preset "
+    served = [name for name in args.rows if name in EXPORTABLE]
+    print(f"\nprecompute + {len(args.rows)} rows + export of {', '.join(served)}, preset "
           f"{finished['preset']}, seed {finished['seed']}: {args.rounds} rounds, alternating")
     print("contender      seconds: median [fastest, slowest round]")
     for name, values in seconds.items():

@@ -160,11 +160,12 @@ def test_demo_side_process_redoes_the_rows_both_ways_in_alternating_rounds(tiny_
     before = prediction_times(out)
     stdout = run_benchmark("demo_side_process.py", "--out", str(out), "--rounds", "1",
                            "--rows", "base", "urm")  # one row beside, one not
-    assert "precompute + 2 rows + export of base, preset tiny, seed 0: 1 rounds" in stdout
+    assert "precompute + 2 rows + export of base, urm, preset tiny, seed 0: 1 rounds" in stdout
     for name in ("in sequence", "beside"):
         assert re.search(rf"^{name} +{SPREAD}$", stdout, re.MULTILINE), name
     assert re.search(rf"^beside / in sequence: {RATIO}$", stdout, re.MULTILINE)
     assert "[train base] done in" in stdout and "[export base] done in" in stdout
+    assert "[export urm] done in" in stdout
     after = prediction_times(out)
     assert after.keys() == before.keys()
     redone = {name for name in before if after[name] > before[name]}

@@ -30,6 +30,7 @@ from ppm_tf.serving.testing import free_port
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 600.0
+POLL_INTERVAL_S = 0.5  # between status calls, and between connection attempts
 
 
 def production_flags(serving_dir: str, saved_models: str, models: list[str],
@@ -110,7 +111,8 @@ class ProductionServer:
 
     def _wait_until_available(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
-        with GrpcClient(self.grpc_target, timeout_s=5.0, retries=0) as client:
+        with GrpcClient(self.grpc_target, timeout_s=5.0, retries=0,
+                        reconnect_backoff_s=POLL_INTERVAL_S) as client:
             waiting = list(self.models)
             while waiting:
                 if self._process.poll() is not None:
@@ -127,7 +129,7 @@ class ProductionServer:
                 if ModelVersionStatus.AVAILABLE in states:
                     waiting.pop(0)
                 else:
-                    time.sleep(0.5)
+                    time.sleep(POLL_INTERVAL_S)
 
     def log_tail(self, lines: int = 30) -> str:
         with open(self.log_path, encoding="utf-8", errors="replace") as handle:

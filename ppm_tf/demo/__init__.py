@@ -2,8 +2,8 @@
 
 generate -> preprocess (Beam: the catalogue job, then the events job) -> train encoders ->
 embed items (Beam) -> pretrain PPM -> precompute towers (Beam) -> train every ablation row
-(``registry.ROWS``) -> evaluate -> export urm and base -> serve them locally and score one
-user's candidates over REST and gRPC -> replay the online A/B test through the served models
+(``registry.ROWS``) -> export urm and base -> evaluate -> serve the exports locally and score
+one user's candidates over REST and gRPC -> replay the online A/B test through the served models
 (synthetic worlds). On a CPU-only machine with 2 or more cores, a second process
 (``side_process``) fills the core that single-core Beam work leaves idle: it trains the
 encoders (which read only the catalogue) beside the events job, and later the rows that need
@@ -137,14 +137,11 @@ def run_demo(run: DemoRun) -> dict:
     run.stage("pretrain", lambda: pretrain_ppm(run.work, run.preset, run.seed),
               lambda summary: (summary["train_examples"], "examples"),
               layout.training_summary(PRETRAINED), (layout.item_vectors_metadata,))
-    beside = precompute_and_train_rows(run, options, use_side_process)
+    precompute_and_train_rows(run, options, use_side_process)
     metrics = run.stage("evaluate", lambda: _evaluate(run.work),
                         lambda metrics: (sum(model["overall"]["examples"]
                                              for model in metrics["models"].values()),
                                          "predictions"))
-    for name in EXPORTABLE:
-        if name not in beside:
-            export_stage(run, name)
     serving = run.stage("serve", lambda: serve_and_score(run.saved_models, run.work,
                                                          run.data_dir),
                         lambda result: (result["client_calls"], "client calls"))
@@ -239,12 +236,13 @@ def _train_encoders(run: DemoRun, options) -> None:
 
 
 def precompute_and_train_rows(run: DemoRun, options, use_side_process: bool,
-                              rows: tuple[str, ...] | None = None) -> tuple[str, ...]:
-    """precompute, then ``rows`` (default: every row of ``registry.ROWS``). With
-    ``use_side_process``, the rows that need only preprocess's outputs train (and those of
-    them that are served export) in a second process, beside precompute (single-core Beam
-    work) and the cached rows. Returns the rows handled beside."""
-    from ppm_tf.training.registry import ROWS
+                              rows: tuple[str, ...] | None = None) -> None:
+    """precompute, then ``rows`` (default: every row of ``registry.ROWS``), each served one
+    exported after its process's rows. With ``use_side_process``, the rows that need only
+    preprocess's outputs train (and export) in a second process, beside precompute
+    (single-core Beam work) and the cached rows; this process exports its own while the
+    second one finishes."""
+    from ppm_tf.training.registry import EXPORTABLE, ROWS
 
     rows = tuple(ROWS) if rows is None else rows
     beside = (tuple(name for name in rows if not ROWS[name].cached_inputs)
@@ -253,16 +251,18 @@ def precompute_and_train_rows(run: DemoRun, options, use_side_process: bool,
                         beside) if beside else None)
     try:
         _precompute(run, options)
-        for name in rows:
-            if name not in beside:
-                _train_row(run, name)
+        here = tuple(name for name in rows if name not in beside)
+        for name in here:
+            _train_row(run, name)
+        for name in here:
+            if name in EXPORTABLE:
+                export_stage(run, name)
         if side is not None:
             run.stages.update(side.result())
     except BaseException:
         if side is not None:
             side.stop()
         raise
-    return beside
 
 
 def _precompute(run: DemoRun, options) -> None:

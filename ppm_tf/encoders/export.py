@@ -34,6 +34,7 @@ from ppm_tf.atomic import atomic_directory
 from ppm_tf.encoders.image import ImageEncoder, decode_images
 from ppm_tf.encoders.text import TextEncoder
 from ppm_tf.encoders.tokenizer import TextTokenizer
+from ppm_tf.saved_models import save_signatures
 from ppm_tf.work_layout import ENCODER_JSON, IMAGE_ENCODER, TEXT_ENCODER, read_json, write_json
 
 TEXT, IMAGE = TEXT_ENCODER, IMAGE_ENCODER
@@ -87,7 +88,7 @@ def export_encoder(module: TextEncoderExport | ImageEncoderExport, path: str,
     """Saves ``module`` with its signatures at ``path`` (replacing an older export) and writes
     ``description`` as ``path/encoder.json``; returns ``path``."""
     with atomic_directory(path) as staging:
-        tf.saved_model.save(module, staging, signatures=module.signatures())
+        save_signatures(module, staging, module.signatures())
         write_json(f"{staging}/{ENCODER_JSON}", description)
     return path
 

@@ -35,6 +35,7 @@ from ppm_tf.export.serving_module import CountTable, ItemAttributeTable, Serving
 from ppm_tf.export.warmup import warmup_requests, write_warmup_requests
 from ppm_tf.metrics import roc_auc
 from ppm_tf.models.item_table import load_item_table
+from ppm_tf.saved_models import save_signatures
 from ppm_tf.training.ablations import (build_model, load_training_summary, read_examples,
                                        trained_config)
 from ppm_tf.training.registry import EXPORTABLE, ablation_row
@@ -107,7 +108,7 @@ def validate_and_publish(module: ServingModule, work: str, name: str, base_path:
         raise ExportRefused("the eval split is empty: nothing to validate the export on")
     in_memory = module.signatures()["predict_examples"]
     with atomic_directory(target) as temporary:
-        tf.saved_model.save(module, temporary, signatures=module.signatures())
+        save_signatures(module, temporary, module.signatures())
         write_warmup_requests(temporary, name, warmup_requests(module, serialized))
         first_batch = serialized[:256]
         expected = in_memory(examples=tf.constant(first_batch))["click_prob"].numpy()

@@ -308,10 +308,18 @@ class GrpcClient(_CandidateRequests):
 
     def __init__(self, target: str = "127.0.0.1:8500", timeout_s: float = 10.0,
                  retries: int = 2, retry_backoff_s: float = 0.05,
-                 max_message_bytes: int = 64 << 20):
-        self._channel = grpc.insecure_channel(target, options=[
-            ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", max_message_bytes)])
+                 max_message_bytes: int = 64 << 20,
+                 reconnect_backoff_s: float | None = None):
+        """``reconnect_backoff_s``: the wait between connection attempts while the server
+        cannot be reached, for a client polling a server that is starting (gRPC's default
+        grows from 1 s by 1.6x an attempt, so a server up after 20 s is seen at about 26 s)."""
+        options = [("grpc.max_receive_message_length", max_message_bytes),
+                   ("grpc.max_send_message_length", max_message_bytes)]
+        if reconnect_backoff_s is not None:
+            milliseconds = max(int(reconnect_backoff_s * 1000), 1)
+            options += [(f"grpc.{bound}_reconnect_backoff_ms", milliseconds)
+                        for bound in ("initial", "min", "max")]
+        self._channel = grpc.insecure_channel(target, options=options)
         self._prediction = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
         self._timeout_s = timeout_s

@@ -20,6 +20,7 @@ from ppm_tf.models.config import AUTO, AUTO_GROUP, ModelConfig, preset
 from ppm_tf.models.history_counts import load_history_item_counts
 from ppm_tf.models.item_table import ItemVectorTable, item_table_files
 from ppm_tf.models.ppm import PPM
+from ppm_tf.saved_models import save_signatures
 from ppm_tf.training.ablations import fit_on_splits, resolve_preset
 from ppm_tf.work_layout import PRETRAINED, WorkLayout, write_json
 
@@ -140,5 +141,4 @@ def _reads(group: int) -> str:
 def export_user_tower(model: PPM, max_seq_len: int, target: str) -> None:
     module = UserTowerModule(model, max_seq_len)
     with atomic_directory(target) as temporary:
-        tf.saved_model.save(module, temporary,
-                            signatures={"serving_default": module.user_states})
+        save_signatures(module, temporary, {"serving_default": module.user_states})

@@ -5,6 +5,7 @@ PredictionService (Predict, Classify, Regress, GetModelMetadata) and ModelServic
 status codes for every refusal; then our clients, which use only that public API.
 """
 import json
+import time
 from pathlib import Path
 
 import grpc
@@ -17,6 +18,7 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      get_model_status_pb2, inference_pb2, model_management_pb2,
                                      model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc, regression_pb2)
+from tensorflow_serving.apis.get_model_status_pb2 import ModelVersionStatus
 
 from ppm_tf.serving import config
 from ppm_tf.serving.client import GrpcClient, RestClient, ServingClientError
@@ -272,3 +274,30 @@ def test_grpc_client_gives_up_on_an_unavailable_server_after_its_retries():
         with pytest.raises(ServingClientError) as error:
             client.status("hp2")
     assert error.value.code == grpc.StatusCode.UNAVAILABLE
+
+
+def test_a_polling_client_reaches_a_server_that_starts_after_its_first_calls():
+    """gRPC waits ever longer between connection attempts (1 s, 1.6 s, 2.6 s, ... by
+    default); a client with ``reconnect_backoff_s`` keeps trying at that pace, so a server
+    that comes up late is reached on the next poll, not seconds later."""
+    if not FIXTURES.is_dir():
+        pytest.skip(f"TF Serving test fixtures not found at {FIXTURES}")
+    port = free_port()
+    with GrpcClient(f"127.0.0.1:{port}", timeout_s=2, retries=0,
+                    reconnect_backoff_s=0.05) as client:
+        for _ in range(40):  # 4 s of failed polls: gRPC's own backoff would be ~4 s by now
+            with pytest.raises(ServingClientError):
+                client.status("hp2")
+            time.sleep(0.1)
+        with running_server(model_name="hp2", model_base_path=str(FIXTURES / TWO_VERSIONS),
+                            port=port, file_system_poll_wait_seconds=0):
+            polls = 0
+            while True:
+                polls += 1
+                try:
+                    state = client.status("hp2").model_version_status[0].state
+                    break
+                except ServingClientError:
+                    assert polls < 20, "not reached within 20 polls 0.05 s apart"
+                    time.sleep(0.05)
+    assert state == ModelVersionStatus.AVAILABLE

@@ -33,6 +33,7 @@ from ppm_tf.demo import DemoRun, precompute_and_train_rows  # noqa: E402
 from ppm_tf.training.registry import EXPORTABLE, ROWS  # noqa: E402
 from ppm_tf.work_layout import RunLayout  # noqa: E402
 
+
 def section(out: str, preset: str, seed: int, use_side_process: bool, rows: tuple[str, ...]):
     """One call of a contender: the section redone from scratch (``force``)."""
     def call() -> None:

@@ -12,6 +12,7 @@ import pytest
 
 import ppm_tf  # noqa: F401  (tf-keras before TensorFlow)
 import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
 
 from ppm_tf import features
 from ppm_tf.export import ExportRefused, export_model
@@ -46,6 +47,19 @@ def test_urm_has_the_serving_signatures_and_a_warmup_file(exported_urm):
                                "serving_with_item_vectors", "user_states",
                                "predict_examples"}
     assert (base_path / "1" / "assets.extra" / "tf_serving_warmup_requests").stat().st_size > 0
+
+
+def test_the_export_leaves_out_keras_per_layer_traces(exported_urm):
+    """Only signatures are called; Keras' traces of each layer's call (functions named
+    ``*_layer_call_fn`` and ``*_call_and_return_conditional_losses``) are not saved."""
+    result, _ = exported_urm
+    saved_model = saved_model_pb2.SavedModel()
+    saved_model.ParseFromString((Path(result["path"]) / "saved_model.pb").read_bytes())
+    names = [function.signature.name for meta_graph in saved_model.meta_graphs
+             for function in meta_graph.graph_def.library.function]
+    assert names
+    assert not [name for name in names
+                if "layer_call_fn" in name or "call_and_return_conditional_losses" in name]
 
 
 def _score_in_fresh_process(saved_model: str, request: dict, tmp_path: Path) -> np.ndarray:

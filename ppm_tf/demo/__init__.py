@@ -15,6 +15,7 @@ skipped when its outputs exist and are newer than its inputs (so a re-run after 
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -176,13 +177,10 @@ def _preprocess_and_encode(run: DemoRun, settings, options, use_side_process: bo
         _preprocess_events(run, settings, options)
         _train_encoders(run, options)
         return
-    side = SideProcess(_beside, _train_encoders_beside, dataclasses.replace(run, stages={}))
-    try:
+    with SideProcess(_beside, _train_encoders_beside,
+                     dataclasses.replace(run, stages={})) as side:
         _preprocess_events(run, settings, options)
         run.stages.update(side.result())
-    except BaseException:
-        side.stop()
-        raise
 
 
 def _catalogue_records(layout: WorkLayout) -> tuple[int, str]:
@@ -247,9 +245,8 @@ def precompute_and_train_rows(run: DemoRun, options, use_side_process: bool,
     rows = tuple(ROWS) if rows is None else rows
     beside = (tuple(name for name in rows if not ROWS[name].cached_inputs)
               if use_side_process else ())
-    side = (SideProcess(_beside, _train_rows_beside, dataclasses.replace(run, stages={}),
-                        beside) if beside else None)
-    try:
+    with (SideProcess(_beside, _train_rows_beside, dataclasses.replace(run, stages={}), beside)
+          if beside else contextlib.nullcontext()) as side:
         _precompute(run, options)
         here = tuple(name for name in rows if name not in beside)
         for name in here:
@@ -259,10 +256,6 @@ def precompute_and_train_rows(run: DemoRun, options, use_side_process: bool,
                 export_stage(run, name)
         if side is not None:
             run.stages.update(side.result())
-    except BaseException:
-        if side is not None:
-            side.stop()
-        raise
 
 
 def _precompute(run: DemoRun, options) -> None:

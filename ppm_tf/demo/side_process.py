@@ -3,8 +3,9 @@ the rows that need only preprocess's outputs there, beside precompute, single-co
 that leaves a core of a 2-core machine idle, and the cached rows).
 
 A fresh interpreter (``spawn``): the parent's TensorFlow state and threads are not forked.
-``result()`` returns the function's value or raises its exception; ``stop()`` ends the
-process when the parent fails first, so nothing keeps training behind a failed run.
+``result()`` returns the function's value or raises its exception; used as a context
+manager, it ends the process when the parent fails first (``stop()``), so nothing keeps
+training behind a failed run.
 """
 from __future__ import annotations
 
@@ -28,6 +29,13 @@ class SideProcess:
     def __init__(self, function: Callable[..., Any], *args: Any):
         self._pool = multiprocessing.get_context("spawn").Pool(processes=1)
         self._pending = self._pool.apply_async(function, args)
+
+    def __enter__(self) -> "SideProcess":
+        return self
+
+    def __exit__(self, error_type, *_) -> None:
+        if error_type is not None:
+            self.stop()
 
     def result(self) -> Any:
         """Waits for the function; its value, or its exception raised here."""

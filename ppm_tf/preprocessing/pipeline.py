@@ -130,7 +130,8 @@ def _max_ts(settings: PreprocessSettings, world: dict | None) -> int:
     return int(time.time())
 
 
-def _validation_context(settings: PreprocessSettings, world: dict | None) -> schema.ValidationContext:
+def _validation_context(settings: PreprocessSettings,
+                        world: dict | None) -> schema.ValidationContext:
     return schema.ValidationContext(
         max_ts=_max_ts(settings, world), image_root=settings.data,
         allowed_image_roots=tuple(settings.image_roots), read_image=read_with_filesystems,
@@ -334,7 +335,7 @@ def run_catalogue(settings: PreprocessSettings, options: PipelineOptions,
     pipeline.run().wait_until_finish()
     layout = WorkLayout(settings.work)
     write_json_file({"settings": dataclasses.asdict(settings), "split_bounds": bounds.as_dict()},
-               layout.catalogue_json)
+                    layout.catalogue_json)
 
 
 def finish_preprocess(settings: PreprocessSettings, options: PipelineOptions) -> dict[str, Any]:

@@ -56,7 +56,7 @@ class Vocabularies(beam.PTransform):
         self.min_count = min_count
 
     def expand(self, inputs):
-        tokens, names = [], []
+        tokens, vocabulary_names = [], []
         if "examples" in inputs:
             tokens.append(inputs["examples"]
                           | "TrainingSplits" >> beam.Filter(
@@ -64,10 +64,10 @@ class Vocabularies(beam.PTransform):
                           | "IdTokens" >> beam.FlatMap(
                               lambda example: [(name, example[name])
                                                for name in EXAMPLE_VOCABULARIES]))
-            names.extend(EXAMPLE_VOCABULARIES)
+            vocabulary_names.extend(EXAMPLE_VOCABULARIES)
         if "items" in inputs:
             tokens.append(inputs["items"] | "CatalogueTokens" >> beam.FlatMap(_catalogue_tokens))
-            names.extend(CATALOGUE_VOCABULARIES)
+            vocabulary_names.extend(CATALOGUE_VOCABULARIES)
         min_count = self.min_count
         frequent = (tuple(tokens)
                     | "AllTokens" >> beam.Flatten()
@@ -77,7 +77,8 @@ class Vocabularies(beam.PTransform):
                         lambda token_count: (token_count[0][0], (token_count[0][1],
                                                                  token_count[1]))))
         # Every vocabulary gets a file, even an empty one (e.g. MovieLens has no brands).
-        names = tokens[0].pipeline | "Names" >> beam.Create([(name, None) for name in names])
+        names = tokens[0].pipeline | "Names" >> beam.Create(
+            [(name, None) for name in vocabulary_names])
         return ({"tokens": frequent, "names": names}
                 | "Group" >> beam.CoGroupByKey()
                 | "Write" >> beam.FlatMap(_write_vocabulary, layout=self.layout))

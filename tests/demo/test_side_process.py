@@ -26,3 +26,17 @@ def test_stop_ends_a_process_that_is_still_working():
     assert multiprocessing.active_children()
     side.stop()
     assert not multiprocessing.active_children()
+
+
+def test_a_failure_in_this_process_ends_the_side_process():
+    with pytest.raises(RuntimeError, match="the main process failed"):
+        with SideProcess(time.sleep, 600):
+            assert multiprocessing.active_children()
+            raise RuntimeError("the main process failed")
+    assert not multiprocessing.active_children()
+
+
+def test_leaving_the_block_normally_keeps_the_value():
+    with SideProcess(operator.add, 2, 3) as side:
+        assert side.result() == 5
+    assert not multiprocessing.active_children()

@@ -39,11 +39,14 @@ from ppm_tf.training.registry import ablation_row  # noqa: E402
 
 
 def train(work: str, name: str, config, seed: int):
-    """One fit of row ``name`` as ``ppm train`` runs it, its backup in a scratch folder."""
+    """One fit of row ``name`` as ``ppm train`` runs it, its backup in a scratch folder; no
+    fit (``None``) for a row ``ppm train`` scores as it starts (``ppm_zero_shot``, ``counts``)."""
     tf.keras.utils.set_random_seed(seed)
     row = ablation_row(name)
     reader = read_cached if row.cached_inputs else read_split
     model = ablations.prepared_model(work, name, config)
+    if not row.fine_tuned:
+        return model, None
     with tempfile.TemporaryDirectory(prefix="model-options-") as backup:
         result = ablations.fit_on_splits(model, work, reader, row.splits, config, seed,
                                          config.train_epochs, config.min_train_steps,
@@ -105,16 +108,16 @@ def main(argv=None) -> None:
             rows = []
             for seed in args.seeds:
                 model, result = train(args.work, name, config, seed)
-                kept_start = ([] if result.validation_start is None
-                              else [result.validation_start])
-                chosen = (*result.validation_curve, *kept_start)
-                row = (max(chosen),
-                       *scores(model, args.work, name, "valid")[1:],
-                       *scores(model, args.work, name, "eval"))
+                valid = scores(model, args.work, name, "valid")
+                if result is not None:  # the AUC early stopping read, not a fresh scoring
+                    kept_start = ([] if result.validation_start is None
+                                  else [result.validation_start])
+                    valid = (max((*result.validation_curve, *kept_start)), *valid[1:])
+                row = (*valid, *scores(model, args.work, name, "eval"))
                 rows.append(row)
+                fitted = "not fitted" if result is None else f"{result.best_epoch}/{result.epochs}"
                 print(f"{name} [{label}] seed {seed}  "
-                      + "  ".join(f"{value:.4f}" for value in row)
-                      + f"  {result.best_epoch}/{result.epochs}", flush=True)
+                      + "  ".join(f"{value:.4f}" for value in row) + f"  {fitted}", flush=True)
             print(f"{name} [{label}] mean    "
                   + "  ".join(f"{value:.4f}" for value in np.mean(rows, axis=0)), flush=True)
 

@@ -360,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", help="the whole pipeline on the synthetic world, to the results table")
     demo.add_argument("--preset", choices=list(DEMO_PRESETS), default="demo",
-                      help="tiny: about 3 minutes on 2 CPU cores; demo (default): about 13")
+                      help="tiny: about 2 minutes on 2 CPU cores; demo (default): about 12")
     demo.add_argument("--seed", type=int, default=0, help="random seed")
     demo.add_argument("--out", default=os.path.join("runs", "demo"), help="run directory")
     demo.add_argument("--data", help="use this raw data directory instead of generating one")

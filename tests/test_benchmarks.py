@@ -51,13 +51,21 @@ def test_model_options_trains_each_variant_aside_and_scores_valid_and_eval(tiny_
     out, _ = tiny_demo_run
     before = prediction_times(out)
     stdout = run_benchmark("model_options.py", "--work", str(out / "work"), "--models", "urm",
-                           "--variants", "", "head_learning_rate_scale=0,content_norm=true",
-                           "--seeds", "0")
+                           "ppm_zero_shot", "--variants", "",
+                           "head_learning_rate_scale=0,content_norm=true", "--seeds", "0")
+    score = r" +(\d\.\d{4}|nan)"  # a tiny split may have no group or cold item to score
     for label in ("preset", "head_learning_rate_scale=0,content_norm=true"):
-        score = r" +(\d\.\d{4}|nan)"  # a tiny split may have no group or cold item to score
         assert re.search(rf"^urm \[{re.escape(label)}\] seed 0({score}){{6}} +\d+/\d+$",
                          stdout, re.MULTILINE), stdout
         assert f"urm [{label}] mean" in stdout
+    # A zero-shot row is scored as `ppm train` leaves it, never fine-tuned: the demo's figure.
+    eval_auc = rf"(?:{score}){{3}}{score}(?:{score}){{2}}"  # the fourth figure: eval's AUC
+    zero_shot = re.search(rf"^ppm_zero_shot \[preset\] seed 0{eval_auc} +not fitted$", stdout,
+                          re.MULTILINE)
+    assert zero_shot, stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert float(zero_shot.group(2)) == pytest.approx(
+        metrics["models"]["ppm_zero_shot"]["overall"]["click_auc"], abs=1e-4)
     assert prediction_times(out) == before
     bad = subprocess.run([sys.executable, str(REPO / "benchmarks" / "model_options.py"),
                           "--work", str(out / "work"), "--variants", "learning_rte=1"],

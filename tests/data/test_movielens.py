@@ -133,12 +133,10 @@ def test_real_suggested_splits_partition_the_events_by_day(ml_small):
               for name, span in splits.items()}
     assert counts == {name: span["events"] for name, span in splits.items()}
     assert sum(counts.values()) == len(tables["events"])
-    # Quantiles snapped to days: eval and the recent window (train + valid) each hold about a
-    # tenth of the events, valid about a fifth of the window.
-    window = counts["train"] + counts["valid"]
-    assert 0.08 < counts["eval"] / len(tables["events"]) < 0.12
-    assert 0.08 < window / len(tables["events"]) < 0.12
-    assert 0.1 < counts["valid"] / window < 0.3
+    # Quantiles snapped to days: train, valid and eval each hold about a tenth of the events
+    # (valid, the recent window's second half, as large as eval).
+    for name in ("train", "valid", "eval"):
+        assert 0.08 < counts[name] / len(tables["events"]) < 0.12, name
 
 
 @pytest.mark.slow  # a second import of all of MovieLens latest-small

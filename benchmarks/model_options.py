@@ -5,8 +5,8 @@ overridden, seed by seed, scored on ``valid`` (to choose) and ``eval`` (to repor
         [--variants "" ranking_loss=listwise "urm_integration=gated_logits,content_norm=true"]
         [--seeds 0 1 2] [--preset NAME]
 
-A variant is a comma-separated list of ``ModelConfig`` fields and values (JSON values, else
-strings; ``""`` is the preset as it is). WORK is a finished local pipeline run up to ``ppm
+A variant is a comma-separated list of ``ModelConfig`` fields and values, each as ``ppm train
+--set FIELD=VALUE`` reads it (``""`` is the preset as it is). WORK is a finished local pipeline run up to ``ppm
 precompute``; nothing is written into it (each fit backs up to a temporary folder). For each
 model and variant, prints per seed and then averaged over the seeds: the valid split's click
 AUC at the best epoch, or of the starting weights when the run kept them (what early stopping
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 import tempfile
@@ -34,7 +33,7 @@ from ppm_tf import features  # noqa: E402
 from ppm_tf.data.tfrecords import read_cached, read_split  # noqa: E402
 from ppm_tf.evaluation.evaluate import REQUEST_GROUP, with_request_groups  # noqa: E402
 from ppm_tf.metrics import grouped_auc, roc_auc  # noqa: E402
-from ppm_tf.models.config import ModelConfig, preset  # noqa: E402
+from ppm_tf.models.config import parse_override, preset  # noqa: E402
 from ppm_tf.training import ablations  # noqa: E402
 from ppm_tf.training.registry import ablation_row  # noqa: E402
 
@@ -73,21 +72,12 @@ def scores(model, work: str, name: str, split: str) -> tuple[float, float, float
 
 
 def parse_variant(text: str) -> dict:
-    """``"field=value,field=value"`` -> overrides of ``ModelConfig`` fields."""
-    fields = {field.name for field in dataclasses.fields(ModelConfig)}
-    overrides = {}
-    for item in filter(None, text.split(",")):
-        field, equals, value = item.partition("=")
-        if not equals or field not in fields:
-            raise SystemExit(f"variant {text!r}: {item!r} is not FIELD=VALUE with a "
-                             "ModelConfig field")
-        try:
-            overrides[field] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[field] = value
-        if isinstance(overrides[field], list):
-            overrides[field] = tuple(overrides[field])
-    return overrides
+    """``"field=value,field=value"`` -> overrides of ``ModelConfig`` fields, each read as
+    ``ppm train --set`` reads it."""
+    try:
+        return dict(parse_override(item) for item in filter(None, text.split(",")))
+    except ValueError as error:
+        raise SystemExit(f"variant {text!r}: {error}") from None
 
 
 def main(argv=None) -> None:

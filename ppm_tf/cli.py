@@ -24,7 +24,7 @@ from ppm_tf.encoders.presets import AUTO, PRESETS as ENCODER_PRESETS, TEXT_OBJEC
 from ppm_tf.errors import StageError
 from ppm_tf.evaluation.bootstrap import DEFAULT_RESAMPLES
 from ppm_tf.models.config import (AUTO as AUTO_REQUEST_GROUP, PRESETS as MODEL_PRESETS,
-                                  RANKING_LOSSES)
+                                  RANKING_LOSSES, parse_override)
 from ppm_tf.training.registry import EXPORTABLE, MODELS
 from ppm_tf.work_layout import AB_RESULTS, SAVED_MODELS, WorkLayout
 
@@ -83,13 +83,25 @@ def _embed_items(args: argparse.Namespace) -> None:
 
 
 def _overrides(args: argparse.Namespace) -> dict:
-    """The preset fields a training command's flags replace (recorded in training.json)."""
+    """The preset fields a training command's flags and ``--set`` replace (recorded in
+    training.json); a field given both ways is refused."""
     flags = {"save_every_steps": args.save_every_steps, "ranking_loss": args.ranking_loss,
              "ranking_loss_weight": args.ranking_loss_weight,
              "history_actions": getattr(args, "history_actions", None),
              "tower_item_counts": getattr(args, "tower_item_counts", None),
              "pretrain_request_group": getattr(args, "pretrain_request_group", None)}
-    return {field: value for field, value in flags.items() if value is not None}
+    flags = {field: value for field, value in flags.items() if value is not None}
+    settings = dict(args.settings or [])
+    if both := sorted(set(flags) & set(settings)):
+        raise ValueError(f"{', '.join(both)}: given by its own flag and by --set; use one")
+    return {**settings, **flags}
+
+
+def _setting(text: str) -> tuple[str, object]:
+    try:
+        return parse_override(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _request_group(value: str) -> int | str:
@@ -202,6 +214,14 @@ def _add_distribution_flags(parser: argparse.ArgumentParser) -> None:
                              "fails, so the restarted cluster resumes (default %(default)s)")
 
 
+def _add_setting_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", dest="settings", action="append", type=_setting,
+                        metavar="FIELD=VALUE",
+                        help="replace a field of the model preset for this run, e.g. "
+                             "learning_rate=0.01 or count_offset=true (repeatable; recorded in "
+                             "training.json); README: Settings for your own data")
+
+
 def _add_ranking_loss_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ranking-loss", "--ranking_loss", dest="ranking_loss",
                         choices=RANKING_LOSSES, help="in-request click ranking loss added to "
@@ -278,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_flags(pretrain, MODEL_PRESETS, None)
     _add_distribution_flags(pretrain)
     _add_ranking_loss_flags(pretrain)
+    _add_setting_flag(pretrain)
     pretrain.add_argument("--history-actions", "--history_actions", dest="history_actions",
                           action="store_true", default=None,
                           help="the user tower embeds each behaviour entry's action (shown, "
@@ -303,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_flags(train, MODEL_PRESETS, None)
     _add_distribution_flags(train)
     _add_ranking_loss_flags(train)
+    _add_setting_flag(train)
     train.add_argument("--model", required=True, choices=[*MODELS, "all"],
                        help="an ablation row, or all of them")
     train.set_defaults(handler=_train)

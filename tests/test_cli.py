@@ -1,6 +1,8 @@
 """The ``ppm`` command as users run it: a real subprocess, real files."""
 import argparse
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -154,6 +156,52 @@ def test_training_flags_override_only_the_preset_fields_given(command):
                                   "save_every_steps": 10}
     with pytest.raises(SystemExit):
         parser.parse_args([command, "--work", "w", *model, "--ranking-loss", "softmax"])
+
+
+@pytest.mark.parametrize("command", ["pretrain", "train"])
+def test_set_replaces_any_preset_field_read_as_its_type(command):
+    from ppm_tf.cli import _overrides
+
+    model = ["--model", "urm"] if command == "train" else []
+    parser = build_parser()
+    settings = parser.parse_args([command, "--work", "w", *model, "--set", "learning_rate=0.01",
+                                  "--set", "count_offset=true", "--set", "mlp_units=[64, 32]",
+                                  "--ranking-loss", "listwise"])
+    assert _overrides(settings) == {"learning_rate": 0.01, "count_offset": True,
+                                    "mlp_units": (64, 32), "ranking_loss": "listwise"}
+    twice = parser.parse_args([command, "--work", "w", *model, "--set", "ranking_loss=pairwise",
+                               "--ranking-loss", "listwise"])
+    with pytest.raises(ValueError, match="ranking_loss: given by its own flag and by --set"):
+        _overrides(twice)
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("learning_rate=fast", "learning_rate: 'fast' is not a number"),
+    ("count_offset=1", "count_offset: '1' is not true or false"),
+    ("mlp_units=[1.5]", "mlp_units: '[1.5]' is not a list of integers"),
+    ("save_every_steps=often", "save_every_steps: 'often' is not an integer or null"),
+    ("learning_rat=0.01", "'learning_rat=0.01' is not FIELD=VALUE with a model preset field"),
+    ("learning_rate", "'learning_rate' is not FIELD=VALUE"),
+])
+def test_a_setting_of_the_wrong_type_or_field_is_a_usage_error_naming_it(setting, message,
+                                                                          capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--work", "w", "--model", "lr", "--set", setting])
+    assert message in capsys.readouterr().err
+
+
+def test_a_setting_trains_the_row_and_is_recorded(tiny_demo_run, tmp_path):
+    work = tmp_path / "work"
+    shutil.copytree(tiny_demo_run[0] / "work", work)
+    result = ppm("train", "--work", str(work), "--model", "lr", "--set", "learning_rate=0.01",
+                 "--set", "train_epochs=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((work / "models" / "lr" / "training.json").read_text())
+    assert summary["config"]["learning_rate"] == 0.01
+    assert summary["config"]["train_epochs"] == 2
+    refused = ppm("train", "--work", str(work), "--model", "lr", "--set", "ranking_loss=softmax")
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("ppm train: error: ranking_loss must be one of")
 
 
 def test_pretraining_reads_requests_in_groups_of_the_size_given():

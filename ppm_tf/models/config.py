@@ -1,11 +1,16 @@
 """Model presets: sizes and training settings of PPM, IDRec and URM, as data.
 
 ``tiny`` runs in seconds in tests, ``demo`` trains on the demo world on 2 CPU cores in
-minutes, ``paper`` is the paper-scale setting for GPUs.
+minutes, ``paper`` is the paper-scale setting for GPUs. ``parse_override`` reads a
+``FIELD=VALUE`` that replaces one field for a run (``ppm train --set``), as settings chosen on a
+data set's own ``valid`` split are applied.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
+import types
+import typing
 
 
 # How URM joins PPM's plug-in head to IDRec: the head's representation always joins IDRec's
@@ -127,3 +132,53 @@ def preset(name: str) -> ModelConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown model preset {name!r}; expected one of {sorted(PRESETS)}")
     return PRESETS[name]
+
+
+def parse_override(assignment: str) -> tuple[str, object]:
+    """``"FIELD=VALUE"`` -> ``(field, value)`` for ``dataclasses.replace`` of a ``ModelConfig``:
+    VALUE read as JSON (``0.01``, ``true``, ``[64, 32]``), else as a string (``listwise``).
+    ValueError naming the field when it is not a ``ModelConfig`` field or VALUE is not of its
+    type; the field's own range checks run when the config is replaced."""
+    field, equals, text = assignment.partition("=")
+    hints = typing.get_type_hints(ModelConfig)
+    if not equals or field not in hints:
+        raise ValueError(f"{assignment!r} is not FIELD=VALUE with a model preset field; the "
+                         f"fields are {', '.join(hints)}")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = text
+    for expected in _union_members(hints[field]):
+        if (converted := _as_type(value, expected)) is not _MISMATCH:
+            return field, converted
+    raise ValueError(f"{field}: {text!r} is not {_type_name(hints[field])}")
+
+
+_MISMATCH = object()
+
+
+def _union_members(hint) -> tuple:
+    """``int | None`` -> ``(int, NoneType)``; any other type -> ``(type,)``."""
+    return typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+
+
+def _as_type(value, expected):
+    """``value`` as type ``expected`` (one member of a field's union), or ``_MISMATCH``."""
+    if expected is type(None):
+        return None if value is None else _MISMATCH
+    if typing.get_origin(expected) is tuple:  # tuple[int, ...]: a JSON list of integers
+        ok = isinstance(value, list) and all(_as_type(item, int) is not _MISMATCH
+                                             for item in value)
+        return tuple(value) if ok else _MISMATCH
+    if isinstance(value, bool) or expected is bool:  # JSON true is not the number 1
+        return value if isinstance(value, bool) and expected is bool else _MISMATCH
+    if expected is float and isinstance(value, int):
+        return float(value)
+    return value if isinstance(value, expected) else _MISMATCH
+
+
+def _type_name(hint) -> str:
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+             type(None): "null"}
+    return " or ".join(names.get(member, "a list of integers")
+                       for member in _union_members(hint))

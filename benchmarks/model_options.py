@@ -6,12 +6,13 @@ overridden, seed by seed, scored on ``valid`` (to choose) and ``eval`` (to repor
         [--seeds 0 1 2] [--preset NAME]
 
 A variant is a comma-separated list of ``ModelConfig`` fields and values, each as ``ppm train
---set FIELD=VALUE`` reads it (``""`` is the preset as it is). WORK is a finished local pipeline run up to ``ppm
-precompute``; nothing is written into it (each fit backs up to a temporary folder). For each
-model and variant, prints per seed and then averaged over the seeds: the valid split's click
-AUC at the best epoch, or of the starting weights when the run kept them (what early stopping
-and the choice of a default read), per-request GAUC and click AUC on cold items, then the
-eval split's click AUC, per-request GAUC and cold click AUC (reported, never used to choose).
+--set FIELD=VALUE`` reads it (``""`` is the preset as it is). WORK is a finished local pipeline
+run up to ``ppm precompute``; nothing is written into it (each fit backs up to a temporary
+folder). For each model and variant, prints per seed and then averaged over the seeds: the
+valid split's click AUC at the best epoch, or of the starting weights when the run kept them
+(what early stopping and the choice of a default read), per-request GAUC and click AUC on cold
+items, then the eval split's click AUC, per-request GAUC and cold click AUC (reported, never
+used to choose).
 Rows that ``ppm train`` never fits (``ppm_zero_shot``, ``counts``) are scored as they start.
 """
 from __future__ import annotations

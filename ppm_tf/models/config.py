@@ -134,6 +134,9 @@ def preset(name: str) -> ModelConfig:
     return PRESETS[name]
 
 
+_MISMATCH = object()  # what _as_type returns for a value that is not of the type asked
+
+
 def parse_override(assignment: str) -> tuple[str, object]:
     """``"FIELD=VALUE"`` -> ``(field, value)`` for ``dataclasses.replace`` of a ``ModelConfig``:
     VALUE read as JSON (``0.01``, ``true``, ``[64, 32]``), else as a string (``listwise``).
@@ -152,9 +155,6 @@ def parse_override(assignment: str) -> tuple[str, object]:
         if (converted := _as_type(value, expected)) is not _MISMATCH:
             return field, converted
     raise ValueError(f"{field}: {text!r} is not {_type_name(hints[field])}")
-
-
-_MISMATCH = object()
 
 
 def _union_members(hint) -> tuple:

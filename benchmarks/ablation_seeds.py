@@ -2,7 +2,7 @@
 training noise, and how much is the eval sample.
 
     python benchmarks/ablation_seeds.py --work WORK [--models base urm] [--seeds 0 1 2]
-        [--resamples 500] [--bootstrap-seed 0]
+        [--set MODEL:FIELD=VALUE ...] [--resamples 500] [--bootstrap-seed 0]
 
 WORK is a finished local pipeline run up to ``ppm precompute`` (e.g. runs/demo/work). Each
 model trains once per seed in a scratch directory that links WORK's inputs, so WORK's own
@@ -11,7 +11,10 @@ per model and slice the mean over seeds, the spread between seeds (sd) and the 9
 of the seed mean (bootstrap over users: every run is scored on the same resampled users);
 then each model's difference to ``base``, paired over users and seeds (resample b's
 difference is the mean over seeds of model minus base on that resample), with the
-cold-to-overall gain ratio (issue 5's bar: >= 2).
+cold-to-overall gain ratio (issue 5's bar: >= 2). ``--set MODEL:FIELD=VALUE`` trains one row
+with a preset field replaced, as ``ppm train --set`` does (e.g. ``lr:learning_rate=0.01``, a
+setting chosen on the data set's own ``valid``), so it is compared with the others on the same
+users and seeds.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ from ppm_tf.evaluation.bootstrap import (DEFAULT_RESAMPLES, UserResamples,  # no
                                          percentile_interval)
 from ppm_tf.evaluation.evaluate import (load_predictions, model_metrics,  # noqa: E402
                                         slice_masks, window_item_ids)
+from ppm_tf.models.config import parse_override  # noqa: E402
 from ppm_tf.training.ablations import train_ablation  # noqa: E402
 from ppm_tf.work_layout import PRETRAINED, WorkLayout  # noqa: E402
 
@@ -135,6 +139,22 @@ def difference_lines(pool: SeedPool, models: list[str]) -> list[str]:
     return lines
 
 
+def model_settings(assignments: list[str], models: list[str]) -> dict[str, dict]:
+    """``["lr:learning_rate=0.01", ...]`` -> ``{"lr": {"learning_rate": 0.01}}``."""
+    settings: dict[str, dict] = {}
+    for assignment in assignments:
+        name, colon, setting = assignment.partition(":")
+        if not colon or name not in models:
+            raise SystemExit(f"--set {assignment!r}: expected MODEL:FIELD=VALUE with MODEL "
+                             f"one of {models}")
+        try:
+            field, value = parse_override(setting)
+        except ValueError as error:
+            raise SystemExit(f"--set {assignment!r}: {error}") from None
+        settings.setdefault(name, {})[field] = value
+    return settings
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -142,19 +162,24 @@ def main() -> None:
     parser.add_argument("--preset", help="model preset (default: the one WORK was trained with)")
     parser.add_argument("--models", nargs="+", default=[BASE, "urm"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--set", dest="settings", action="append", default=[],
+                        metavar="MODEL:FIELD=VALUE", help="a preset field replaced for one row")
     parser.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES)
     parser.add_argument("--bootstrap-seed", type=int, default=0)
     args = parser.parse_args()
     models = list(dict.fromkeys([BASE, *args.models]))
+    settings = model_settings(args.settings, models)
     with tempfile.TemporaryDirectory() as scratch:
         work = scratch_work(args.work, scratch)
         pool = SeedPool(work, args.resamples, args.bootstrap_seed)
         for seed in args.seeds:
             for name in models:
-                train_ablation(work, name, args.preset, seed, verbose=0)
+                config = train_ablation(work, name, args.preset, seed, verbose=0,
+                                        overrides=settings.get(name))["config"]
                 points = pool.add(name)
-                print(f"seed {seed} {name:<13} " + "  ".join(
-                    f"{piece} {points[piece]['click_auc']:.4f}" for piece in SLICES), flush=True)
+                cells = [f"{piece} {points[piece]['click_auc']:.4f}" for piece in SLICES]
+                cells += [f"{field}={config[field]}" for field in settings.get(name, ())]
+                print(f"seed {seed} {name:<13} " + "  ".join(cells), flush=True)
     print(f"\npooled over seeds {args.seeds}: mean over seeds (sd between seeds) [95% interval "
           f"of the seed mean, bootstrap over {pool.draws.counts.shape[1]:,} users, "
           f"{args.resamples} resamples]")

@@ -33,8 +33,13 @@ def test_ablation_seeds_trains_aside_and_pools_seeds_with_intervals(tiny_demo_ru
     out, _ = tiny_demo_run
     before = prediction_times(out)
     stdout = run_benchmark("ablation_seeds.py", "--work", str(out / "work"), "--preset", "tiny",
-                           "--models", "urm", "--seeds", "0", "1")
+                           "--models", "urm", "--seeds", "0", "1",
+                           "--set", "urm:learning_rate=0.005", "--set", "urm:dropout=0.2")
     assert stdout.count("seed 1 ") == 2  # base and urm
+    # The settings reach the row they name (its resolved config), and only that row.
+    assert re.search(r"^seed 1 urm .*  learning_rate=0\.005  dropout=0\.2$", stdout,
+                     re.MULTILINE), stdout
+    assert re.search(r"^seed 1 base .*\d$", stdout, re.MULTILINE), stdout
     assert "pooled over seeds [0, 1]: mean over seeds (sd between seeds) [95% interval" in stdout
     for name in ("base", "urm"):
         for piece in ("overall", "cold, new in window", "cold, unseen before eval"):
@@ -44,6 +49,18 @@ def test_ablation_seeds_trains_aside_and_pools_seeds_with_intervals(tiny_demo_ru
                      r".*cold/overall", stdout), stdout
     # The run's own models and predictions are left as they were.
     assert prediction_times(out) == before
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("urm:learning_rate=fast", "learning_rate: 'fast' is not a number"),
+    ("learning_rate=0.01", "expected MODEL:FIELD=VALUE with MODEL one of ['base', 'urm']"),
+    ("lr:learning_rate=0.01", "expected MODEL:FIELD=VALUE with MODEL one of ['base', 'urm']"),
+])
+def test_ablation_seeds_refuses_a_setting_before_it_trains(tmp_path, setting, message):
+    result = subprocess.run([sys.executable, "benchmarks/ablation_seeds.py", "--work",
+                             str(tmp_path), "--models", "urm", "--set", setting], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and message in result.stderr, result.stderr[-2000:]
 
 
 @pytest.mark.slow

@@ -92,7 +92,10 @@ def _overrides(args: argparse.Namespace) -> dict:
              "pretrain_request_group": getattr(args, "pretrain_request_group", None)}
     flags = {field: value for field, value in flags.items() if value is not None}
     settings = dict(args.settings or [])
-    if both := sorted(set(flags) & set(settings)):
+    # --epochs reaches the command as its epoch budget, not as an override.
+    budget = "train_epochs" if args.command == "train" else "pretrain_epochs"
+    given = set(flags) | ({budget} if args.epochs is not None else set())
+    if both := sorted(given & set(settings)):
         raise ValueError(f"{', '.join(both)}: given by its own flag and by --set; use one")
     return {**settings, **flags}
 

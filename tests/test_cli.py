@@ -173,6 +173,11 @@ def test_set_replaces_any_preset_field_read_as_its_type(command):
                                "--ranking-loss", "listwise"])
     with pytest.raises(ValueError, match="ranking_loss: given by its own flag and by --set"):
         _overrides(twice)
+    epochs_field = "train_epochs" if command == "train" else "pretrain_epochs"
+    budget = parser.parse_args([command, "--work", "w", *model, "--epochs", "2",
+                                "--set", f"{epochs_field}=3"])
+    with pytest.raises(ValueError, match=f"{epochs_field}: given by its own flag and by --set"):
+        _overrides(budget)
 
 
 @pytest.mark.parametrize("setting, message", [

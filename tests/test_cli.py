@@ -195,6 +195,7 @@ def test_a_setting_of_the_wrong_type_or_field_is_a_usage_error_naming_it(setting
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_setting_trains_the_row_and_is_recorded(tiny_demo_run, tmp_path):
     work = tmp_path / "work"
     shutil.copytree(tiny_demo_run[0] / "work", work)

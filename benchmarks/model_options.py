@@ -12,8 +12,8 @@ folder). For each model and variant, prints per seed and then averaged over the 
 valid split's click AUC at the best epoch, or of the starting weights when the run kept them
 (what early stopping and the choice of a default read), per-request GAUC and click AUC on cold
 items, then the eval split's click AUC, per-request GAUC and cold click AUC (reported, never
-used to choose).
-Rows that ``ppm train`` never fits (``ppm_zero_shot``, ``counts``) are scored as they start.
+used to choose). Rows that ``ppm train`` never fits (``ppm_zero_shot``, ``counts``) are scored
+as they start.
 """
 from __future__ import annotations
 

@@ -107,6 +107,10 @@ EXAMPLE_FEATURES: tuple[Feature, ...] = (
     Feature(CATEGORY_COUNTS, FLOAT32, COUNTS),  # its category's, as of that day
 )
 
+# The order records are written in (``preprocessing.shards``): the same on every run, a
+# user's impressions together and by time, which the request-grouping readers rely on.
+EXAMPLE_ORDER = (USER_ID, TS, REQUEST_ID, ITEM_ID)
+
 # Catalogue feature names.
 TITLE, IMAGE, HAS_IMAGE, ENTITIES, LAUNCH_TS, ATTRS_JSON = (
     "title", "image", "has_image", "entities", "launch_ts", "attrs_json")
@@ -152,6 +156,9 @@ QUERY_FEATURES: tuple[Feature, ...] = (
     Feature(SPLIT, STRING),
 )
 
+
+ITEM_ORDER = (ITEM_ID,)  # catalogue and item vectors
+QUERY_ORDER = (ITEM_ID, TS, QUERY)
 
 CONTENT_SEPARATOR = "\x1f"  # joins content tokens; the raw contract keeps it out of tokens
 CONTENT_VOCABULARY = "content"  # WORK/vocab/content.txt: the content tokens of the catalogue

@@ -37,8 +37,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from ppm_tf import features
 from ppm_tf.caching.inference import InferenceWithDeadLetters, SavedModelHandler
 from ppm_tf.filesystem import delete_tree
-from ppm_tf.work_layout import (IMAGE_ENCODER, TEXT_ENCODER, TFRECORD_SUFFIX, WorkLayout,
-                                read_json)
+from ppm_tf.preprocessing.outputs import WriteRecords
+from ppm_tf.work_layout import IMAGE_ENCODER, TEXT_ENCODER, WorkLayout, read_json
 
 logger = logging.getLogger(__name__)
 SERVING = "serving_default"
@@ -212,10 +212,8 @@ class WriteItemVectors(beam.PTransform):
         self.metadata = metadata
 
     def expand(self, vectors):
-        _ = (vectors
-             | "Encode" >> beam.Map(features.encode_example, features.ITEM_VECTOR_FEATURES)
-             | "Write" >> beam.io.WriteToTFRecord(self.prefix, file_name_suffix=TFRECORD_SUFFIX,
-                                                  compression_type=CompressionTypes.GZIP))
+        _ = vectors | "Write" >> WriteRecords(features.ITEM_VECTOR_FEATURES, self.prefix,
+                                              features.ITEM_ORDER)
         return (_summary_counts(vectors)
                 | "WriteMetadata" >> beam.Map(_write_metadata, path=self.metadata_path,
                                               metadata=self.metadata))

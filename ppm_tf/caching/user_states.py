@@ -44,7 +44,7 @@ from ppm_tf import features
 from ppm_tf.caching.inference import InferenceWithDeadLetters, SavedModelHandler, failure_reason
 from ppm_tf.errors import StageError
 from ppm_tf.filesystem import delete_tree
-from ppm_tf.preprocessing.outputs import write_tfrecords
+from ppm_tf.preprocessing.shards import WriteTFRecordShards, order_key
 from ppm_tf.work_layout import PRETRAINED, WorkLayout, read_json, write_json
 
 CACHED_SPLITS = ("train", "valid", "eval")
@@ -78,20 +78,21 @@ def tower_handler(saved_model_dir: str):
 
 
 # What precompute reads of a record; the rest travels as the record's bytes.
-_IMPRESSION_FIELDS = (features.USER_ID, features.REQUEST_ID, features.ITEM_ID,
-                      *features.USER_STATE_INPUTS)
+_IMPRESSION_FIELDS = (*features.EXAMPLE_ORDER, *features.USER_STATE_INPUTS)
 
 
 def _impression(serialized: bytes, split: str):
-    """A record -> ``((user_id, request_id), (tower input, item_id, serialized))``. Every
-    example feature must be there (else it raises and the record is dead-lettered), but only
-    the key, the item and the tower's inputs are decoded: the record goes on as bytes."""
+    """A record -> ``((user_id, request_id), (tower input, item_id, order key,
+    serialized))``. Every example feature must be there (else it raises and the record is
+    dead-lettered), but only the keys and the tower's inputs are decoded: the record goes on
+    as bytes, and is written in the examples' order (``features.EXAMPLE_ORDER``)."""
     beam.metrics.Metrics.counter(COUNTERS, f"{split}_read").inc()
     fields = features.decode_example(serialized, features.EXAMPLE_FEATURES,
                                      select=_IMPRESSION_FIELDS)
     history = tuple(_hashable(fields[name]) for name in features.USER_STATE_INPUTS)
     return ((fields[features.USER_ID], fields[features.REQUEST_ID]),
-            (history, fields[features.ITEM_ID], serialized))
+            (history, fields[features.ITEM_ID], order_key(fields, features.EXAMPLE_ORDER),
+             serialized))
 
 
 def _hashable(value):
@@ -106,13 +107,13 @@ def _undecodable(failure, split: str) -> Iterable[dict[str, Any]]:
 
 
 def _distinct_histories(element, split: str):
-    """One request's impressions -> ``((user_id, request_id, ((item_id, serialized), ...)),
-    history)`` per distinct tower input (one, unless the request's impressions were logged
+    """One request's impressions -> ``((user_id, request_id, ((item_id, order key,
+    serialized), ...)), history)`` per distinct tower input (one, unless the request's impressions were logged
     at different times)."""
     (user_id, request_id), impressions = element
-    by_history: dict[tuple, list[tuple[str, bytes]]] = {}
-    for history, item_id, serialized in impressions:
-        by_history.setdefault(history, []).append((item_id, serialized))
+    by_history: dict[tuple, list[tuple[str, tuple, bytes]]] = {}
+    for history, *impression in impressions:
+        by_history.setdefault(history, []).append(tuple(impression))
     histories = beam.metrics.Metrics.counter(COUNTERS, f"{split}_tower_inputs")
     for history, group in by_history.items():
         histories.inc()
@@ -124,7 +125,7 @@ def _distinct_histories(element, split: str):
 def _describe_impressions(key, split: str) -> list[dict[str, Any]]:
     user_id, request_id, impressions = key
     return [{"split": split, features.REQUEST_ID: request_id, features.USER_ID: user_id,
-             features.ITEM_ID: item_id} for item_id, _ in impressions]
+             features.ITEM_ID: item_id} for item_id, _, _ in impressions]
 
 
 _STATE_FEATURES = tuple(feature for feature in features.CACHED_FEATURES
@@ -135,8 +136,8 @@ _ITEM_VEC_FEATURES = tuple(feature for feature in features.CACHED_FEATURES
 
 def _attach_cached_tensors(element, item_vectors: dict[str, np.ndarray], item_dim: int,
                            max_seq_len: int, split: str):
-    """``((user_id, request_id, impressions), tower result)`` -> each impression's record with
-    its request's states and its item's vector (items the encoders never saw get the zero
+    """``((user_id, request_id, impressions), tower result)`` -> ``(order key, record)`` of
+    each impression, the record with its request's states and its item's vector (items the encoders never saw get the zero
     vector, as the serving table does).
 
     A serialised message followed by another parses as their merge (protobuf's wire format;
@@ -152,9 +153,9 @@ def _attach_cached_tensors(element, item_vectors: dict[str, np.ndarray], item_di
         _STATE_FEATURES, max_seq_len)
     zeros = np.zeros([item_dim], np.float32)
     written = beam.metrics.Metrics.counter(COUNTERS, f"{split}_written")
-    for item_id, serialized in impressions:
+    for item_id, order, serialized in impressions:
         written.inc()
-        yield serialized + states + features.encode_example(
+        yield order, serialized + states + features.encode_example(
             {features.PPM_ITEM_VEC: item_vectors.get(item_id, zeros)}, _ITEM_VEC_FEATURES)
 
 
@@ -191,7 +192,7 @@ class CacheTowerOutputs(beam.PTransform):
              | "AttachCachedTensors" >> beam.FlatMap(
                  _attach_cached_tensors, beam.pvalue.AsDict(self.item_vectors),
                  self.item_dim, self.max_seq_len, split)
-             | "Write" >> write_tfrecords(self.layout.cached_prefix(split)))
+             | "Write" >> WriteTFRecordShards(self.layout.cached_prefix(split)))
         return ((undecodable | "UndecodableReasons" >> beam.FlatMap(_undecodable, split)),
                 rejected) | "DeadLetters" >> beam.Flatten()
 

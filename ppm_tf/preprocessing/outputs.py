@@ -6,35 +6,36 @@ import json
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from ppm_tf import features
 from ppm_tf.data import schema
+from ppm_tf.preprocessing.shards import WriteTFRecordShards, order_key
 from ppm_tf.preprocessing.validate import dead_letter_json, dead_letter_key
-from ppm_tf.work_layout import TFRECORD_SUFFIX, WorkLayout
+from ppm_tf.work_layout import WorkLayout
 
 
-def write_tfrecords(prefix: str):
-    """Serialised records -> sharded GZIP TFRecords under ``prefix``."""
-    return beam.io.WriteToTFRecord(prefix, file_name_suffix=TFRECORD_SUFFIX,
-                                   compression_type=CompressionTypes.GZIP)
+def _keyed_encoding(record, feature_table, order: tuple[str, ...], max_seq_len: int):
+    return order_key(record, order), features.encode_example(record, feature_table, max_seq_len)
 
 
 class WriteRecords(beam.PTransform):
-    """Encodes dicts with a feature table and writes them as TFRecords under ``prefix``."""
+    """Encodes dicts with a feature table and writes them as TFRecords under ``prefix``, in
+    the order of their ``order`` fields (``shards``: the same files on every run)."""
 
-    def __init__(self, feature_table, prefix: str, max_seq_len: int = 0):
+    def __init__(self, feature_table, prefix: str, order: tuple[str, ...],
+                 max_seq_len: int = 0):
         super().__init__()
         self.feature_table = feature_table
         self.prefix = prefix
+        self.order = order
         self.max_seq_len = max_seq_len
 
     def expand(self, records):
         return (records
-                | "Encode" >> beam.Map(features.encode_example, self.feature_table,
+                | "Encode" >> beam.Map(_keyed_encoding, self.feature_table, self.order,
                                        self.max_seq_len)
-                | "Write" >> write_tfrecords(self.prefix))
+                | "Write" >> WriteTFRecordShards(self.prefix))
 
 
 class WriteExamples(beam.PTransform):
@@ -50,7 +51,8 @@ class WriteExamples(beam.PTransform):
             lambda example, _: features.SPLITS.index(example[features.SPLIT]), len(features.SPLITS))
         for split, split_examples in zip(features.SPLITS, per_split):
             _ = split_examples | f"Write[{split}]" >> WriteRecords(
-                features.EXAMPLE_FEATURES, self.layout.examples_prefix(split), self.max_seq_len)
+                features.EXAMPLE_FEATURES, self.layout.examples_prefix(split),
+                features.EXAMPLE_ORDER, self.max_seq_len)
 
 
 class WriteDeadLetters(beam.PTransform):

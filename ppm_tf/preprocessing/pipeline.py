@@ -158,9 +158,11 @@ def build_catalogue_pipeline(pipeline: beam.Pipeline, settings: PreprocessSettin
     by_item = ({"items": tables[schema.ITEMS][VALID], "queries": tables[schema.QUERIES][VALID]}
                | "JoinItems" >> JoinItems(bounds_pc, settings.count_lookback_days))
     _ = by_item[ITEMS_OUT] | "WriteItems" >> WriteRecords(features.ITEM_FEATURES,
-                                                          layout.items_prefix)
+                                                          layout.items_prefix,
+                                                          features.ITEM_ORDER)
     _ = by_item[QUERIES_OUT] | "WriteQueries" >> WriteRecords(features.QUERY_FEATURES,
-                                                              layout.queries_prefix)
+                                                              layout.queries_prefix,
+                                                              features.QUERY_ORDER)
     vocabulary_sizes = ({"items": by_item[ITEMS_OUT]}
                         | "Vocabularies" >> Vocabularies(layout, settings.min_count))
     dead_letters = ((*(tables[table][DEAD_LETTER] for table in CATALOGUE_TABLES),

@@ -25,8 +25,9 @@ def example(item_id: str, request_id: str = "r1") -> dict:
 
 def test_a_record_is_keyed_by_request_with_its_tower_inputs_and_kept_as_bytes():
     serialized = features.encode_example(example("i1"), features.EXAMPLE_FEATURES, MAX_SEQ_LEN)
-    key, (history, item_id, kept) = user_states._impression(serialized, "eval")
+    key, (history, item_id, order, kept) = user_states._impression(serialized, "eval")
     assert key == ("u1", "r1") and item_id == "i1" and kept == serialized
+    assert order == ("u1", 100, "r1", "i1")  # features.EXAMPLE_ORDER, as preprocessing writes
     # padded as every record stores it
     assert history == (("a", "b", ""), (90, 80, 0), (2, 2, 0), 100)
 
@@ -44,16 +45,18 @@ def test_a_record_without_an_example_feature_raises_for_the_dead_letter_output()
 
 def test_cached_tensors_appended_to_the_bytes_parse_as_the_whole_cached_record():
     records = {item: example(item) for item in ("i1", "i2")}
-    impressions = tuple((item, features.encode_example(record, features.EXAMPLE_FEATURES,
-                                                        MAX_SEQ_LEN))
+    impressions = tuple((item, ("u1", 100, "r1", item),
+                         features.encode_example(record, features.EXAMPLE_FEATURES, MAX_SEQ_LEN))
                         for item, record in records.items())
     states = np.arange(MAX_SEQ_LEN * TOWER_DIM, dtype=np.float32).reshape(MAX_SEQ_LEN, TOWER_DIM)
     mask = np.array([1, 1, 0], np.int64)
     result = PredictionResult(None, {features.PPM_USER_STATES: states,
                                      features.PPM_USER_MASK: mask})
     vectors = {"i1": np.full([ITEM_DIM], 0.5, np.float32)}  # i2: never embedded
-    written = list(user_states._attach_cached_tensors(
+    keyed = list(user_states._attach_cached_tensors(
         (("u1", "r1", impressions), result), vectors, ITEM_DIM, MAX_SEQ_LEN, "eval"))
+    assert [order for order, _ in keyed] == [order for _, order, _ in impressions]
+    written = [serialized for _, serialized in keyed]
     spec = features.parse_spec(features.CACHED_EXAMPLE_FEATURES, MAX_SEQ_LEN, {
         features.PPM_USER_STATES: MAX_SEQ_LEN * TOWER_DIM, features.PPM_ITEM_VEC: ITEM_DIM})
     for (item, record), serialized in zip(records.items(), written):

@@ -57,6 +57,22 @@ def test_request_level_cache_equals_the_tower_run_on_every_impression(tiny_demo_
     assert counts["dead_lettered"] == 0
 
 
+def test_cached_records_come_in_the_examples_order(tiny_demo_run):
+    """Precompute writes each split as preprocessing did (``features.EXAMPLE_ORDER``), so URM
+    trains on the batches ``base`` trains on, and on the same ones on every run."""
+    work = str(tiny_demo_run[0] / "work")
+
+    def order(batches):
+        return [key for batch in batches for key in zip(batch[features.REQUEST_ID].numpy(),
+                                                         batch[features.ITEM_ID].numpy())]
+
+    for split in ("train", "eval"):
+        names = [features.REQUEST_ID, features.ITEM_ID]
+        examples = order(read_split(work, split, 256, deterministic=True, features=names))
+        assert order(read_cached(work, split, 256, deterministic=True, features=names)) == \
+            examples and examples, split
+
+
 def poisoned_copy(work: Path, target: Path) -> int:
     """The inputs precompute reads, plus a shard with an undecodable record and one whose
     history is longer than the tower takes; returns the max_seq_len."""

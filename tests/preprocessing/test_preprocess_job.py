@@ -66,6 +66,13 @@ def _files(root: Path) -> set[str]:
     return {str(path.relative_to(root)) for path in root.rglob("*") if path.is_file()}
 
 
+def _records(root: Path) -> dict[str, list[bytes]]:
+    """Every TFRecord file under ``root`` -> its records, in file order."""
+    return {str(path.relative_to(root)): [record.numpy() for record in tf.data.TFRecordDataset(
+                str(path), compression_type="GZIP")]
+            for path in sorted(root.rglob("*.tfrecord.gz"))}
+
+
 def _raw_events(raw: Path) -> list[dict]:
     return list(raw_files.read_jsonl(raw_files.RawLayout(str(raw)).events_pattern))
 
@@ -150,6 +157,7 @@ def clean_run(world, tmp_path_factory):
     work = tmp_path_factory.mktemp("clean") / "work"
     first_stats = _preprocess(world, work)
     first_files = _files(work)
+    first_records = _records(work)
     train_shard = next(work.glob("examples/train/part-*"))
     stale = ["examples/train/part-00003-of-00004.tfrecord.gz",
              "items/part-00007-of-00008.tfrecord.gz", "dead_letter/events-00001-of-00002.jsonl",
@@ -157,11 +165,11 @@ def clean_run(world, tmp_path_factory):
     for path in stale:
         shutil.copyfile(train_shard, work / path)
     stats = _preprocess(world, work)
-    return work, stats, first_stats, first_files
+    return work, stats, first_stats, first_files, first_records
 
 
 def test_clean_run_writes_every_output(clean_run):
-    work, stats, _, _ = clean_run
+    work, stats, *_ = clean_run
     layout = WorkLayout(str(work))
     for name in VOCABULARIES:
         with open(layout.vocab(name), encoding="utf-8") as handle:
@@ -175,7 +183,7 @@ def test_clean_run_writes_every_output(clean_run):
 
 
 def test_clean_run_keeps_every_event_in_its_time_split(clean_run, world):
-    work, stats, _, _ = clean_run
+    work, stats, *_ = clean_run
     events = _raw_events(world)
     world_json = raw_files.read_world(str(world))
     assert stats["split_bounds"] == SplitBounds.from_world(world_json, valid_days=1).as_dict()
@@ -202,7 +210,7 @@ def _brute_force_counts(rows: list[dict], log: list[dict], as_of, lookback_days:
 
 
 def test_clean_run_counts_match_brute_force_over_the_raw_log(clean_run, world):
-    work, stats, _, _ = clean_run
+    work, stats, *_ = clean_run
     events = _raw_events(world)
     categories = {item["item_id"]: item["category"]
                   for item in raw_files.read_jsonl(raw_files.RawLayout(str(world)).items)}
@@ -253,7 +261,7 @@ def test_clean_run_counts_match_brute_force_over_the_raw_log(clean_run, world):
 
 
 def test_clean_run_examples_parse_with_the_shared_spec(clean_run):
-    work, stats, _, _ = clean_run
+    work, stats, *_ = clean_run
     files = sorted(glob.glob(WorkLayout(str(work)).examples_pattern("eval")))
     spec = features.parse_spec(features.EXAMPLE_FEATURES, MAX_SEQ_LEN)
     dataset = (tf.data.TFRecordDataset(files, compression_type="GZIP").batch(4096)
@@ -266,9 +274,18 @@ def test_clean_run_examples_parse_with_the_shared_spec(clean_run):
 
 
 def test_rerun_over_the_same_work_leaves_no_stale_shards(clean_run):
-    work, stats, first_stats, first_files = clean_run
+    work, stats, first_stats, first_files, _ = clean_run
     assert _files(work) == first_files
     assert stats == first_stats
+
+
+def test_a_rerun_writes_the_same_records_in_the_same_order(clean_run):
+    """Training batches come from the record order: two runs over the same logs must give
+    the same files, each with the same records in the same order."""
+    work, _, _, _, first_records = clean_run
+    records = _records(work)
+    assert records == first_records
+    assert any(path.startswith("examples/train/") and shard for path, shard in records.items())
 
 
 def test_the_catalogue_job_alone_gives_the_encoders_their_inputs_before_any_example(
@@ -276,7 +293,7 @@ def test_the_catalogue_job_alone_gives_the_encoders_their_inputs_before_any_exam
     """``ppm demo`` trains the encoders on the catalogue job's outputs while the events job
     runs: everything they read is there first, nothing of the events is, and the two jobs
     together write what one run of ``ppm preprocess`` writes."""
-    _, clean_stats, _, clean_files = clean_run
+    _, clean_stats, _, clean_files, _ = clean_run
     work = tmp_path_factory.mktemp("two_steps") / "work"
     layout = WorkLayout(str(work))
     settings = PreprocessSettings(data=str(world), work=str(work), max_seq_len=MAX_SEQ_LEN)

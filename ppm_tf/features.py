@@ -247,7 +247,9 @@ def encode_example(values: Mapping[str, Any], features: Iterable[Feature],
             raise ValueError(f"feature {feature.name!r} has {len(value)} values; "
                              f"counts have {COUNT_SIZE}")
         _fill_tf_feature(encoded[feature.name], feature, value)
-    return example.SerializeToString()
+    # Map entries in key order: protobuf's default follows its hash table, which differs
+    # between processes, and the written files are to be the same on every run.
+    return example.SerializeToString(deterministic=True)
 
 
 def _fill_tf_feature(proto: tf.train.Feature, feature: Feature, values) -> None:

@@ -1,4 +1,7 @@
 """The feature tables every stage shares: encoding, decoding, tf.io specs, the cold-start rule."""
+import subprocess
+import sys
+
 import pytest
 
 import ppm_tf  # noqa: F401  (selects tf-keras before TensorFlow loads)
@@ -81,6 +84,20 @@ def test_query_round_trip():
     decoded = features.decode_example(features.encode_example(record, features.QUERY_FEATURES),
                                       features.QUERY_FEATURES)
     assert decoded == record
+
+
+def test_a_record_encodes_to_the_same_bytes_in_every_process():
+    """The written TFRecords are to be the same files on every run; protobuf's default
+    serialisation orders a record's feature map differently from process to process."""
+    script = ("import sys; sys.path[:0] = {path!r}\n"
+              "from tests.test_features import example_record, MAX_SEQ_LEN\n"
+              "from ppm_tf import features\n"
+              "print(features.encode_example(example_record(), features.EXAMPLE_FEATURES, "
+              "MAX_SEQ_LEN).hex())").format(path=sys.path)
+    encoded = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                              check=True).stdout.strip() for _ in range(2)}
+    assert encoded == {features.encode_example(example_record(), features.EXAMPLE_FEATURES,
+                                               MAX_SEQ_LEN).hex()}
 
 
 def test_an_over_long_sequence_is_rejected_naming_the_feature():

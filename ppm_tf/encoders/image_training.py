@@ -71,6 +71,9 @@ def fit_image_encoder(work: str, config: EncoderPreset, seed: int,
                      and resnet_weights_format(imagenet_weights) == KERAS_APPLICATIONS
                      else "unit")
     with strategy.scope():
+        # keras-cv's augmentation takes seed 0 for no seed and then draws from TensorFlow's
+        # global generator, which set_random_seed leaves unseeded: two fits of seed 0 differed.
+        tf.random.set_global_generator(tf.random.Generator.from_seed(seed))
         encoder = ImageEncoder.from_config_preset(image_config, pixel_scaling=pixel_scaling,
                                                   name="image_encoder")
         if imagenet_weights:

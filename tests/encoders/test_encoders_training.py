@@ -254,3 +254,27 @@ def test_a_frozen_hugging_face_encoder_exports_the_checkpoint_vectors(tmp_path):
     np.testing.assert_allclose(
         exported.signatures["serving_default"](titles=titles)[features.TEXT_VEC].numpy(),
         encoder(tokenizer(titles), training=False).numpy(), atol=1e-5)
+
+
+def test_two_image_encoder_fits_of_one_seed_are_the_same(work):
+    """keras-cv's augmentation takes seed 0 for no seed and then draws from TensorFlow's
+    global generator, which the fit seeds: the item vectors, and everything trained on them,
+    are the same on every run of the demo's seed 0."""
+    from ppm_tf.encoders.image_training import fit_image_encoder
+    from ppm_tf.encoders.presets import preset
+
+    def fitted():
+        metrics = fit_image_encoder(work, preset("tiny"), seed=0, epochs=1)
+        reader = tf.train.load_checkpoint(os.path.join(work, "encoders", "image", "variables",
+                                                       "variables"))
+        return metrics["model"], {name: reader.get_tensor(name)
+                                  for name in reader.get_variable_to_shape_map()}
+
+    first_metrics, first_variables = fitted()
+    tf.random.uniform([5])  # the global stream moves on between runs, as in a longer process
+    tf.random.get_global_generator().normal([5])
+    second_metrics, second_variables = fitted()
+    assert second_metrics == first_metrics
+    assert second_variables.keys() == first_variables.keys() and first_variables
+    for name, value in first_variables.items():
+        np.testing.assert_array_equal(second_variables[name], value, name)

@@ -108,8 +108,8 @@ def _undecodable(failure, split: str) -> Iterable[dict[str, Any]]:
 
 def _distinct_histories(element, split: str):
     """One request's impressions -> ``((user_id, request_id, ((item_id, order key,
-    serialized), ...)), history)`` per distinct tower input (one, unless the request's impressions were logged
-    at different times)."""
+    serialized), ...)), history)`` per distinct tower input (one, unless the request's
+    impressions were logged at different times)."""
     (user_id, request_id), impressions = element
     by_history: dict[tuple, list[tuple[str, tuple, bytes]]] = {}
     for history, *impression in impressions:
@@ -137,8 +137,8 @@ _ITEM_VEC_FEATURES = tuple(feature for feature in features.CACHED_FEATURES
 def _attach_cached_tensors(element, item_vectors: dict[str, np.ndarray], item_dim: int,
                            max_seq_len: int, split: str):
     """``((user_id, request_id, impressions), tower result)`` -> ``(order key, record)`` of
-    each impression, the record with its request's states and its item's vector (items the encoders never saw get the zero
-    vector, as the serving table does).
+    each impression, the record with its request's states and its item's vector (items the
+    encoders never saw get the zero vector, as the serving table does).
 
     A serialised message followed by another parses as their merge (protobuf's wire format;
     map entries with new keys are added), so the record read is kept as bytes and the cached

@@ -3,7 +3,7 @@
 Beam's ``WriteToTFRecord`` writes records in the order its bundles finish, which changes from
 run to run (on the DirectRunner as on Dataflow), and the training readers' seeded shuffle
 starts from that order: two preprocessing runs of the same logs then trained different
-batches and moved a model's AUC by up to 0.014 (README, *Two runs of the same seed differ*).
+batches and moved a model's AUC by up to 0.014 (README, *Two runs of the same command*).
 Here every record comes with an order key (``features.*_ORDER``): a record's shard is a
 fingerprint of the key's first field (a user's impressions share a shard and stay together,
 as the request-grouping readers expect), a split has one shard per ``RECORDS_PER_SHARD``
@@ -22,8 +22,8 @@ import apache_beam as beam
 
 from ppm_tf.work_layout import TFRECORD_SUFFIX
 
-# Enough to keep shard files few on small logs, few enough that one shard sorts in a worker's
-# memory (about 100 MB of demo-world impressions).
+# Enough to keep shard files few on small logs, few enough that one shard's records sort in a
+# worker's memory.
 RECORDS_PER_SHARD = 50_000
 
 

@@ -19,6 +19,7 @@ import uuid
 from typing import Any, Iterable
 
 import apache_beam as beam
+import tensorflow as tf
 
 from ppm_tf.work_layout import TFRECORD_SUFFIX
 
@@ -58,8 +59,6 @@ def _keyed_by_shard(keyed_record: tuple[tuple, bytes], shards: int):
 def _write_shard(element, prefix: str) -> str:
     """``(shard, {"records": [(fingerprint, key, bytes)], "shards": [count]})`` -> the
     shard's path, written through a temporary file (``tf.io.gfile``: local or gs://)."""
-    import tensorflow as tf
-
     shard, grouped = element
     (shards,) = grouped["shards"]
     path = shard_path(prefix, shard, shards)
@@ -92,10 +91,9 @@ class WriteTFRecordShards(beam.PTransform):
         self.records_per_shard = records_per_shard
 
     def expand(self, keyed_records):
-        records_per_shard = self.records_per_shard
         shards = (keyed_records
                   | "Count" >> beam.combiners.Count.Globally()
-                  | "ShardCount" >> beam.Map(shard_count, records_per_shard))
+                  | "ShardCount" >> beam.Map(shard_count, self.records_per_shard))
         by_shard = keyed_records | "KeyByShard" >> beam.Map(
             _keyed_by_shard, shards=beam.pvalue.AsSingleton(shards))
         shard_ids = shards | "ShardIds" >> beam.FlatMap(_shard_ids)

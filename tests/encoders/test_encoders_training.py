@@ -14,7 +14,8 @@ from ppm_tf import features
 from ppm_tf.data.synthetic import images as synthetic_images
 from ppm_tf.encoders import data, text_objective
 from ppm_tf.encoders.image import EntityPredictionModel
-from ppm_tf.encoders.presets import FitConfig
+from ppm_tf.encoders.image_training import fit_image_encoder
+from ppm_tf.encoders.presets import FitConfig, preset
 from ppm_tf.encoders.fitting import learning_rate_schedule
 from ppm_tf.encoders.training import _RunState, format_metrics, train_encoders
 
@@ -260,9 +261,6 @@ def test_two_image_encoder_fits_of_one_seed_are_the_same(work):
     """keras-cv's augmentation takes seed 0 for no seed and then draws from TensorFlow's
     global generator, which the fit seeds: the item vectors, and everything trained on them,
     are the same on every run of the demo's seed 0."""
-    from ppm_tf.encoders.image_training import fit_image_encoder
-    from ppm_tf.encoders.presets import preset
-
     def fitted():
         metrics = fit_image_encoder(work, preset("tiny"), seed=0, epochs=1)
         reader = tf.train.load_checkpoint(os.path.join(work, "encoders", "image", "variables",

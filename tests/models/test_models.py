@@ -528,6 +528,24 @@ def test_id_embedding_maps_padding_and_unknown_ids(vocabularies):
     assert IdEmbedding.from_config(config).vocabulary_file == vocabularies[features.ITEM_ID]
 
 
+def test_unseen_ids_start_alike_whichever_bucket_they_hash_to(vocabularies, tmp_path):
+    embedding = IdEmbedding(vocabularies[features.ITEM_ID], oov_buckets=4, dim=4)
+    unseen = tf.constant(["new-0", "new-1", "new-2", "new-3", "new-4"])
+    assert len(set(embedding.lookup(unseen).numpy())) > 1  # several buckets
+    np.testing.assert_array_equal(embedding(unseen).numpy(), np.zeros((5, 4)))
+    table = embedding.embedding.embeddings.numpy()
+    assert np.all(table[1 + 4:] != 0.0)  # the vocabulary's rows as the initializer draws them
+    (tmp_path / "empty.txt").write_text("")  # a field the data never fills: all hashed
+    hashed = IdEmbedding(str(tmp_path / "empty.txt"), oov_buckets=4, dim=4)
+    assert np.all(hashed(unseen).numpy() != 0.0)  # every row trains: none starts at zero
+    initializer = embedding.embedding.embeddings_initializer
+    # Sharded over parameter servers, the table is drawn by parts: rows 4-6 of rows 0-6.
+    part = initializer((7, 4), partition_shape=(3, 4), partition_offset=(4, 0)).numpy()
+    assert part.shape == (3, 4) and np.all(part[0] == 0.0) and np.all(part[1:] != 0.0)
+    assert tf.keras.initializers.deserialize(
+        tf.keras.initializers.serialize(initializer)).get_config() == initializer.get_config()
+
+
 def test_id_dropout_moves_known_ids_to_the_bucket_an_unseen_id_gets_only_in_training(
         vocabularies):
     embedding = IdEmbedding(vocabularies[features.ITEM_ID], oov_buckets=4, dim=4,

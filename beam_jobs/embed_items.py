@@ -1,6 +1,6 @@
 """Frozen modal encoders -> one ME vector per catalogue item (Beam, RunInference).
 
-    python -m beam_jobs.embed_items --work WORK [--min_batch_size 16 --max_batch_size 256]
+    python -m beam_jobs.embed_items --work WORK [--batch_size 256]
         [Beam pipeline options, e.g. --runner DataflowRunner --project P --region R
          --temp_location gs://... --setup_file ./setup.py]
 
@@ -29,10 +29,9 @@ class EmbedItemsOptions(PipelineOptions):
 
     @classmethod
     def _add_argparse_args(cls, parser):
-        parser.add_argument("--min_batch_size", type=int, default=16,
-                            help="smallest batch RunInference sends to an encoder")
-        parser.add_argument("--max_batch_size", type=int, default=256,
-                            help="largest batch RunInference sends to an encoder")
+        parser.add_argument("--batch_size", type=int, default=256,
+                            help="items per encoder call; a bundle's last, shorter batch is "
+                                 "padded, so every item's vector is the same on every run")
 
 
 def run(argv: list[str] | None = None) -> dict[str, Any]:
@@ -41,8 +40,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     options = parse_job_options(EmbedItemsOptions, argv, "ppm embed-items", __doc__,
                                 required=("work",))
     settings = EmbedItemsSettings(work=options.view_as(WorkOptions).work,
-                                  min_batch_size=options.min_batch_size,
-                                  max_batch_size=options.max_batch_size)
+                                  batch_size=options.batch_size)
     return run_embed_items(settings, options)
 
 

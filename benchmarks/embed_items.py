@@ -1,6 +1,6 @@
 """Item-embedding throughput: the Beam job (batched RunInference) vs one item at a time.
 
-    python benchmarks/embed_items.py --work WORK [--loop_items 500] [--max_batch_size 256]
+    python benchmarks/embed_items.py --work WORK [--loop_items 500] [--batch_size 256]
 
 WORK must hold trained encoders (``ppm train-encoders``). Prints items/s of
 ``beam_jobs.embed_items`` over the whole catalogue (wall clock, pipeline start-up included,
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", required=True, help="work directory with trained encoders")
     parser.add_argument("--loop_items", type=int, default=500)
-    parser.add_argument("--max_batch_size", type=int, default=256)
+    parser.add_argument("--batch_size", type=int, default=256)
     args, beam_args = parser.parse_known_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -68,14 +68,14 @@ def main(argv: list[str] | None = None) -> int:
         os.symlink(os.path.abspath(path),
                    os.path.join(scratch, os.path.relpath(path, layout.root)))
     started = time.perf_counter()
-    summary = run(["--work", scratch, "--max_batch_size", str(args.max_batch_size),
+    summary = run(["--work", scratch, "--batch_size", str(args.batch_size),
                    *beam_args])
     beam_seconds = time.perf_counter() - started
     beam_rate = summary["items"] / beam_seconds
     loop_rate, looped = loop_items_per_second(args.work, args.loop_items)
     print(f"items {summary['items']:,} (with image {summary['items_with_image']:,}), "
           f"item_dim {summary['item_dim']}")
-    print(f"  Beam RunInference (batches <= {args.max_batch_size}): {beam_rate:8.1f} items/s "
+    print(f"  Beam RunInference (batches of {args.batch_size}): {beam_rate:8.1f} items/s "
           f"({beam_seconds:.1f} s incl. start-up)")
     print(f"  one item at a time ({looped} items):     {loop_rate:8.1f} items/s")
     print(f"  ratio: {beam_rate / loop_rate:.1f}x")

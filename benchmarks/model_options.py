@@ -51,7 +51,7 @@ def train(work: str, name: str, config, seed: int):
     with tempfile.TemporaryDirectory(prefix="model-options-") as backup:
         result = ablations.fit_on_splits(model, work, reader, row.splits, config, seed,
                                          config.train_epochs, config.min_train_steps,
-                                         backup, verbose=0)
+                                         config.patience, backup, verbose=0)
     return model, result
 
 

@@ -25,8 +25,8 @@ def test_job_flags_are_pipeline_options_in_the_display_data():
     assert shown["max_seq_len"] == 30 and "gs://b/img" in str(shown["image_roots"])
     assert options.view_as(WorkOptions).work == "gs://b/work"
     options = parse_job_options(embed_items.EmbedItemsOptions,
-                                ["--work", "w", "--max_batch_size", "64"], "ppm embed-items", "")
-    assert displayed(options)["max_batch_size"] == 64
+                                ["--work", "w", "--batch_size", "64"], "ppm embed-items", "")
+    assert displayed(options)["batch_size"] == 64
 
 
 @pytest.mark.parametrize("job, argv", [

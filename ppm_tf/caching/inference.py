@@ -26,15 +26,31 @@ from apache_beam.ml.inference.tensorflow_inference import TFModelHandlerTensor
 
 class SavedModelHandler(TFModelHandlerTensor):
     """``TFModelHandlerTensor`` for a plain SavedModel called by ``inference_fn``;
-    ``custom_ops``: modules to import before loading (they register the model's ops)."""
+    ``custom_ops``: modules to import before loading (they register the model's ops).
 
-    def __init__(self, model_uri: str, inference_fn: Callable, *, min_batch_size: int,
-                 max_batch_size: int, custom_ops: Sequence[str] = (),
+    Every call runs ``batch_size`` rows: Beam batches that many elements, and a bundle's
+    last, shorter batch is padded with copies of its first element, whose results are
+    dropped. TensorFlow's CPU kernels round a row differently at different batch sizes (by
+    up to about 1e-7), and Beam would size batches by the bundles a run happens to form, so
+    only one size gives an element the same result on every run (README, *Two runs of the
+    same command*).
+    """
+
+    def __init__(self, model_uri: str, inference_fn: Callable, *, batch_size: int,
+                 custom_ops: Sequence[str] = (),
                  element_bytes: Callable[[Any], int] | None = None):
-        super().__init__(model_uri, inference_fn=inference_fn, min_batch_size=min_batch_size,
-                         max_batch_size=max_batch_size)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        super().__init__(model_uri, inference_fn=inference_fn, min_batch_size=batch_size,
+                         max_batch_size=batch_size)
         self.custom_ops = tuple(custom_ops)
         self.element_bytes = element_bytes
+        self.batch_size = batch_size
+
+    def run_inference(self, batch: Sequence[Any], model, inference_args=None):
+        padding = [batch[0]] * (self.batch_size - len(batch))
+        results = super().run_inference(list(batch) + padding, model, inference_args)
+        return list(results)[:len(batch)]
 
     def load_model(self):
         import tensorflow as tf
@@ -80,16 +96,15 @@ class InferenceWithDeadLetters(beam.PTransform):
     input that runs, and for a failing one a record per item ``describe(key)`` lists, with
     its ``reason``, each counted by the Beam counter ``counter`` (namespace, name).
 
-    ``handler(min_batch_size, max_batch_size)`` makes the unkeyed model handler; batches
-    run at up to ``max_batch_size``, a failed batch's elements again at size 1.
+    ``handler(batch_size)`` makes the unkeyed model handler; batches run at
+    ``batch_size``, a failed batch's elements again one at a time.
     """
 
-    def __init__(self, handler: Callable[[int, int], SavedModelHandler], min_batch_size: int,
-                 max_batch_size: int, counter: tuple[str, str],
-                 describe: Callable[[Any], list[dict[str, Any]]]):
+    def __init__(self, handler: Callable[[int], SavedModelHandler], batch_size: int,
+                 counter: tuple[str, str], describe: Callable[[Any], list[dict[str, Any]]]):
         super().__init__()
-        self.batched = KeyedModelHandler(handler(min_batch_size, max_batch_size))
-        self.single = KeyedModelHandler(handler(1, 1))
+        self.batched = KeyedModelHandler(handler(batch_size))
+        self.single = KeyedModelHandler(handler(1))
         self.counter = counter
         self.describe = describe
 

@@ -126,11 +126,10 @@ def _count_catalogue_image(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def _encoder_handler(model: str, inference_fn, custom_ops: tuple[str, ...] = ()):
-    """``(min_batch_size, max_batch_size)`` -> an encoder's model handler."""
-    def make(min_batch_size: int, max_batch_size: int) -> SavedModelHandler:
-        return SavedModelHandler(model, inference_fn, min_batch_size=min_batch_size,
-                                 max_batch_size=max_batch_size, custom_ops=custom_ops,
-                                 element_bytes=len)
+    """``batch_size`` -> an encoder's model handler."""
+    def make(batch_size: int) -> SavedModelHandler:
+        return SavedModelHandler(model, inference_fn, batch_size=batch_size,
+                                 custom_ops=custom_ops, element_bytes=len)
     return make
 
 
@@ -144,15 +143,14 @@ class EmbedItems(beam.PTransform):
     reason and left out of the vectors."""
 
     def __init__(self, text_model: str, image_model: str, image_dim: int,
-                 min_batch_size: int = 16, max_batch_size: int = 256):
+                 batch_size: int = 256):
         super().__init__()
         # tensorflow_text registers the text model's tokeniser ops on the worker.
         self.text_encoder = InferenceWithDeadLetters(
             _encoder_handler(text_model, text_inference_fn, ("tensorflow_text",)),
-            min_batch_size, max_batch_size, (COUNTERS, "dead_lettered"),
-            _describe_item(TEXT_ENCODER))
+            batch_size, (COUNTERS, "dead_lettered"), _describe_item(TEXT_ENCODER))
         self.image_encoder = InferenceWithDeadLetters(
-            _encoder_handler(image_model, image_inference_fn), min_batch_size, max_batch_size,
+            _encoder_handler(image_model, image_inference_fn), batch_size,
             (COUNTERS, "dead_lettered"), _describe_item(IMAGE_ENCODER))
         self.image_dim = image_dim
 
@@ -231,13 +229,11 @@ class EmbedItemsSettings:
     """What ``ppm embed-items`` was asked to do."""
 
     work: str
-    min_batch_size: int = 16  # smallest batch RunInference sends to an encoder
-    max_batch_size: int = 256
+    batch_size: int = 256  # items per encoder call (a shorter last batch is padded)
 
     def __post_init__(self):
-        if not 1 <= self.min_batch_size <= self.max_batch_size:
-            raise ValueError(f"need 1 <= min_batch_size ({self.min_batch_size}) <= "
-                             f"max_batch_size ({self.max_batch_size})")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
 
 
 def encoder_descriptions(layout: WorkLayout) -> dict[str, dict[str, Any]]:
@@ -278,7 +274,7 @@ def run_embed_items(settings: EmbedItemsSettings, options: PipelineOptions) -> d
                 layout.items_pattern, compression_type=CompressionTypes.GZIP)
             | "EmbedItems" >> EmbedItems(
                 layout.encoder_dir(TEXT_ENCODER), layout.encoder_dir(IMAGE_ENCODER), image_dim,
-                settings.min_batch_size, settings.max_batch_size))
+                settings.batch_size))
         _ = vectors | "WriteItemVectors" >> WriteItemVectors(
             layout.item_vectors_prefix, layout.item_vectors_metadata, metadata)
         _ = (dead_letters

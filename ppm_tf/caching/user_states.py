@@ -70,10 +70,9 @@ def tower_inference_fn(model, batch: Sequence[dict[str, Any]], inference_args=No
 
 
 def tower_handler(saved_model_dir: str):
-    """``(min_batch_size, max_batch_size)`` -> the user tower's model handler."""
-    def make(min_batch_size: int, max_batch_size: int) -> SavedModelHandler:
-        return SavedModelHandler(saved_model_dir, tower_inference_fn,
-                                 min_batch_size=min_batch_size, max_batch_size=max_batch_size)
+    """``batch_size`` -> the user tower's model handler."""
+    def make(batch_size: int) -> SavedModelHandler:
+        return SavedModelHandler(saved_model_dir, tower_inference_fn, batch_size=batch_size)
     return make
 
 
@@ -164,7 +163,7 @@ class CacheTowerOutputs(beam.PTransform):
     returns the split's dead letters."""
 
     def __init__(self, split: str, layout: WorkLayout, saved_model_dir: str, item_vectors,
-                 item_dim: int, max_seq_len: int, max_batch_size: int = 1024):
+                 item_dim: int, max_seq_len: int, batch_size: int = 1024):
         super().__init__()
         self.split = split
         self.layout = layout
@@ -172,7 +171,7 @@ class CacheTowerOutputs(beam.PTransform):
         self.item_vectors = item_vectors
         self.item_dim = item_dim
         self.max_seq_len = max_seq_len
-        self.max_batch_size = max_batch_size
+        self.batch_size = batch_size
 
     def expand(self, pbegin):
         split = self.split
@@ -185,7 +184,7 @@ class CacheTowerOutputs(beam.PTransform):
             | "GroupByRequest" >> beam.GroupByKey()
             | "DistinctHistories" >> beam.FlatMap(_distinct_histories, split)
             | "UserTower" >> InferenceWithDeadLetters(
-                tower_handler(self.saved_model_dir), 1, self.max_batch_size,
+                tower_handler(self.saved_model_dir), self.batch_size,
                 (COUNTERS, f"{split}_dead_lettered"),
                 lambda impressions: _describe_impressions(impressions, split)))
         _ = (states

@@ -71,6 +71,7 @@ class ModelConfig:
     min_pretrain_steps: int = 0  # budgets raised to at least this many optimizer steps, so
     min_train_steps: int = 0  # a small window still gets enough updates
     patience: int = 2  # epochs without a better validation click AUC before stopping
+    pretrain_patience: int = 2  # the same for pre-training, whose curve can dip and rise
     save_every_steps: int | None = None  # resume points within epochs (always at their ends)
 
     def __post_init__(self):

@@ -113,11 +113,11 @@ def prepared_model(work: str, name: str, config: ModelConfig) -> RankingModel:
 
 
 def fit_on_splits(model: RankingModel, work: str, reader, splits, config: ModelConfig,
-                  seed: int, epochs: int, min_steps: int, backup_dir: str,
+                  seed: int, epochs: int, min_steps: int, patience: int, backup_dir: str,
                   verbose: int = 1, request_group: int = 1) -> FitResult:
     """Fits ``model`` on ``splits`` read by ``reader`` (``read_split`` or ``read_cached``): up
     to ``epochs`` epochs (more when ``min_steps`` needs them), early-stopped on the ``valid``
-    split's click AUC with the best epoch restored. Each epoch reads its own seeded order,
+    split's click AUC after ``patience`` epochs without a better one, the best restored. Each epoch reads its own seeded order,
     deterministically, so a resumed run ends where an uninterrupted one ends. With a ranking
     loss, each request's impressions are read together, so they share a batch; with a
     ``request_group`` over 1, groups of up to that many of them (PPM pre-training: its tower
@@ -136,7 +136,7 @@ def fit_on_splits(model: RankingModel, work: str, reader, splits, config: ModelC
     validation = reader(work, "valid", config.batch_size, deterministic=True)
     return fit(model, epoch_data, epochs, backup_dir, examples, verbose,
                steps_per_epoch=steps_per_epoch, validation_data=validation,
-               early_stopping=EarlyStoppingConfig(config.patience,
+               early_stopping=EarlyStoppingConfig(patience,
                                                   keep_start=model.starts_at_baseline),
                save_every_steps=config.save_every_steps)
 
@@ -160,7 +160,7 @@ def train_ablation(work: str, name: str, preset_name: str | None = None, seed: i
     if row.fine_tuned:
         result = fit_on_splits(model, work, reader, row.splits, config, seed,
                                epochs or config.train_epochs, config.min_train_steps,
-                               WorkLayout(work).backup(name), verbose)
+                               config.patience, WorkLayout(work).backup(name), verbose)
     else:  # zero-shot or not learnt: scored as it starts, at no training cost
         result = FitResult(train_seconds=0.0, examples=0, epochs=0, final_loss=math.nan)
     extra = {"preset": preset_name, "seed": seed, "splits": list(row.splits),

@@ -77,7 +77,8 @@ def pretrain_ppm(work: str, preset_name: str | None = None, seed: int = 0,
         print(f"pre-training reads {grouping['reads']}")
     result = fit_on_splits(model, work, read_split, ("pretrain",), config, seed,
                            epochs or config.pretrain_epochs, config.min_pretrain_steps,
-                           layout.backup(PRETRAINED), verbose, request_group=request_group)
+                           config.pretrain_patience, layout.backup(PRETRAINED), verbose,
+                           request_group=request_group)
     # Every worker saves (a collective op under several workers); only the chief's is kept.
     with save_path(layout.head_checkpoint, strategy) as path:
         tf.train.Checkpoint(head=model.head).write(path)

@@ -134,7 +134,7 @@ def test_train_encoders_then_embed_items_writes_one_vector_per_item(tiny_work):
     assert text["model"]["recall_at_10"] > text["random"]["recall_at_10"]
     assert text["model"]["queries"] > 0 and text["num_items"] == 300
 
-    summary = run(["--work", tiny_work, "--runner", "DirectRunner", "--max_batch_size", "64"])
+    summary = run(["--work", tiny_work, "--runner", "DirectRunner", "--batch_size", "64"])
     catalogue = _catalogue(tiny_work)
     vectors = _item_vectors(tiny_work, summary)
     assert summary["items"] == len(vectors) == len(catalogue)

@@ -3,6 +3,7 @@ resumes to the same weights as an uninterrupted one, and a missing cached featur
 Work directories are written here by hand (cached TFRecords, vocabularies, metadata)."""
 import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from ppm_tf.models.tasks import ClickOrderTask, RankingModel
 from ppm_tf.models.unified import UnifiedModel
 from ppm_tf.fitting import (VALIDATION_METRIC, EarlyStoppingConfig, ResumableEarlyStopping,
                             TrainingDiverged, fit)
-from ppm_tf.training import ablations
+from ppm_tf.training import ablations, pretrain
 from ppm_tf.work_layout import WorkLayout
 
 CONFIG = preset("tiny")
@@ -439,7 +440,7 @@ def test_fit_reads_requests_together_as_the_loss_and_the_request_group_ask(
         return read_cached(work, splits, batch_size, **options)
 
     model = ablations.prepared_model(work, "base", config)
-    ablations.fit_on_splits(model, work, reader, ("train",), config, 0, 1, 0,
+    ablations.fit_on_splits(model, work, reader, ("train",), config, 0, 1, 0, config.patience,
                             str(tmp_path / "backup"), verbose=0, request_group=request_group)
     assert training_reads == [expected]
 
@@ -462,3 +463,24 @@ def test_ppm_pretraining_trains_with_a_pairwise_loss(tmp_path):
     assert np.isfinite(result.final_loss)
     assert len(result.validation_curve) == 2
     assert all(0.0 < auc < 1.0 for auc in result.validation_curve)
+
+
+def test_pretraining_stops_on_its_own_patience_and_the_rows_on_theirs(tiny_demo_run, tmp_path,
+                                                                      monkeypatch):
+    """Pre-training's validation curve can dip for an epoch and rise after it (the demo
+    world's: 0.6590, 0.6591, 0.6656), so its patience is its own setting."""
+    work = str(tmp_path / "work")
+    shutil.copytree(tiny_demo_run[0] / "work", work)
+    patiences = []
+    fit_on_splits = ablations.fit_on_splits
+
+    def recording(*args, **kwargs):
+        patiences.append(args[8])  # fit_on_splits(..., min_steps, patience, backup_dir, ...)
+        return fit_on_splits(*args, **kwargs)
+
+    monkeypatch.setattr(pretrain, "fit_on_splits", recording)
+    monkeypatch.setattr(ablations, "fit_on_splits", recording)
+    overrides = {"patience": 1, "pretrain_patience": 3}
+    pretrain.pretrain_ppm(work, "tiny", verbose=0, overrides=overrides)
+    ablations.train_ablation(work, "base", "tiny", verbose=0, overrides=overrides)
+    assert patiences == [3, 1]

@@ -117,11 +117,11 @@ def fit_on_splits(model: RankingModel, work: str, reader, splits, config: ModelC
                   verbose: int = 1, request_group: int = 1) -> FitResult:
     """Fits ``model`` on ``splits`` read by ``reader`` (``read_split`` or ``read_cached``): up
     to ``epochs`` epochs (more when ``min_steps`` needs them), early-stopped on the ``valid``
-    split's click AUC after ``patience`` epochs without a better one, the best restored. Each epoch reads its own seeded order,
-    deterministically, so a resumed run ends where an uninterrupted one ends. With a ranking
-    loss, each request's impressions are read together, so they share a batch; with a
-    ``request_group`` over 1, groups of up to that many of them (PPM pre-training: its tower
-    runs once per group)."""
+    split's click AUC after ``patience`` epochs without a better one, the best restored.
+    Each epoch reads its own seeded order, deterministically, so a resumed run ends where an
+    uninterrupted one ends. With a ranking loss, each request's impressions are read
+    together, so they share a batch; with a ``request_group`` over 1, groups of up to that
+    many of them (PPM pre-training: its tower runs once per group)."""
     examples = count_examples(work, splits)
     steps_per_epoch = math.ceil(examples / config.batch_size)
     epochs = max(epochs, math.ceil(min_steps / max(steps_per_epoch, 1)))

@@ -9,6 +9,9 @@ fingerprint of the key's first field (a user's impressions share a shard and sta
 as the request-grouping readers expect), a split has one shard per ``RECORDS_PER_SHARD``
 records, and a shard holds its records sorted by (that fingerprint, key, bytes). Each shard is
 written to a temporary name and renamed when complete, so a reader never globs half a shard.
+The records written are summed over the shards and must equal the records counted on the way
+in: a runner that drops records between the two (the DirectRunner's multi-threaded mode once
+wrote 9,962 of 10,000 item vectors without an error) fails the job instead.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from typing import Any, Iterable
 import apache_beam as beam
 import tensorflow as tf
 
+from ppm_tf.errors import StageError
 from ppm_tf.work_layout import TFRECORD_SUFFIX
 
 # Enough to keep shard files few on small logs, few enough that one shard's records sort in a
@@ -56,9 +60,14 @@ def _keyed_by_shard(keyed_record: tuple[tuple, bytes], shards: int):
     return fingerprint % shards, (fingerprint, key, serialized)
 
 
-def _write_shard(element, prefix: str) -> str:
+class RecordsLostError(StageError):
+    """The runner lost records between counting and writing them."""
+
+
+def _write_shard(element, prefix: str) -> tuple[str, int]:
     """``(shard, {"records": [(fingerprint, key, bytes)], "shards": [count]})`` -> the
-    shard's path, written through a temporary file (``tf.io.gfile``: local or gs://)."""
+    shard's path and its record count, written through a temporary file (``tf.io.gfile``:
+    local or gs://)."""
     shard, grouped = element
     (shards,) = grouped["shards"]
     path = shard_path(prefix, shard, shards)
@@ -74,7 +83,14 @@ def _write_shard(element, prefix: str) -> str:
     finally:
         if tf.io.gfile.exists(temporary):
             tf.io.gfile.remove(temporary)
-    return path
+    return path, len(grouped["records"])
+
+
+def check_nothing_lost(written: int, counted: int, prefix: str) -> None:
+    if written != counted:
+        raise RecordsLostError(f"{prefix}: {counted:,} records came to be written and "
+                               f"{written:,} were written; the runner lost records (re-run "
+                               "with the DirectRunner's in_memory mode, the default here)")
 
 
 def _shard_ids(shards: int) -> Iterable[tuple[int, int]]:
@@ -91,12 +107,18 @@ class WriteTFRecordShards(beam.PTransform):
         self.records_per_shard = records_per_shard
 
     def expand(self, keyed_records):
-        shards = (keyed_records
-                  | "Count" >> beam.combiners.Count.Globally()
-                  | "ShardCount" >> beam.Map(shard_count, self.records_per_shard))
+        counted = keyed_records | "Count" >> beam.combiners.Count.Globally()
+        shards = counted | "ShardCount" >> beam.Map(shard_count, self.records_per_shard)
         by_shard = keyed_records | "KeyByShard" >> beam.Map(
             _keyed_by_shard, shards=beam.pvalue.AsSingleton(shards))
         shard_ids = shards | "ShardIds" >> beam.FlatMap(_shard_ids)
-        return ({"records": by_shard, "shards": shard_ids}
-                | "GroupByShard" >> beam.CoGroupByKey()
-                | "WriteShard" >> beam.Map(_write_shard, self.prefix))
+        written = ({"records": by_shard, "shards": shard_ids}
+                   | "GroupByShard" >> beam.CoGroupByKey()
+                   | "WriteShard" >> beam.Map(_write_shard, self.prefix))
+        _ = (written
+             | "RecordsPerShard" >> beam.Map(lambda path_and_records: path_and_records[1])
+             | "RecordsWritten" >> beam.CombineGlobally(sum)
+             | "CheckNothingLost" >> beam.Map(check_nothing_lost,
+                                              counted=beam.pvalue.AsSingleton(counted),
+                                              prefix=self.prefix))
+        return written | "Paths" >> beam.Map(lambda path_and_records: path_and_records[0])

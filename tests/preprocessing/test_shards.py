@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from ppm_tf.beam_runner import pipeline_options
+from ppm_tf.preprocessing import shards
 from ppm_tf.preprocessing.shards import (WriteTFRecordShards, group_fingerprint, shard_count,
                                          shard_path)
 
@@ -42,6 +43,20 @@ def test_records_in_any_arrival_order_give_the_same_files_and_order(tmp_path):
     assert [_read(path) for path in first] == [_read(path) for path in second]
     written = [record for path in first for record in _read(path)]
     assert sorted(written) == sorted(value for _, value in records)  # each exactly once
+
+
+def test_records_lost_between_counting_and_writing_fail_the_job(tmp_path, monkeypatch):
+    write_shard = shards._write_shard
+
+    def losing_one(element, prefix):  # as a runner that drops a record in the shuffle
+        shard, grouped = element
+        return write_shard((shard, {**grouped, "records": list(grouped["records"])[1:]}),
+                           prefix)
+
+    monkeypatch.setattr(shards, "_write_shard", losing_one)
+    with pytest.raises(shards.RecordsLostError,
+                       match="540 records came to be written and 539 were written"):
+        _write(_records(), str(tmp_path / "part"), 1000)
 
 
 def test_a_users_records_share_a_shard_and_follow_one_another_by_time(tmp_path):

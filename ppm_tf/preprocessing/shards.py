@@ -71,19 +71,20 @@ def _write_shard(element, prefix: str) -> tuple[str, int]:
     shard, grouped = element
     (shards,) = grouped["shards"]
     path = shard_path(prefix, shard, shards)
+    records = sorted(grouped["records"])  # a runner's grouped values need not have a len()
     temporary = f"{path}.tmp-{uuid.uuid4().hex}"
     if posixpath.dirname(path):
         tf.io.gfile.makedirs(posixpath.dirname(path))
     try:
         with tf.io.TFRecordWriter(temporary, tf.io.TFRecordOptions(compression_type="GZIP")
                                   ) as writer:
-            for _, _, serialized in sorted(grouped["records"]):
+            for _, _, serialized in records:
                 writer.write(serialized)
         tf.io.gfile.rename(temporary, path, overwrite=True)
     finally:
         if tf.io.gfile.exists(temporary):
             tf.io.gfile.remove(temporary)
-    return path, len(grouped["records"])
+    return path, len(records)
 
 
 def check_nothing_lost(written: int, counted: int, prefix: str) -> None:

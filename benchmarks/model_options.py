@@ -3,7 +3,7 @@ overridden, seed by seed, scored on ``valid`` (to choose) and ``eval`` (to repor
 
     python benchmarks/model_options.py --work WORK [--models base urm]
         [--variants "" ranking_loss=listwise "urm_integration=gated_logits,content_norm=true"]
-        [--seeds 0 1 2] [--preset NAME]
+        [--seeds 0 1 2] [--preset NAME] [--resamples 500] [--bootstrap-seed 0]
 
 A variant is a comma-separated list of ``ModelConfig`` fields and values, each as ``ppm train
 --set FIELD=VALUE`` reads it (``""`` is the preset as it is). WORK is a finished local pipeline
@@ -13,7 +13,11 @@ valid split's click AUC at the best epoch, or of the starting weights when the r
 (what early stopping and the choice of a default read), per-request GAUC and click AUC on cold
 items, then the eval split's click AUC, per-request GAUC and cold click AUC (reported, never
 used to choose). Rows that ``ppm train`` never fits (``ppm_zero_shot``, ``counts``) are scored
-as they start.
+as they start. Then, for each model, every variant's click AUC minus the first variant's (the
+reference, usually ``""``), overall and on cold items, on ``valid`` and on eval: the mean over
+seeds of the restored weights' scores, with a 95% interval from the bootstrap over users,
+paired over users and seeds (resample b's difference is the mean over seeds of variant minus
+reference on that resample), so a choice on ``valid`` can tell a difference from noise.
 """
 from __future__ import annotations
 
@@ -32,6 +36,8 @@ import tensorflow as tf  # noqa: E402
 
 from ppm_tf import features  # noqa: E402
 from ppm_tf.data.tfrecords import read_cached, read_split  # noqa: E402
+from ppm_tf.evaluation.bootstrap import (DEFAULT_RESAMPLES, UserResamples,  # noqa: E402
+                                         auc_replicates, percentile_interval)
 from ppm_tf.evaluation.evaluate import REQUEST_GROUP, with_request_groups  # noqa: E402
 from ppm_tf.metrics import grouped_auc, roc_auc  # noqa: E402
 from ppm_tf.models.config import parse_override, preset  # noqa: E402
@@ -55,9 +61,13 @@ def train(work: str, name: str, config, seed: int):
     return model, result
 
 
-def scores(model, work: str, name: str, split: str) -> tuple[float, float, float]:
-    """Click AUC, per-request GAUC (groups = (user, request)) and click AUC on cold items
-    (``features.IS_COLD_ITEM``: no impression before the recent window) on ``split``."""
+SPLITS = ("valid", "eval")
+DIFFERENCE_SLICES = ("overall", "cold")
+
+
+def predictions(model, work: str, name: str, split: str) -> dict[str, np.ndarray]:
+    """The split's labels, users, request groups, cold flags and the model's click
+    probabilities, in the reader's one deterministic order."""
     read = (features.CLICK, features.USER_ID, features.REQUEST_ID, features.IS_COLD_ITEM)
     columns = {key: [] for key in (*read, "click_prob")}
     for batch in ablations.read_examples(name, work, split, 2048, deterministic=True):
@@ -65,11 +75,66 @@ def scores(model, work: str, name: str, split: str) -> tuple[float, float, float
             columns[key].append(batch[key].numpy())
         columns["click_prob"].append(model.predict_probabilities(batch)["click_prob"].numpy())
     rows = with_request_groups({key: np.concatenate(values) for key, values in columns.items()})
+    rows[features.IS_COLD_ITEM] = rows[features.IS_COLD_ITEM].astype(bool)
+    return rows
+
+
+def scores(rows: dict[str, np.ndarray]) -> tuple[float, float, float]:
+    """Click AUC, per-request GAUC (groups = (user, request)) and click AUC on cold items
+    (``features.IS_COLD_ITEM``: no impression before the recent window)."""
     labels, probabilities = rows[features.CLICK], rows["click_prob"]
-    cold = rows[features.IS_COLD_ITEM].astype(bool)
+    cold = rows[features.IS_COLD_ITEM]
     return (roc_auc(labels, probabilities),
             grouped_auc(rows[REQUEST_GROUP], labels, probabilities),
             roc_auc(labels[cold], probabilities[cold]))
+
+
+class PairedRuns:
+    """One model's runs (variant x seed) on one split, scored on shared user resamples so
+    that variants can be compared in pairs."""
+
+    def __init__(self, resamples: int, bootstrap_seed: int):
+        self.resamples, self.bootstrap_seed = resamples, bootstrap_seed
+        self.rows: dict[str, np.ndarray] | None = None
+        self.draws: UserResamples | None = None
+        self.points: dict[str, dict[str, list[float]]] = {}
+        self.replicates: dict[str, dict[str, list[np.ndarray]]] = {}
+
+    def add(self, variant: str, rows: dict[str, np.ndarray]) -> None:
+        if self.rows is None:
+            self.rows = rows
+            self.draws = UserResamples.draw(rows[features.USER_ID], self.resamples,
+                                            self.bootstrap_seed)
+        elif not (np.array_equal(rows[features.USER_ID], self.rows[features.USER_ID])
+                  and np.array_equal(rows[features.CLICK], self.rows[features.CLICK])):
+            raise RuntimeError("the split was read in another order; runs cannot be paired")
+        labels, probabilities = rows[features.CLICK], rows["click_prob"]
+        for piece in DIFFERENCE_SLICES:
+            where = (np.ones(labels.shape, bool) if piece == "overall"
+                     else rows[features.IS_COLD_ITEM])
+            self.points.setdefault(variant, {}).setdefault(piece, []).append(
+                roc_auc(labels[where], probabilities[where]))
+            self.replicates.setdefault(variant, {}).setdefault(piece, []).append(
+                auc_replicates(self.draws, labels, probabilities, where))
+
+    def difference(self, variant: str, reference: str, piece: str):
+        """Mean over seeds of variant minus reference, and its paired 95% interval."""
+        point = np.mean(self.points[variant][piece]) - np.mean(self.points[reference][piece])
+        paired = (np.mean(self.replicates[variant][piece], axis=0)
+                  - np.mean(self.replicates[reference][piece], axis=0))
+        return float(point), percentile_interval(paired)
+
+
+def difference_line(name: str, label: str, reference_label: str,
+                    runs: dict[str, PairedRuns], variant: str, reference: str) -> str:
+    cells = []
+    for split in SPLITS:
+        for piece in DIFFERENCE_SLICES:
+            point, interval = runs[split].difference(variant, reference, piece)
+            bounds = ("[–]" if interval is None
+                      else f"[{interval[0]:+.4f}, {interval[1]:+.4f}]")
+            cells.append(f"{split} {piece} {point:+.4f} {bounds}")
+    return f"{name} [{label}] - [{reference_label}]: " + "  ".join(cells)
 
 
 def parse_variant(text: str) -> dict:
@@ -89,29 +154,47 @@ def main(argv=None) -> None:
                         help='FIELD=VALUE[,FIELD=VALUE...] per variant; "" is the preset')
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--preset", help="model preset (default: the one WORK was trained with)")
+    parser.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES)
+    parser.add_argument("--bootstrap-seed", type=int, default=0)
     args = parser.parse_args(argv)
     base_config = preset(ablations.resolve_preset(args.work, args.preset))
+    overrides = {variant: parse_variant(variant) for variant in args.variants}
     print("model  variant  seed  valid AUC  valid GAUC  valid cold  eval AUC  eval GAUC  "
           "eval cold  best epoch")
+    differences = []
     for name in args.models:
+        runs = {split: PairedRuns(args.resamples, args.bootstrap_seed) for split in SPLITS}
         for variant in args.variants:
-            config = dataclasses.replace(base_config, **parse_variant(variant))
+            config = dataclasses.replace(base_config, **overrides[variant])
             label = variant or "preset"
-            rows = []
+            table = []
             for seed in args.seeds:
                 model, result = train(args.work, name, config, seed)
-                valid = scores(model, args.work, name, "valid")
+                split_rows = {split: predictions(model, args.work, name, split)
+                              for split in SPLITS}
+                for split in SPLITS:
+                    runs[split].add(variant, split_rows[split])
+                valid = scores(split_rows["valid"])
                 if result is not None:  # the AUC early stopping read, not a fresh scoring
                     kept_start = ([] if result.validation_start is None
                                   else [result.validation_start])
                     valid = (max((*result.validation_curve, *kept_start)), *valid[1:])
-                row = (*valid, *scores(model, args.work, name, "eval"))
-                rows.append(row)
+                row = (*valid, *scores(split_rows["eval"]))
+                table.append(row)
                 fitted = "not fitted" if result is None else f"{result.best_epoch}/{result.epochs}"
                 print(f"{name} [{label}] seed {seed}  "
                       + "  ".join(f"{value:.4f}" for value in row) + f"  {fitted}", flush=True)
             print(f"{name} [{label}] mean    "
-                  + "  ".join(f"{value:.4f}" for value in np.mean(rows, axis=0)), flush=True)
+                  + "  ".join(f"{value:.4f}" for value in np.mean(table, axis=0)), flush=True)
+        reference = args.variants[0]
+        differences += [difference_line(name, variant or "preset", reference or "preset", runs,
+                                        variant, reference)
+                        for variant in args.variants[1:]]
+    if differences:
+        print(f"\nclick AUC minus the first variant's, mean over seeds {args.seeds} [95% "
+              f"interval, bootstrap over users ({args.resamples} resamples), paired over "
+              "users and seeds]")
+        print("\n".join(differences))
 
 
 if __name__ == "__main__":

@@ -83,6 +83,15 @@ def test_model_options_trains_each_variant_aside_and_scores_valid_and_eval(tiny_
     metrics = json.loads((out / "metrics.json").read_text())
     assert float(zero_shot.group(2)) == pytest.approx(
         metrics["models"]["ppm_zero_shot"]["overall"]["click_auc"], abs=1e-4)
+    # The variant against the preset, paired per split and slice, with an interval (a tiny
+    # split's cold slice may hold one class only: nan, no interval).
+    interval = r"\[[+-]\d\.\d{4}, [+-]\d\.\d{4}\]"
+    difference = rf"(?:[+-]\d\.\d{{4}} {interval}|[+-]?nan \[–\])"
+    assert re.search(r"^urm \[head_learning_rate_scale=0,content_norm=true\] - \[preset\]: "
+                     rf"valid overall [+-]\d\.\d{{4}} {interval}  valid cold {difference}  "
+                     rf"eval overall [+-]\d\.\d{{4}} {interval}  eval cold {difference}$",
+                     stdout, re.MULTILINE), stdout
+    assert "ppm_zero_shot [preset] -" not in stdout  # one variant: nothing to compare
     assert prediction_times(out) == before
     bad = subprocess.run([sys.executable, str(REPO / "benchmarks" / "model_options.py"),
                           "--work", str(out / "work"), "--variants", "learning_rte=1"],

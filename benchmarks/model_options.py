@@ -14,7 +14,9 @@ valid split's click AUC at the best epoch, or of the starting weights when the r
 items, then the eval split's click AUC, per-request GAUC and cold click AUC (reported, never
 used to choose). Rows that ``ppm train`` never fits (``ppm_zero_shot``, ``counts``) are scored
 as they start. Then, for each model, every variant's click AUC minus the first variant's (the
-reference, usually ``""``), overall and on cold items, on ``valid`` and on eval: the mean over
+reference, usually ``""``), overall, on cold items and on the cold items never shown before
+the split (for ``valid``: not in ``train``; for eval: not in the recent window), on ``valid``
+and on eval: the mean over
 seeds of the restored weights' scores, with a 95% interval from the bootstrap over users,
 paired over users and seeds (resample b's difference is the mean over seeds of variant minus
 reference on that resample), so a choice on ``valid`` can tell a difference from noise.
@@ -38,7 +40,8 @@ from ppm_tf import features  # noqa: E402
 from ppm_tf.data.tfrecords import read_cached, read_split  # noqa: E402
 from ppm_tf.evaluation.bootstrap import (DEFAULT_RESAMPLES, UserResamples,  # noqa: E402
                                          auc_replicates, percentile_interval)
-from ppm_tf.evaluation.evaluate import REQUEST_GROUP, with_request_groups  # noqa: E402
+from ppm_tf.evaluation.evaluate import (RECENT_WINDOW, REQUEST_GROUP,  # noqa: E402
+                                        window_item_ids, with_request_groups)
 from ppm_tf.metrics import grouped_auc, roc_auc  # noqa: E402
 from ppm_tf.models.config import parse_override, preset  # noqa: E402
 from ppm_tf.training import ablations  # noqa: E402
@@ -62,13 +65,16 @@ def train(work: str, name: str, config, seed: int):
 
 
 SPLITS = ("valid", "eval")
-DIFFERENCE_SLICES = ("overall", "cold")
+EARLIER_SPLITS = {"valid": ("train",), "eval": RECENT_WINDOW}  # the window's splits before each
+UNSEEN = "unseen"  # cold items with no impression in the window before the split
+DIFFERENCE_SLICES = ("overall", "cold", UNSEEN)
 
 
 def predictions(model, work: str, name: str, split: str) -> dict[str, np.ndarray]:
-    """The split's labels, users, request groups, cold flags and the model's click
+    """The split's labels, users, request groups, item ids, cold flags and the model's click
     probabilities, in the reader's one deterministic order."""
-    read = (features.CLICK, features.USER_ID, features.REQUEST_ID, features.IS_COLD_ITEM)
+    read = (features.CLICK, features.USER_ID, features.REQUEST_ID, features.ITEM_ID,
+            features.IS_COLD_ITEM)
     columns = {key: [] for key in (*read, "click_prob")}
     for batch in ablations.read_examples(name, work, split, 2048, deterministic=True):
         for key in read:
@@ -77,6 +83,15 @@ def predictions(model, work: str, name: str, split: str) -> dict[str, np.ndarray
     rows = with_request_groups({key: np.concatenate(values) for key, values in columns.items()})
     rows[features.IS_COLD_ITEM] = rows[features.IS_COLD_ITEM].astype(bool)
     return rows
+
+
+def difference_masks(rows: dict[str, np.ndarray],
+                     earlier_items: np.ndarray) -> dict[str, np.ndarray]:
+    """The rows of each of ``DIFFERENCE_SLICES``."""
+    cold = rows[features.IS_COLD_ITEM]
+    items = np.char.decode(rows[features.ITEM_ID].astype(np.bytes_), "utf-8")
+    return {"overall": np.ones(cold.shape, bool), "cold": cold,
+            UNSEEN: cold & ~np.isin(items, earlier_items)}
 
 
 def scores(rows: dict[str, np.ndarray]) -> tuple[float, float, float]:
@@ -93,25 +108,25 @@ class PairedRuns:
     """One model's runs (variant x seed) on one split, scored on shared user resamples so
     that variants can be compared in pairs."""
 
-    def __init__(self, resamples: int, bootstrap_seed: int):
+    def __init__(self, earlier_items: np.ndarray, resamples: int, bootstrap_seed: int):
+        self.earlier_items = earlier_items
         self.resamples, self.bootstrap_seed = resamples, bootstrap_seed
         self.rows: dict[str, np.ndarray] | None = None
+        self.masks: dict[str, np.ndarray] = {}
         self.draws: UserResamples | None = None
         self.points: dict[str, dict[str, list[float]]] = {}
         self.replicates: dict[str, dict[str, list[np.ndarray]]] = {}
 
     def add(self, variant: str, rows: dict[str, np.ndarray]) -> None:
         if self.rows is None:
-            self.rows = rows
+            self.rows, self.masks = rows, difference_masks(rows, self.earlier_items)
             self.draws = UserResamples.draw(rows[features.USER_ID], self.resamples,
                                             self.bootstrap_seed)
         elif not (np.array_equal(rows[features.USER_ID], self.rows[features.USER_ID])
                   and np.array_equal(rows[features.CLICK], self.rows[features.CLICK])):
             raise RuntimeError("the split was read in another order; runs cannot be paired")
         labels, probabilities = rows[features.CLICK], rows["click_prob"]
-        for piece in DIFFERENCE_SLICES:
-            where = (np.ones(labels.shape, bool) if piece == "overall"
-                     else rows[features.IS_COLD_ITEM])
+        for piece, where in self.masks.items():
             self.points.setdefault(variant, {}).setdefault(piece, []).append(
                 roc_auc(labels[where], probabilities[where]))
             self.replicates.setdefault(variant, {}).setdefault(piece, []).append(
@@ -123,6 +138,12 @@ class PairedRuns:
         paired = (np.mean(self.replicates[variant][piece], axis=0)
                   - np.mean(self.replicates[reference][piece], axis=0))
         return float(point), percentile_interval(paired)
+
+
+def slice_sizes(name: str, runs: dict[str, PairedRuns]) -> str:
+    return f"{name} impressions: " + "  ".join(
+        f"{split} {piece} {int(mask.sum()):,}" for split in SPLITS
+        for piece, mask in runs[split].masks.items())
 
 
 def difference_line(name: str, label: str, reference_label: str,
@@ -161,9 +182,12 @@ def main(argv=None) -> None:
     overrides = {variant: parse_variant(variant) for variant in args.variants}
     print("model  variant  seed  valid AUC  valid GAUC  valid cold  eval AUC  eval GAUC  "
           "eval cold  best epoch")
+    earlier_items = {split: window_item_ids(args.work, EARLIER_SPLITS[split])
+                     for split in SPLITS}
     differences = []
     for name in args.models:
-        runs = {split: PairedRuns(args.resamples, args.bootstrap_seed) for split in SPLITS}
+        runs = {split: PairedRuns(earlier_items[split], args.resamples, args.bootstrap_seed)
+                for split in SPLITS}
         for variant in args.variants:
             config = dataclasses.replace(base_config, **overrides[variant])
             label = variant or "preset"
@@ -187,6 +211,8 @@ def main(argv=None) -> None:
             print(f"{name} [{label}] mean    "
                   + "  ".join(f"{value:.4f}" for value in np.mean(table, axis=0)), flush=True)
         reference = args.variants[0]
+        if len(args.variants) > 1:
+            differences.append(slice_sizes(name, runs))
         differences += [difference_line(name, variant or "preset", reference or "preset", runs,
                                         variant, reference)
                         for variant in args.variants[1:]]

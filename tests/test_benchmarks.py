@@ -84,13 +84,24 @@ def test_model_options_trains_each_variant_aside_and_scores_valid_and_eval(tiny_
     assert float(zero_shot.group(2)) == pytest.approx(
         metrics["models"]["ppm_zero_shot"]["overall"]["click_auc"], abs=1e-4)
     # The variant against the preset, paired per split and slice, with an interval (a tiny
-    # split's cold slice may hold one class only: nan, no interval).
+    # split's cold slices may hold one class only, or nothing: nan, no interval).
     interval = r"\[[+-]\d\.\d{4}, [+-]\d\.\d{4}\]"
     difference = rf"(?:[+-]\d\.\d{{4}} {interval}|[+-]?nan \[–\])"
     assert re.search(r"^urm \[head_learning_rate_scale=0,content_norm=true\] - \[preset\]: "
                      rf"valid overall [+-]\d\.\d{{4}} {interval}  valid cold {difference}  "
-                     rf"eval overall [+-]\d\.\d{{4}} {interval}  eval cold {difference}$",
+                     rf"valid unseen {difference}  eval overall [+-]\d\.\d{{4}} {interval}  "
+                     rf"eval cold {difference}  eval unseen {difference}$",
                      stdout, re.MULTILINE), stdout
+    sizes = re.search(r"^urm impressions: valid overall ([\d,]+)  valid cold ([\d,]+)  "
+                      r"valid unseen ([\d,]+)  eval overall ([\d,]+)  eval cold ([\d,]+)  "
+                      r"eval unseen ([\d,]+)$", stdout, re.MULTILINE)
+    assert sizes, stdout
+    valid_sizes, eval_sizes = ([int(size.replace(",", "")) for size in sizes.groups()[i:i + 3]]
+                               for i in (0, 3))
+    assert metrics["models"]["urm"]["overall"]["examples"] == eval_sizes[0]
+    assert metrics["models"]["urm"]["cold"]["examples"] == eval_sizes[1]
+    assert metrics["models"]["urm"]["cold_unseen"]["examples"] == eval_sizes[2]
+    assert valid_sizes[0] >= valid_sizes[1] >= valid_sizes[2]
     assert "ppm_zero_shot [preset] -" not in stdout  # one variant: nothing to compare
     assert prediction_times(out) == before
     bad = subprocess.run([sys.executable, str(REPO / "benchmarks" / "model_options.py"),

@@ -91,10 +91,11 @@ def load_all_predictions(work: str) -> dict[str, dict[str, np.ndarray]]:
     return predictions
 
 
-def window_item_ids(work: str) -> np.ndarray:
-    """Item ids with an impression in the recent window (the train and valid splits)."""
+def window_item_ids(work: str, splits: tuple[str, ...] = RECENT_WINDOW) -> np.ndarray:
+    """Item ids with an impression in the recent window (the train and valid splits), or in
+    the window's ``splits`` before some later one."""
     seen = [np.unique(batch[features.ITEM_ID].numpy()) for batch in read_split(
-        work, RECENT_WINDOW, 8192, deterministic=True, features=[features.ITEM_ID])]
+        work, splits, 8192, deterministic=True, features=[features.ITEM_ID])]
     return np.char.decode(np.unique(np.concatenate(seen)).astype(np.bytes_), "utf-8")
 
 

@@ -14,12 +14,12 @@ valid split's click AUC at the best epoch, or of the starting weights when the r
 items, then the eval split's click AUC, per-request GAUC and cold click AUC (reported, never
 used to choose). Rows that ``ppm train`` never fits (``ppm_zero_shot``, ``counts``) are scored
 as they start. Then, for each model, every variant's click AUC minus the first variant's (the
-reference, usually ``""``), overall, on cold items and on the cold items never shown before
-the split (for ``valid``: not in ``train``; for eval: not in the recent window), on ``valid``
-and on eval: the mean over
-seeds of the restored weights' scores, with a 95% interval from the bootstrap over users,
-paired over users and seeds (resample b's difference is the mean over seeds of variant minus
-reference on that resample), so a choice on ``valid`` can tell a difference from noise.
+reference, usually ``""``) on ``valid`` and on eval: overall, on cold items and on the cold
+items never shown before the split (for ``valid``: not in ``train``; for eval: not in the
+recent window). Each is the mean over seeds of the restored weights' scores, with a 95%
+interval from the bootstrap over users, paired over users and seeds (resample b's difference
+is the mean over seeds of variant minus reference on that resample), so a choice on ``valid``
+can tell a difference from noise.
 """
 from __future__ import annotations
 

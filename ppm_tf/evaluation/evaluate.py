@@ -92,8 +92,8 @@ def load_all_predictions(work: str) -> dict[str, dict[str, np.ndarray]]:
 
 
 def window_item_ids(work: str, splits: tuple[str, ...] = RECENT_WINDOW) -> np.ndarray:
-    """Item ids with an impression in the recent window (the train and valid splits), or in
-    the window's ``splits`` before some later one."""
+    """Item ids with an impression in ``splits`` of the recent window (by default the whole
+    window: the train and valid splits)."""
     seen = [np.unique(batch[features.ITEM_ID].numpy()) for batch in read_split(
         work, splits, 8192, deterministic=True, features=[features.ITEM_ID])]
     return np.char.decode(np.unique(np.concatenate(seen)).astype(np.bytes_), "utf-8")

@@ -40,8 +40,9 @@ from ppm_tf import features  # noqa: E402
 from ppm_tf.data.tfrecords import read_cached, read_split  # noqa: E402
 from ppm_tf.evaluation.bootstrap import (DEFAULT_RESAMPLES, UserResamples,  # noqa: E402
                                          auc_replicates, percentile_interval)
+from ppm_tf.evaluation import COLD_UNSEEN  # noqa: E402
 from ppm_tf.evaluation.evaluate import (RECENT_WINDOW, REQUEST_GROUP,  # noqa: E402
-                                        window_item_ids, with_request_groups)
+                                        slice_masks, window_item_ids, with_request_groups)
 from ppm_tf.metrics import grouped_auc, roc_auc  # noqa: E402
 from ppm_tf.models.config import parse_override, preset  # noqa: E402
 from ppm_tf.training import ablations  # noqa: E402
@@ -66,8 +67,8 @@ def train(work: str, name: str, config, seed: int):
 
 SPLITS = ("valid", "eval")
 EARLIER_SPLITS = {"valid": ("train",), "eval": RECENT_WINDOW}  # the window's splits before each
-UNSEEN = "unseen"  # cold items with no impression in the window before the split
-DIFFERENCE_SLICES = ("overall", "cold", UNSEEN)
+# Overall, cold items, and cold items with no impression in the window before the split.
+DIFFERENCE_SLICES = {"overall": "overall", "cold": "cold", COLD_UNSEEN: "unseen"}
 
 
 def predictions(model, work: str, name: str, split: str) -> dict[str, np.ndarray]:
@@ -82,16 +83,8 @@ def predictions(model, work: str, name: str, split: str) -> dict[str, np.ndarray
         columns["click_prob"].append(model.predict_probabilities(batch)["click_prob"].numpy())
     rows = with_request_groups({key: np.concatenate(values) for key, values in columns.items()})
     rows[features.IS_COLD_ITEM] = rows[features.IS_COLD_ITEM].astype(bool)
+    rows[features.ITEM_ID] = np.char.decode(rows[features.ITEM_ID].astype(np.bytes_), "utf-8")
     return rows
-
-
-def difference_masks(rows: dict[str, np.ndarray],
-                     earlier_items: np.ndarray) -> dict[str, np.ndarray]:
-    """The rows of each of ``DIFFERENCE_SLICES``."""
-    cold = rows[features.IS_COLD_ITEM]
-    items = np.char.decode(rows[features.ITEM_ID].astype(np.bytes_), "utf-8")
-    return {"overall": np.ones(cold.shape, bool), "cold": cold,
-            UNSEEN: cold & ~np.isin(items, earlier_items)}
 
 
 def scores(rows: dict[str, np.ndarray]) -> tuple[float, float, float]:
@@ -119,7 +112,8 @@ class PairedRuns:
 
     def add(self, variant: str, rows: dict[str, np.ndarray]) -> None:
         if self.rows is None:
-            self.rows, self.masks = rows, difference_masks(rows, self.earlier_items)
+            masks = slice_masks(rows, self.earlier_items)  # the evaluation's, split-relative
+            self.rows, self.masks = rows, {piece: masks[piece] for piece in DIFFERENCE_SLICES}
             self.draws = UserResamples.draw(rows[features.USER_ID], self.resamples,
                                             self.bootstrap_seed)
         elif not (np.array_equal(rows[features.USER_ID], self.rows[features.USER_ID])
@@ -142,7 +136,7 @@ class PairedRuns:
 
 def slice_sizes(name: str, runs: dict[str, PairedRuns]) -> str:
     return f"{name} impressions: " + "  ".join(
-        f"{split} {piece} {int(mask.sum()):,}" for split in SPLITS
+        f"{split} {DIFFERENCE_SLICES[piece]} {int(mask.sum()):,}" for split in SPLITS
         for piece, mask in runs[split].masks.items())
 
 
@@ -150,11 +144,11 @@ def difference_line(name: str, label: str, reference_label: str,
                     runs: dict[str, PairedRuns], variant: str, reference: str) -> str:
     cells = []
     for split in SPLITS:
-        for piece in DIFFERENCE_SLICES:
+        for piece, piece_label in DIFFERENCE_SLICES.items():
             point, interval = runs[split].difference(variant, reference, piece)
             bounds = ("[–]" if interval is None
                       else f"[{interval[0]:+.4f}, {interval[1]:+.4f}]")
-            cells.append(f"{split} {piece} {point:+.4f} {bounds}")
+            cells.append(f"{split} {piece_label} {point:+.4f} {bounds}")
     return f"{name} [{label}] - [{reference_label}]: " + "  ".join(cells)
 
 

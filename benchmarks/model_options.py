@@ -36,11 +36,12 @@ import numpy as np  # noqa: E402
 import ppm_tf  # noqa: E402,F401  (selects tf-keras before TensorFlow loads)
 import tensorflow as tf  # noqa: E402
 
+from benchmarks.ablation_seeds import interval_text  # noqa: E402
 from ppm_tf import features  # noqa: E402
 from ppm_tf.data.tfrecords import read_cached, read_split  # noqa: E402
+from ppm_tf.evaluation import COLD_UNSEEN  # noqa: E402
 from ppm_tf.evaluation.bootstrap import (DEFAULT_RESAMPLES, UserResamples,  # noqa: E402
                                          auc_replicates, percentile_interval)
-from ppm_tf.evaluation import COLD_UNSEEN  # noqa: E402
 from ppm_tf.evaluation.evaluate import (RECENT_WINDOW, REQUEST_GROUP,  # noqa: E402
                                         slice_masks, window_item_ids, with_request_groups)
 from ppm_tf.metrics import grouped_auc, roc_auc  # noqa: E402
@@ -146,9 +147,8 @@ def difference_line(name: str, label: str, reference_label: str,
     for split in SPLITS:
         for piece, piece_label in DIFFERENCE_SLICES.items():
             point, interval = runs[split].difference(variant, reference, piece)
-            bounds = ("[–]" if interval is None
-                      else f"[{interval[0]:+.4f}, {interval[1]:+.4f}]")
-            cells.append(f"{split} {piece_label} {point:+.4f} {bounds}")
+            cells.append(f"{split} {piece_label} {point:+.4f} "
+                         f"{interval_text(interval, signed=True)}")
     return f"{name} [{label}] - [{reference_label}]: " + "  ".join(cells)
 
 

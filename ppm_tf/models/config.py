@@ -55,6 +55,8 @@ class ModelConfig:
     urm_integration: str = "logits_and_representation"  # see URM_INTEGRATIONS
     count_volumes: bool = True  # IDRec and lr read log1p(impressions) of each count window
     # beside its smoothed rates (False: the rates only, CountEncoding.model_inputs)
+    content_tokens: bool = True  # IDRec reads the items' content tokens (entities, attrs;
+    # False: ids, category and brand only, as a catalogue without structured content)
     count_offset: bool = False  # IDRec's logits start from the count baseline's (the
     # user's and the candidate's smoothed rates, the ``counts`` row) and learn the residual
     content_norm: bool = False  # LayerNorm where content enters IDRec (qm_ep's ME vector,

@@ -1,7 +1,8 @@
 """IDRec: the ID-based CTR model the paper starts from ("Base").
 
 Id embeddings (user, item, category, brand; vocabulary + hashed out-of-vocabulary buckets), a
-bag of the item's content tokens (all its entities and declared attributes), DIN attention
+bag of the item's content tokens (all its entities and declared attributes; off with
+``content_tokens=false``, to measure what they give a new item), DIN attention
 of the candidate over the behaviour sequence's clicks, the as-of counts of the user, the item
 and its category (smoothed towards ``count_priors``: what the logs plainly say about
 how often each clicks or is clicked, known for users and items no id embedding has seen),
@@ -167,8 +168,8 @@ class IDRecBackbone(tf.keras.layers.Layer):
                                     name="category")
         self.brand = IdEmbedding(vocabularies[features.BRAND], oov_buckets, dim, l2,
                                  name="brand")
-        self.content = ContentBag(vocabularies[features.CONTENT_VOCABULARY], oov_buckets, dim, l2,
-                                  name="content")
+        self.content = (ContentBag(vocabularies[features.CONTENT_VOCABULARY], oov_buckets, dim,
+                                   l2, name="content") if config.content_tokens else None)
         self.interest = TargetAttention(list(config.attention_units), name="din_attention")
         self.cross = [tfrs.layers.dcn.Cross(name=f"cross_{index}")
                       for index in range(config.cross_layers)]
@@ -185,12 +186,10 @@ class IDRecBackbone(tf.keras.layers.Layer):
 
     def call(self, inputs, training=None):
         batch_features, extra = inputs
-        candidate = tf.concat([self.item(batch_features[features.ITEM_ID], training=training),
-                               self.category(batch_features[features.CATEGORY]),
-                               self.content(batch_features[features.ITEM_CONTENT])], -1)
-        history = tf.concat([self.item(batch_features[features.HIST_ITEM_IDS], training=False),
-                             self.category(batch_features[features.HIST_CATEGORIES]),
-                             self.content(batch_features[features.HIST_CONTENT])], -1)
+        candidate = self._item_embedding(batch_features, features.ITEM_ID, features.CATEGORY,
+                                         features.ITEM_CONTENT, training)
+        history = self._item_embedding(batch_features, features.HIST_ITEM_IDS,
+                                       features.HIST_CATEGORIES, features.HIST_CONTENT, False)
         interest = self.interest((candidate, history, clicked_history(batch_features)))
         encoded = {name: self.counts(batch_features[name]) for name in features.COUNT_FEATURES}
         counts = tf.concat([CountEncoding.model_inputs(value, self.count_volumes)
@@ -211,6 +210,15 @@ class IDRecBackbone(tf.keras.layers.Layer):
             encoded[features.USER_COUNTS], encoded[features.ITEM_COUNTS],
             self.offset_prior_logits)
         return click + offset_click, order + offset_order
+
+    def _item_embedding(self, batch_features, ids, categories, content, training):
+        """An item's (or each behaviour entry's) id, category and, with ``content_tokens``,
+        content-token embeddings, side by side."""
+        parts = [self.item(batch_features[ids], training=training),
+                 self.category(batch_features[categories])]
+        if self.content is not None:
+            parts.append(self.content(batch_features[content]))
+        return tf.concat(parts, -1)
 
 
 class IDRec(RankingModel):

@@ -446,6 +446,20 @@ def test_idrec_sees_every_content_token_of_the_candidate(vocabularies):
     first_token_only = {**batch, features.ITEM_CONTENT: tf.constant(["red", "", "year=1995"])}
     assert not np.allclose(base(batch)["click"].numpy(), base(first_token_only)["click"].numpy())
 
+def test_without_content_tokens_idrec_and_urm_read_no_content_token(vocabularies):
+    batch = make_batch()
+    no_content = {**batch, features.ITEM_CONTENT: tf.constant(["", "", ""]),
+                  features.HIST_CONTENT: tf.fill(tf.shape(batch[features.HIST_CONTENT]), "")}
+    config = dataclasses.replace(CONFIG, content_tokens=False)
+    for model in (IDRec(vocabularies, 2, config, PRIORS, name="base"),
+                  UnifiedModel(vocabularies, 2, config, PRIORS, name="urm")):
+        assert_same_logits(model(no_content), model(batch))
+        assert not any("/content/" in name for name in variable_names(model))
+    with_tokens = IDRec(vocabularies, 2, CONFIG, PRIORS, name="base")
+    with_tokens(batch)
+    assert any("/content/" in name for name in variable_names(with_tokens))
+
+
 def test_idrec_base_and_qm_ep(vocabularies):
     batch = make_batch()
     base = IDRec(vocabularies, 2, CONFIG, PRIORS, name="base")

@@ -119,6 +119,16 @@ def pooled_table(pool: SeedPool, models: list[str]) -> list[str]:
     return lines
 
 
+def paired_gain(pool: SeedPool, name: str, piece: str, metric: str) -> tuple[np.ndarray, str]:
+    """``name`` minus base on one slice's metric: per seed, and the text of the seed mean
+    with its interval, paired over users and seeds."""
+    per_seed = pool.values(name, piece, metric) - pool.values(BASE, piece, metric)
+    paired = (pool.seed_mean_replicates(name, piece, metric)
+              - pool.seed_mean_replicates(BASE, piece, metric))
+    return per_seed, (f"{per_seed.mean():+.4f} "
+                      f"{interval_text(percentile_interval(paired), signed=True)}")
+
+
 def difference_lines(pool: SeedPool, models: list[str]) -> list[str]:
     lines = []
     for name in models:
@@ -126,16 +136,13 @@ def difference_lines(pool: SeedPool, models: list[str]) -> list[str]:
             continue
         gains, cells = {}, []
         for piece in EVAL_SLICES:
-            per_seed = pool.values(name, piece, "click_auc") - pool.values(BASE, piece,
-                                                                          "click_auc")
-            paired = (pool.seed_mean_replicates(name, piece, "click_auc")
-                      - pool.seed_mean_replicates(BASE, piece, "click_auc"))
-            gains[piece] = per_seed
-            cells.append(f"{piece} {per_seed.mean():+.4f} "
-                         f"{interval_text(percentile_interval(paired), signed=True)}")
+            gains[piece], text = paired_gain(pool, name, piece, "click_auc")
+            cells.append(f"{piece} {text}")
+        _, request_gauc = paired_gain(pool, name, "overall", "click_request_gauc")
         lines.append(f"{name} - {BASE}: " + "  ".join(cells)
                      + f"  cold/overall {ratio(gains['cold'].mean(), gains['overall'].mean())}"
-                     + f" (per seed {', '.join(map(ratio, gains['cold'], gains['overall']))})")
+                     + f" (per seed {', '.join(map(ratio, gains['cold'], gains['overall']))})"
+                     + f"  GAUC/request overall {request_gauc}")
     return lines
 
 
@@ -184,8 +191,8 @@ def main() -> None:
           f"of the seed mean, bootstrap over {pool.draws.counts.shape[1]:,} users, "
           f"{args.resamples} resamples]")
     print("\n".join(pooled_table(pool, models)))
-    print(f"\nclick AUC minus {BASE}'s, mean over seeds [95% interval, paired over users and "
-          "seeds]")
+    print(f"\nclick AUC (and per-request GAUC) minus {BASE}'s, mean over seeds [95% interval, "
+          "paired over users and seeds]")
     print("\n".join(difference_lines(pool, models)))
 
 

@@ -46,7 +46,8 @@ def test_ablation_seeds_trains_aside_and_pools_seeds_with_intervals(tiny_demo_ru
             assert re.search(rf"^{name} +{piece} +\d\.\d{{4}} \(\d\.\d{{4}}\) "
                              r"\[\d\.\d{4}, \d\.\d{4}\]", stdout, re.MULTILINE), (name, piece)
     assert re.search(r"urm - base: overall [+-]\d\.\d{4} \[[+-]\d\.\d{4}, [+-]\d\.\d{4}\]"
-                     r".*cold/overall", stdout), stdout
+                     r".*cold/overall .*  GAUC/request overall [+-]\d\.\d{4} "
+                     r"\[[+-]\d\.\d{4}, [+-]\d\.\d{4}\]$", stdout, re.MULTILINE), stdout
     # The run's own models and predictions are left as they were.
     assert prediction_times(out) == before
 

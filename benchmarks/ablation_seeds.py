@@ -11,10 +11,10 @@ per model and slice the mean over seeds, the spread between seeds (sd) and the 9
 of the seed mean (bootstrap over users: every run is scored on the same resampled users);
 then each model's difference to ``base``, paired over users and seeds (resample b's
 difference is the mean over seeds of model minus base on that resample), with the
-cold-to-overall gain ratio (issue 5's bar: >= 2) and the per-request GAUC's difference. ``--set MODEL:FIELD=VALUE`` trains one row
-with a preset field replaced, as ``ppm train --set`` does (e.g. ``lr:learning_rate=0.01``, a
-setting chosen on the data set's own ``valid``), so it is compared with the others on the same
-users and seeds.
+cold-to-overall gain ratio (issue 5's bar: >= 2) and the per-request GAUC's difference.
+``--set MODEL:FIELD=VALUE`` trains one row with a preset field replaced, as ``ppm train --set``
+does (e.g. ``lr:learning_rate=0.01``, a setting chosen on the data set's own ``valid``), so it
+is compared with the others on the same users and seeds.
 """
 from __future__ import annotations
 

@@ -446,6 +446,7 @@ def test_idrec_sees_every_content_token_of_the_candidate(vocabularies):
     first_token_only = {**batch, features.ITEM_CONTENT: tf.constant(["red", "", "year=1995"])}
     assert not np.allclose(base(batch)["click"].numpy(), base(first_token_only)["click"].numpy())
 
+
 def test_without_content_tokens_idrec_and_urm_read_no_content_token(vocabularies):
     batch = make_batch()
     no_content = {**batch, features.ITEM_CONTENT: tf.constant(["", "", ""]),

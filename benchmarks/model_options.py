@@ -73,18 +73,10 @@ DIFFERENCE_SLICES = {"overall": "overall", "cold": "cold", COLD_UNSEEN: "unseen"
 
 
 def predictions(model, work: str, name: str, split: str) -> dict[str, np.ndarray]:
-    """The split's labels, users, request groups, item ids, cold flags and the model's click
+    """The split's ids, labels, request groups, cold flags and the model's click
     probabilities, in the reader's one deterministic order."""
-    read = (features.CLICK, features.USER_ID, features.REQUEST_ID, features.ITEM_ID,
-            features.IS_COLD_ITEM)
-    columns = {key: [] for key in (*read, "click_prob")}
-    for batch in ablations.read_examples(name, work, split, 2048, deterministic=True):
-        for key in read:
-            columns[key].append(batch[key].numpy())
-        columns["click_prob"].append(model.predict_probabilities(batch)["click_prob"].numpy())
-    rows = with_request_groups({key: np.concatenate(values) for key, values in columns.items()})
+    rows = with_request_groups(ablations.score_split(model, name, work, split, 2048))
     rows[features.IS_COLD_ITEM] = rows[features.IS_COLD_ITEM].astype(bool)
-    rows[features.ITEM_ID] = np.char.decode(rows[features.ITEM_ID].astype(np.bytes_), "utf-8")
     return rows
 
 

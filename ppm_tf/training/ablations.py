@@ -207,24 +207,32 @@ def trained_config(summary: dict) -> ModelConfig:
     return preset(summary["preset"])
 
 
-def write_predictions(model: RankingModel, name: str, work: str, batch_size: int) -> None:
-    """Scores the eval split and stores the scores beside the ids, labels and slices."""
+def score_split(model: RankingModel, name: str, work: str, split: str,
+                batch_size: int) -> dict[str, np.ndarray]:
+    """The split's ``PREDICTION_KEYS`` (strings decoded) and the model's click and order
+    probabilities, in the reader's one deterministic order."""
     columns: dict[str, list[np.ndarray]] = {key: [] for key in PREDICTION_KEYS}
     columns.update(click_prob=[], order_prob=[])
     # One graph for every batch: run eagerly, scoring took as long as a fit.
     score = tf.function(model.predict_probabilities, reduce_retracing=True)
-    for batch in read_examples(name, work, "eval", batch_size, deterministic=True):
+    for batch in read_examples(name, work, split, batch_size, deterministic=True):
         for key in PREDICTION_KEYS:
             columns[key].append(batch[key].numpy())
         for key, values in score(batch).items():
             columns[key].append(values.numpy())
-    path = WorkLayout(work).predictions(name)
-    tf.io.gfile.makedirs(path.rpartition("/")[0])
-    buffer = io.BytesIO()  # numpy's zip writer seeks, which GFile does not allow
     arrays = {key: np.concatenate(parts) for key, parts in columns.items()}
     for key, values in arrays.items():
         if values.dtype == object:  # TF strings come back as bytes
             arrays[key] = np.char.decode(values.astype(np.bytes_), "utf-8")
+    return arrays
+
+
+def write_predictions(model: RankingModel, name: str, work: str, batch_size: int) -> None:
+    """Scores the eval split and stores the scores beside the ids, labels and slices."""
+    arrays = score_split(model, name, work, "eval", batch_size)
+    path = WorkLayout(work).predictions(name)
+    tf.io.gfile.makedirs(path.rpartition("/")[0])
+    buffer = io.BytesIO()  # numpy's zip writer seeks, which GFile does not allow
     np.savez(buffer, **arrays)
     with tf.io.gfile.GFile(path, "wb") as handle:
         handle.write(buffer.getvalue())

@@ -24,7 +24,6 @@ can tell a difference from noise.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 import tempfile
@@ -45,7 +44,7 @@ from ppm_tf.evaluation.bootstrap import (DEFAULT_RESAMPLES, UserResamples,  # no
 from ppm_tf.evaluation.evaluate import (RECENT_WINDOW, REQUEST_GROUP,  # noqa: E402
                                         slice_masks, window_item_ids, with_request_groups)
 from ppm_tf.metrics import grouped_auc, roc_auc  # noqa: E402
-from ppm_tf.models.config import parse_override, preset  # noqa: E402
+from ppm_tf.models.config import parse_override  # noqa: E402
 from ppm_tf.training import ablations  # noqa: E402
 from ppm_tf.training.registry import ablation_row  # noqa: E402
 
@@ -164,7 +163,7 @@ def main(argv=None) -> None:
     parser.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES)
     parser.add_argument("--bootstrap-seed", type=int, default=0)
     args = parser.parse_args(argv)
-    base_config = preset(ablations.resolve_preset(args.work, args.preset))
+    preset_name = ablations.resolve_preset(args.work, args.preset)
     overrides = {variant: parse_variant(variant) for variant in args.variants}
     print("model  variant  seed  valid AUC  valid GAUC  valid cold  eval AUC  eval GAUC  "
           "eval cold  best epoch")
@@ -175,7 +174,7 @@ def main(argv=None) -> None:
         runs = {split: PairedRuns(earlier_items[split], args.resamples, args.bootstrap_seed)
                 for split in SPLITS}
         for variant in args.variants:
-            config = dataclasses.replace(base_config, **overrides[variant])
+            config = ablations.row_config(args.work, name, preset_name, overrides[variant])
             label = variant or "preset"
             table = []
             for seed in args.seeds:

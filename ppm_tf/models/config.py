@@ -18,6 +18,9 @@ import typing
 URM_INTEGRATIONS = ("logits_and_representation", "gated_logits", "representation")
 # The in-request ranking loss the click head adds to its BCE (``request_losses``), or none.
 RANKING_LOSSES = ("none", "pairwise", "listwise")
+# What pre-training made of the plug-in head: a row that fine-tunes it (or scores it
+# zero-shot) takes these from pre-training's config, as its weights.
+PRETRAINED_HEAD_FIELDS = ("tower_dim", "head_units", "ppm_counts", "head_count_offset")
 AUTO = "auto"  # pretrain_request_group chosen from the data
 AUTO_GROUP = 8  # the group size AUTO reads when grouping pays
 
@@ -59,6 +62,8 @@ class ModelConfig:
     # False: ids, category and brand only, as a catalogue without structured content)
     count_offset: bool = False  # IDRec's logits start from the count baseline's (the
     # user's and the candidate's smoothed rates, the ``counts`` row) and learn the residual
+    head_count_offset: bool = False  # the same for PPM's plug-in head, from pre-training on
+    # (URM's IDRec part then starts at zero: URM starts where pre-training left the head)
     content_norm: bool = False  # LayerNorm where content enters IDRec (qm_ep's ME vector,
     # URM's PPM representation)
     head_learning_rate_scale: float = 1.0  # the pre-trained head's learning rate, relative
@@ -94,6 +99,9 @@ class ModelConfig:
         if not self.ranking_loss_weight >= 0.0:
             raise ValueError("ranking_loss_weight must be at least 0, got "
                              f"{self.ranking_loss_weight}")
+        if self.count_offset and self.head_count_offset:
+            raise ValueError("count_offset and head_count_offset would both add the count "
+                             "baseline's logits to URM's: set one")
         if self.urm_integration not in URM_INTEGRATIONS:
             raise ValueError(f"urm_integration must be one of {URM_INTEGRATIONS}, got "
                              f"{self.urm_integration!r}")

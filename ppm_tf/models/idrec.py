@@ -151,7 +151,9 @@ class IDRecBackbone(tf.keras.layers.Layer):
     """``(features, extra [batch, n] or None)`` -> ``(click_logit, order_logit)`` [batch]."""
 
     def __init__(self, vocabularies: dict[str, str], oov_buckets: int, config: ModelConfig,
-                 count_priors: dict[str, float], **kwargs):
+                 count_priors: dict[str, float], starts_at_zero: bool = False, **kwargs):
+        """``starts_at_zero``: the output layers start at zero (as with ``count_offset``), so
+        a model that adds this backbone's logits to a baseline's starts at the baseline."""
         super().__init__(**kwargs)
         dim = config.id_embedding_dim
         self.counts = CountEncoding(count_priors["click_rate"], count_priors["order_rate"],
@@ -178,7 +180,8 @@ class IDRecBackbone(tf.keras.layers.Layer):
         # With the count offset, the logits start at the count baseline's and the network
         # learns what the counts miss: its output layers start at zero.
         self.offset_prior_logits = prior_logits(count_priors) if config.count_offset else None
-        output_initializer = "zeros" if config.count_offset else "glorot_uniform"
+        output_initializer = ("zeros" if config.count_offset or starts_at_zero
+                              else "glorot_uniform")
         self.click_logit = tf.keras.layers.Dense(1, kernel_initializer=output_initializer,
                                                  name="click_logit")
         self.order_logit = tf.keras.layers.Dense(1, kernel_initializer=output_initializer,

@@ -11,7 +11,8 @@ Two parts with a clean boundary (DESIGN.md §3):
 - ``PlugInHead`` (trained and served): the candidate's projection, target attention over
   ``H_u``, the as-of counts of the user, the candidate and its category (long-span, ID-free
   statistics: what the long span knows of how often each is shown and clicked), an MLP -> a
-  PPM representation and click/order logits.
+  PPM representation and click/order logits (with ``head_count_offset``, added to the count
+  baseline's: the head then learns what the counts miss).
 
 ``PPM`` joins them with the item-vector table for pre-training on the long span;
 ``PPMOnCachedStates`` is the head alone on cached states (the ``ppm`` ablation row).
@@ -23,6 +24,7 @@ import tensorflow as tf
 
 from ppm_tf import features
 from ppm_tf.models.config import ModelConfig
+from ppm_tf.models.count_rates import count_baseline_logits, prior_logits
 from ppm_tf.models.history_counts import HistoryItemCounts
 from ppm_tf.models.item_table import ItemVectorTable
 from ppm_tf.models.layers import (MLP, BidirectionalTransformerBlock, CountEncoding,
@@ -106,25 +108,41 @@ class PlugInHead(tf.keras.layers.Layer):
         super().__init__(**kwargs)
         self.config = config
         self.counts = (CountEncoding(count_priors["click_rate"], count_priors["order_rate"],
-                                     name="count_encoding") if config.ppm_counts else None)
+                                     name="count_encoding")
+                       if config.ppm_counts or config.head_count_offset else None)
         self.candidate_projection = tf.keras.layers.Dense(config.tower_dim,
                                                           name="candidate_projection")
         self.attention = DotProductTargetAttention(name="target_attention")
         self.mlp = MLP(list(config.head_units), dropout=config.dropout,
                        output_activation="relu", name="mlp")
-        self.click_logit = tf.keras.layers.Dense(1, name="click_logit")
-        self.order_logit = tf.keras.layers.Dense(1, name="order_logit")
+        # With the count offset the logits start at the count baseline's, as IDRec's do with
+        # ``count_offset``: the output layers start at zero and learn what the counts miss.
+        self.offset_prior_logits = (prior_logits(count_priors) if config.head_count_offset
+                                    else None)
+        output_initializer = "zeros" if config.head_count_offset else "glorot_uniform"
+        self.click_logit = tf.keras.layers.Dense(1, kernel_initializer=output_initializer,
+                                                 name="click_logit")
+        self.order_logit = tf.keras.layers.Dense(1, kernel_initializer=output_initializer,
+                                                 name="order_logit")
 
     def call(self, inputs, training=None):
         states, mask, candidate_vectors, counts = inputs
         candidate = self.candidate_projection(candidate_vectors)
         interest = self.attention((candidate, states, mask))
         parts = [candidate, interest, candidate * interest]
-        if self.counts is not None:
-            parts += [self.counts(counts[name]) for name in features.COUNT_FEATURES]
+        encoded = ({name: self.counts(counts[name]) for name in features.COUNT_FEATURES}
+                   if self.counts is not None else {})
+        if self.config.ppm_counts:
+            parts += list(encoded.values())
         representation = self.mlp(tf.concat(parts, -1), training=training)
-        return (representation, tf.squeeze(self.click_logit(representation), -1),
-                tf.squeeze(self.order_logit(representation), -1))
+        click = tf.squeeze(self.click_logit(representation), -1)
+        order = tf.squeeze(self.order_logit(representation), -1)
+        if self.offset_prior_logits is not None:
+            offset_click, offset_order = count_baseline_logits(
+                encoded[features.USER_COUNTS], encoded[features.ITEM_COUNTS],
+                self.offset_prior_logits)
+            click, order = click + offset_click, order + offset_order
+        return representation, click, order
 
 
 def head_counts(batch_features) -> dict:
@@ -151,6 +169,7 @@ class PPM(RankingModel):
                                         name="behaviour_entries")
         self.user_tower = PPMUserTower(config, max_seq_len, name="user_tower")
         self.head = PlugInHead(config, count_priors, name="plug_in_head")
+        self.starts_at_baseline = config.head_count_offset
 
     def user_states(self, batch_features, training=None):
         """What precompute caches: ``{ppm_user_states [batch, L, d], ppm_user_mask [batch, L]}``."""
@@ -198,6 +217,9 @@ class PPMOnCachedStates(RankingModel):
     def __init__(self, config: ModelConfig, count_priors: dict[str, float], **kwargs):
         super().__init__(config, **kwargs)
         self.head = PlugInHead(config, count_priors, name="plug_in_head")
+        # Its start is the pre-trained head: with the count offset, kept when no epoch of
+        # fine-tuning beats it on ``valid``, as IDRec's count offset is.
+        self.starts_at_baseline = config.head_count_offset
 
     def call(self, batch_features, training=None):
         _, click, order = self.head(cached_head_inputs(batch_features), training=training)

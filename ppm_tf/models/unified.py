@@ -3,7 +3,8 @@
 The head (initialised from the pre-trained PPM) reads the cached user states ``H_u``, the
 candidate's cached vector and the as-of counts; its representation joins IDRec's MLP input
 and its logits are added to IDRec's (``config.urm_integration``: added, gated, or not; with
-``count_offset`` IDRec's start at the count baseline's). The user tower and the encoders are
+``count_offset`` IDRec's start at the count baseline's, with ``head_count_offset`` the head's
+do and IDRec's start at zero). The user tower and the encoders are
 not in this graph: only the head's parameters (a small subset of PPM) train and serve beside
 IDRec, which is why URM costs nearly what IDRec costs.
 """
@@ -23,14 +24,19 @@ class UnifiedModel(RankingModel):
         super().__init__(config, **kwargs)
         self.integration = config.urm_integration
         self.head = PlugInHead(config, count_priors, name="plug_in_head")
+        # With the head's count offset, URM starts at the pre-trained head's logits (the
+        # counts' plus what pre-training learnt beyond them), and IDRec learns the rest.
+        head_starts = config.head_count_offset and self.integration != "representation"
         self.backbone = IDRecBackbone(vocabularies, oov_buckets, config, count_priors,
-                                      name="idrec")
+                                      starts_at_zero=head_starts, name="idrec")
         self.representation_norm = (tf.keras.layers.LayerNormalization(name="ppm_norm")
                                     if config.content_norm else None)
         # Starts at 1 for every example: the plain sum, until training moves it.
         self.gate = (tf.keras.layers.Dense(2, kernel_initializer="zeros", name="ppm_logit_gate")
                      if self.integration == "gated_logits" else None)
-        self.starts_at_baseline = config.count_offset  # the counts' and the head's logits
+        # Its start is the counts' and the head's logits (``count_offset``) or the head's
+        # alone (``head_count_offset``).
+        self.starts_at_baseline = config.count_offset or head_starts
 
     def call(self, batch_features, training=None):
         representation, ppm_click, ppm_order = self.head(cached_head_inputs(batch_features),

@@ -19,7 +19,7 @@ from ppm_tf import features
 from ppm_tf.data.tfrecords import load_preprocess_metadata, read_cached, read_split
 from ppm_tf.distribute import is_chief, save_path
 from ppm_tf.fitting import EarlyStoppingConfig, FitResult, fit, trainable_parameters
-from ppm_tf.models.config import ModelConfig, preset
+from ppm_tf.models.config import PRETRAINED_HEAD_FIELDS, ModelConfig, preset
 from ppm_tf.models.count_rates import CountRates
 from ppm_tf.models.idrec import IDRec
 from ppm_tf.models.logistic_regression import LogisticRegression
@@ -28,7 +28,7 @@ from ppm_tf.models.tasks import RankingModel
 from ppm_tf.models.unified import UnifiedModel
 from ppm_tf.training import registry
 from ppm_tf.training.registry import ablation_row
-from ppm_tf.work_layout import WorkLayout, read_json, write_json
+from ppm_tf.work_layout import PRETRAINED, WorkLayout, read_json, write_json
 
 ID_VOCABULARIES = (features.USER_ID, features.ITEM_ID, features.CATEGORY, features.BRAND,
                    features.CONTENT_VOCABULARY)
@@ -70,6 +70,25 @@ def read_examples(name: str, work: str, splits, batch_size: int, **options) -> t
 def count_examples(work: str, splits) -> int:
     per_split = read_json(WorkLayout(work).stats_json, "ppm preprocess")["splits"]
     return sum(per_split[split]["examples"] for split in splits)
+
+
+def row_config(work: str, name: str, preset_name: str, overrides: dict | None = None
+               ) -> ModelConfig:
+    """Row ``name``'s config: the preset with ``overrides``, and for a row whose head starts
+    from pre-training, the head as pre-training made it (``PRETRAINED_HEAD_FIELDS``, read
+    from its training.json). ValueError naming the field when an override contradicts it."""
+    config = dataclasses.replace(preset(preset_name), **(overrides or {}))
+    if not ablation_row(name).head_from_pretraining:
+        return config
+    pretrained = trained_config(read_json(WorkLayout(work).training_summary(PRETRAINED),
+                                          "ppm pretrain"))
+    head = {field: getattr(pretrained, field) for field in PRETRAINED_HEAD_FIELDS}
+    for field, value in (overrides or {}).items():
+        if field in head and value != head[field]:
+            raise ValueError(f"{field}: the plug-in head was pre-trained with {head[field]!r}, "
+                             f"and {name} fine-tunes that head; to use {value!r}, pre-train "
+                             f"with it (ppm pretrain --set {field}=...)")
+    return dataclasses.replace(config, **head)
 
 
 def resolve_preset(work: str, preset_name: str | None) -> str:
@@ -153,7 +172,7 @@ def train_ablation(work: str, name: str, preset_name: str | None = None, seed: i
     WorkLayout(work).require_stages(*row.required_stages)
     tf.keras.utils.set_random_seed(seed)
     preset_name = resolve_preset(work, preset_name)
-    config = dataclasses.replace(preset(preset_name), **(overrides or {}))
+    config = row_config(work, name, preset_name, overrides)
     reader = read_cached if row.cached_inputs else read_split
     with strategy.scope():
         model = prepared_model(work, name, config)

@@ -29,7 +29,8 @@ class AblationRow:
     def required_stages(self) -> tuple[str, ...]:
         """The stages whose outputs training this row reads, earliest first
         (``WorkLayout.require_stages``; precompute runs only after pretrain)."""
-        return ("preprocess", *(("precompute",) if self.cached_inputs else ()))
+        return ("preprocess", *(("pretrain",) if self.head_from_pretraining else ()),
+                *(("precompute",) if self.cached_inputs else ()))
 
 
 ROWS: dict[str, AblationRow] = {row.name: row for row in (

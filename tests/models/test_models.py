@@ -496,6 +496,26 @@ def test_idrec_with_the_count_offset_starts_at_the_count_baseline_and_learns_a_r
     assert not np.allclose(base(batch)["click"].numpy(), baseline["click"].numpy())
 
 
+def test_with_the_heads_count_offset_ppm_and_urm_start_at_the_count_baseline(vocabularies):
+    batch = make_batch()
+    offset = dataclasses.replace(CONFIG, head_count_offset=True)
+    baseline = CountRates(PRIORS)(batch)
+    for model in (PPM(item_table(), offset, MAX_SEQ_LEN, PRIORS, name="ppm"),
+                  PPMOnCachedStates(offset, PRIORS, name="ppm_on_cached_states"),
+                  UnifiedModel(vocabularies, 2, offset, PRIORS, name="urm"),
+                  PPMOnCachedStates(dataclasses.replace(offset, ppm_counts=False), PRIORS)):
+        assert model.starts_at_baseline
+        for task in ("click", "order"):
+            np.testing.assert_allclose(model(batch)[task].numpy(), baseline[task].numpy(),
+                                       rtol=1e-5)
+    head = PPMOnCachedStates(offset, PRIORS)
+    head.compile(optimizer=tf.keras.optimizers.Adam(0.05))
+    head.fit(batch, epochs=3, verbose=0)
+    assert not np.allclose(head(batch)["click"].numpy(), baseline["click"].numpy())
+    with pytest.raises(ValueError, match="count_offset and head_count_offset"):
+        dataclasses.replace(offset, count_offset=True)
+
+
 def test_without_count_volumes_idrec_and_lr_read_the_rates_only(vocabularies):
     from ppm_tf.models.layers import CountEncoding
     from ppm_tf.models.logistic_regression import LogisticRegression, numeric_inputs

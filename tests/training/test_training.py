@@ -14,6 +14,7 @@ import tensorflow as tf
 from ppm_tf import features
 from ppm_tf.data.tfrecords import read_cached
 from ppm_tf.models.config import preset
+from ppm_tf.models.count_rates import CountRates
 from ppm_tf.models.item_table import ItemVectorTable
 from ppm_tf.models.ppm import PPM
 from ppm_tf.models.tasks import ClickOrderTask, RankingModel
@@ -21,7 +22,7 @@ from ppm_tf.models.unified import UnifiedModel
 from ppm_tf.fitting import (VALIDATION_METRIC, EarlyStoppingConfig, ResumableEarlyStopping,
                             TrainingDiverged, fit)
 from ppm_tf.training import ablations, pretrain
-from ppm_tf.work_layout import WorkLayout
+from ppm_tf.work_layout import PRETRAINED, WorkLayout
 
 CONFIG = preset("tiny")
 MAX_SEQ_LEN, ITEM_DIM, OOV_BUCKETS = 4, 6, 2
@@ -89,14 +90,18 @@ def write_cached_work(root, *, drop: str | None = None, nan_item_vec: bool = Fal
     return str(root)
 
 
-def write_pretrained_head(work: str) -> None:
-    """The plug-in head checkpoint ``ppm pretrain`` leaves, from an untrained PPM."""
+def write_pretrained_head(work: str, config=CONFIG) -> None:
+    """The plug-in head checkpoint and the training.json with its config that ``ppm
+    pretrain`` leaves, from an untrained PPM."""
     model = PPM(ItemVectorTable(ITEMS, np.random.default_rng(1).normal(
-        size=(len(ITEMS), ITEM_DIM)).astype(np.float32)), CONFIG, MAX_SEQ_LEN, PRIORS)
+        size=(len(ITEMS), ITEM_DIM)).astype(np.float32)), config, MAX_SEQ_LEN, PRIORS)
     batch = deterministic_batches()[0]
     model({name: tf.constant(batch[name]) for name in (
         features.ITEM_ID, *features.USER_STATE_INPUTS, *features.COUNT_FEATURES)})
-    tf.train.Checkpoint(head=model.head).write(WorkLayout(work).head_checkpoint)
+    layout = WorkLayout(work)
+    tf.train.Checkpoint(head=model.head).write(layout.head_checkpoint)
+    with open(layout.training_summary(PRETRAINED), "w") as handle:
+        json.dump({"model": PRETRAINED, "preset": "tiny", "config": config.to_dict()}, handle)
 
 
 def files_under(path) -> list[str]:
@@ -380,8 +385,27 @@ def test_a_missing_cached_feature_is_a_clear_error_naming_it(tmp_path, model_nam
 def test_cached_models_without_precompute_say_to_run_it(tmp_path):
     work = write_cached_work(tmp_path)
     (tmp_path / "cached" / "metadata.json").unlink()
+    with pytest.raises(FileNotFoundError, match="ppm pretrain"):
+        ablations.train_ablation(work, "urm", "tiny", verbose=0)
+    write_pretrained_head(work)
     with pytest.raises(FileNotFoundError, match="ppm precompute"):
         ablations.train_ablation(work, "urm", "tiny", verbose=0)
+
+
+def test_rows_on_the_pretrained_head_take_its_form_from_pretraining(tmp_path):
+    work = write_cached_work(tmp_path)
+    write_pretrained_head(work, dataclasses.replace(CONFIG, head_count_offset=True))
+    summary = ablations.train_ablation(work, "ppm_zero_shot", "tiny", verbose=0)
+    assert summary["config"]["head_count_offset"] is True
+    # An untrained head with the count offset scores what the counts score.
+    predictions = np.load(WorkLayout(work).predictions("ppm_zero_shot"))
+    counts = ablations.score_split(CountRates(PRIORS), "ppm_zero_shot", work, "eval", 64)
+    np.testing.assert_allclose(predictions["click_prob"], counts["click_prob"], rtol=1e-5)
+    assert ablations.row_config(work, "base", "tiny").head_count_offset is False  # no head
+    with pytest.raises(ValueError, match="head_count_offset: the plug-in head was pre-trained "
+                                         "with True, and urm fine-tunes that head"):
+        ablations.train_ablation(work, "urm", "tiny", verbose=0,
+                                 overrides={"head_count_offset": False})
 
 
 def test_an_unknown_model_name_lists_the_ablations(tmp_path):

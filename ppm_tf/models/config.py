@@ -62,7 +62,7 @@ class ModelConfig:
     # False: ids, category and brand only, as a catalogue without structured content)
     count_offset: bool = False  # IDRec's logits start from the count baseline's (the
     # user's and the candidate's smoothed rates, the ``counts`` row) and learn the residual
-    head_count_offset: bool = False  # the same for PPM's plug-in head, from pre-training on
+    head_count_offset: bool = True  # the same for PPM's plug-in head, from pre-training on
     # (URM's IDRec part then starts at zero: URM starts where pre-training left the head)
     content_norm: bool = False  # LayerNorm where content enters IDRec (qm_ep's ME vector,
     # URM's PPM representation)
@@ -99,9 +99,6 @@ class ModelConfig:
         if not self.ranking_loss_weight >= 0.0:
             raise ValueError("ranking_loss_weight must be at least 0, got "
                              f"{self.ranking_loss_weight}")
-        if self.count_offset and self.head_count_offset:
-            raise ValueError("count_offset and head_count_offset would both add the count "
-                             "baseline's logits to URM's: set one")
         if self.urm_integration not in URM_INTEGRATIONS:
             raise ValueError(f"urm_integration must be one of {URM_INTEGRATIONS}, got "
                              f"{self.urm_integration!r}")

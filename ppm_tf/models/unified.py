@@ -22,6 +22,10 @@ class UnifiedModel(RankingModel):
     def __init__(self, vocabularies: dict[str, str], oov_buckets: int, config: ModelConfig,
                  count_priors: dict[str, float], **kwargs):
         super().__init__(config, **kwargs)
+        if config.count_offset and config.head_count_offset:
+            raise ValueError("count_offset and head_count_offset would both add the count "
+                             "baseline's logits to URM's: URM's head was pre-trained with "
+                             "head_count_offset, so leave count_offset off")
         self.integration = config.urm_integration
         self.head = PlugInHead(config, count_priors, name="plug_in_head")
         # With the head's count offset, URM starts at the pre-trained head's logits (the

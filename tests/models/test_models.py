@@ -25,7 +25,9 @@ from ppm_tf.training.ablations import pace_pretrained_head, initialise_head_from
 from ppm_tf.training.pretrain import UserTowerModule, export_user_tower
 from ppm_tf.work_layout import WorkLayout
 
-CONFIG = preset("tiny")
+# Without the head's count offset the output layers start at random, not zero, so an untrained
+# model shows which inputs reach its logits.
+CONFIG = dataclasses.replace(preset("tiny"), head_count_offset=False)
 MAX_SEQ_LEN, ITEM_DIM, BATCH = 4, 6, 3
 ITEMS = ("i0", "i1", "i2", "i3")
 VOCABULARIES = {features.USER_ID: ["u0", "u1"], features.ITEM_ID: list(ITEMS),
@@ -481,7 +483,7 @@ def test_idrec_base_and_qm_ep(vocabularies):
 def test_idrec_with_the_count_offset_starts_at_the_count_baseline_and_learns_a_residual(
         vocabularies):
     batch = make_batch()
-    offset = dataclasses.replace(CONFIG, count_offset=True)
+    offset = dataclasses.replace(CONFIG, count_offset=True, head_count_offset=False)
     baseline = CountRates(PRIORS)(batch)
     urm_without_ppm_logits = dataclasses.replace(offset, urm_integration="representation")
     for model in (IDRec(vocabularies, 2, offset, PRIORS, name="base"),
@@ -513,7 +515,7 @@ def test_with_the_heads_count_offset_ppm_and_urm_start_at_the_count_baseline(voc
     head.fit(batch, epochs=3, verbose=0)
     assert not np.allclose(head(batch)["click"].numpy(), baseline["click"].numpy())
     with pytest.raises(ValueError, match="count_offset and head_count_offset"):
-        dataclasses.replace(offset, count_offset=True)
+        UnifiedModel(vocabularies, 2, dataclasses.replace(offset, count_offset=True), PRIORS)
 
 
 def test_without_count_volumes_idrec_and_lr_read_the_rates_only(vocabularies):

@@ -330,7 +330,7 @@ def test_early_stopping_state_survives_a_crash(tmp_path):
 def test_a_run_that_keeps_its_start_scores_it_first_and_restores_it_when_no_epoch_beats_it(
         tmp_path):
     batches = deterministic_batches()
-    model = compiled_urm(tmp_path, dataclasses.replace(RESUME_CONFIG, count_offset=True))
+    model = compiled_urm(tmp_path)  # starts at the pre-trained head's logits
     assert model.starts_at_baseline
     model(batches[0])
     start = [weight.copy() for weight in model.get_weights()]
@@ -357,7 +357,7 @@ def test_a_run_that_keeps_its_start_scores_it_first_and_restores_it_when_no_epoc
 def test_fit_records_the_start_it_kept_or_beat(tmp_path):
     batches = deterministic_batches()
     tf.keras.utils.set_random_seed(0)
-    model = compiled_urm(tmp_path, dataclasses.replace(RESUME_CONFIG, count_offset=True))
+    model = compiled_urm(tmp_path)  # starts at the pre-trained head's logits
     result = fit(model, dataset_of(batches), 3, str(tmp_path / "backup"), 64, verbose=0,
                  validation_data=dataset_of(batches[:2]),
                  early_stopping=EarlyStoppingConfig(patience=1, keep_start=True))
@@ -394,18 +394,22 @@ def test_cached_models_without_precompute_say_to_run_it(tmp_path):
 
 def test_rows_on_the_pretrained_head_take_its_form_from_pretraining(tmp_path):
     work = write_cached_work(tmp_path)
-    write_pretrained_head(work, dataclasses.replace(CONFIG, head_count_offset=True))
+    write_pretrained_head(work)  # the preset's head: with the count offset
     summary = ablations.train_ablation(work, "ppm_zero_shot", "tiny", verbose=0)
     assert summary["config"]["head_count_offset"] is True
     # An untrained head with the count offset scores what the counts score.
     predictions = np.load(WorkLayout(work).predictions("ppm_zero_shot"))
     counts = ablations.score_split(CountRates(PRIORS), "ppm_zero_shot", work, "eval", 64)
     np.testing.assert_allclose(predictions["click_prob"], counts["click_prob"], rtol=1e-5)
-    assert ablations.row_config(work, "base", "tiny").head_count_offset is False  # no head
+
+    write_pretrained_head(work, dataclasses.replace(CONFIG, head_count_offset=False))
+    for name in ("ppm_zero_shot", "ppm", "urm"):
+        assert ablations.row_config(work, name, "tiny").head_count_offset is False
+    assert ablations.row_config(work, "base", "tiny").head_count_offset is True  # no head
     with pytest.raises(ValueError, match="head_count_offset: the plug-in head was pre-trained "
-                                         "with True, and urm fine-tunes that head"):
+                                         "with False, and urm fine-tunes that head"):
         ablations.train_ablation(work, "urm", "tiny", verbose=0,
-                                 overrides={"head_count_offset": False})
+                                 overrides={"head_count_offset": True})
 
 
 def test_an_unknown_model_name_lists_the_ablations(tmp_path):

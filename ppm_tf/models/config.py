@@ -114,8 +114,15 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "ModelConfig":
+        """A stored config; a field it lacks (a run from before the field existed) takes the
+        value those runs trained with, where that differs from today's default."""
         return cls(**{key: tuple(value) if isinstance(value, list) else value
-                      for key, value in values.items()})
+                      for key, value in {**_BEFORE_THE_FIELD, **values}.items()})
+
+
+# Fields whose default is not what runs did before the field existed: a run stored before
+# ``head_count_offset`` trained its head without the offset, and is rebuilt that way.
+_BEFORE_THE_FIELD = {"head_count_offset": False}
 
 
 PRESETS: dict[str, ModelConfig] = {

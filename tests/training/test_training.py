@@ -412,6 +412,19 @@ def test_rows_on_the_pretrained_head_take_its_form_from_pretraining(tmp_path):
                                  overrides={"head_count_offset": True})
 
 
+def test_a_run_stored_before_the_heads_count_offset_existed_is_rebuilt_without_it(tmp_path):
+    work = write_cached_work(tmp_path)
+    write_pretrained_head(work, dataclasses.replace(CONFIG, head_count_offset=False))
+    summary_path = WorkLayout(work).training_summary(PRETRAINED)
+    with open(summary_path) as handle:
+        summary = json.load(handle)
+    del summary["config"]["head_count_offset"]
+    with open(summary_path, "w") as handle:
+        json.dump(summary, handle)
+    assert ablations.trained_config(summary).head_count_offset is False
+    assert ablations.row_config(work, "urm", "tiny").head_count_offset is False
+
+
 def test_an_unknown_model_name_lists_the_ablations(tmp_path):
     with pytest.raises(ValueError, match="unknown model 'dcn'.*'urm'"):
         ablations.build_model("dcn", str(tmp_path), CONFIG)

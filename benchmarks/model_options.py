@@ -1,7 +1,7 @@
 """Model options measured the way defaults are chosen: rows trained with preset fields
 overridden, seed by seed, scored on ``valid`` (to choose) and ``eval`` (to report).
 
-    python benchmarks/model_options.py --work WORK [--models base urm]
+    python benchmarks/model_options.py --work WORK [WORK ...] [--models base urm]
         [--variants "" ranking_loss=listwise "urm_integration=gated_logits,content_norm=true"]
         [--seeds 0 1 2] [--preset NAME] [--resamples 500] [--bootstrap-seed 0]
 
@@ -16,10 +16,12 @@ used to choose). Rows that ``ppm train`` never fits (``ppm_zero_shot``, ``counts
 as they start. Then, for each model, every variant's click AUC minus the first variant's (the
 reference, usually ``""``) on ``valid`` and on eval: overall, on cold items and on the cold
 items never shown before the split (for ``valid``: not in ``train``; for eval: not in the
-recent window). Each is the mean over seeds of the restored weights' scores, with a 95%
-interval from the bootstrap over users, paired over users and seeds (resample b's difference
-is the mean over seeds of variant minus reference on that resample), so a choice on ``valid``
-can tell a difference from noise.
+recent window). Several work dirs that share one preprocessing output (copies pre-trained
+with different settings, say) run every variant on each, paired with the first work dir's
+first variant: that is how two pre-trainings are compared. Each difference is the mean over
+seeds of the restored weights' scores, with a 95% interval from the bootstrap over users,
+paired over users and seeds (resample b's difference is the mean over seeds of variant minus
+reference on that resample), so a choice on ``valid`` can tell a difference from noise.
 """
 from __future__ import annotations
 
@@ -132,15 +134,14 @@ def slice_sizes(name: str, runs: dict[str, PairedRuns]) -> str:
         for piece, mask in runs[split].masks.items())
 
 
-def difference_line(name: str, label: str, reference_label: str,
-                    runs: dict[str, PairedRuns], variant: str, reference: str) -> str:
+def difference_line(name: str, runs: dict[str, PairedRuns], label: str, reference: str) -> str:
     cells = []
     for split in SPLITS:
         for piece, piece_label in DIFFERENCE_SLICES.items():
-            point, interval = runs[split].difference(variant, reference, piece)
+            point, interval = runs[split].difference(label, reference, piece)
             cells.append(f"{split} {piece_label} {point:+.4f} "
                          f"{interval_text(interval, signed=True)}")
-    return f"{name} [{label}] - [{reference_label}]: " + "  ".join(cells)
+    return f"{name} [{label}] - [{reference}]: " + "  ".join(cells)
 
 
 def parse_variant(text: str) -> dict:
@@ -154,7 +155,8 @@ def parse_variant(text: str) -> dict:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work", required=True)
+    parser.add_argument("--work", required=True, nargs="+",
+                        help="work dir(s); several must share one preprocessing output")
     parser.add_argument("--models", nargs="+", default=["base", "urm"])
     parser.add_argument("--variants", nargs="+", default=[""],
                         help='FIELD=VALUE[,FIELD=VALUE...] per variant; "" is the preset')
@@ -163,26 +165,29 @@ def main(argv=None) -> None:
     parser.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES)
     parser.add_argument("--bootstrap-seed", type=int, default=0)
     args = parser.parse_args(argv)
-    preset_name = ablations.resolve_preset(args.work, args.preset)
     overrides = {variant: parse_variant(variant) for variant in args.variants}
+    # Each run: (work dir, variant), labelled by the variant, and by the work dir when several.
+    contenders = [(work, variant) for work in args.work for variant in args.variants]
+    labels = {(work, variant): (variant or "preset")
+              + (f" @ {work}" if len(args.work) > 1 else "") for work, variant in contenders}
     print("model  variant  seed  valid AUC  valid GAUC  valid cold  eval AUC  eval GAUC  "
           "eval cold  best epoch")
-    earlier_items = {split: window_item_ids(args.work, EARLIER_SPLITS[split])
+    earlier_items = {split: window_item_ids(args.work[0], EARLIER_SPLITS[split])
                      for split in SPLITS}
     differences = []
     for name in args.models:
         runs = {split: PairedRuns(earlier_items[split], args.resamples, args.bootstrap_seed)
                 for split in SPLITS}
-        for variant in args.variants:
-            config = ablations.row_config(args.work, name, preset_name, overrides[variant])
-            label = variant or "preset"
+        for work, variant in contenders:
+            preset_name = ablations.resolve_preset(work, args.preset)
+            config = ablations.row_config(work, name, preset_name, overrides[variant])
+            label = labels[work, variant]
             table = []
             for seed in args.seeds:
-                model, result = train(args.work, name, config, seed)
-                split_rows = {split: predictions(model, args.work, name, split)
-                              for split in SPLITS}
+                model, result = train(work, name, config, seed)
+                split_rows = {split: predictions(model, work, name, split) for split in SPLITS}
                 for split in SPLITS:
-                    runs[split].add(variant, split_rows[split])
+                    runs[split].add(label, split_rows[split])
                 valid = scores(split_rows["valid"])
                 if result is not None:  # the AUC early stopping read, not a fresh scoring
                     kept_start = ([] if result.validation_start is None
@@ -195,12 +200,11 @@ def main(argv=None) -> None:
                       + "  ".join(f"{value:.4f}" for value in row) + f"  {fitted}", flush=True)
             print(f"{name} [{label}] mean    "
                   + "  ".join(f"{value:.4f}" for value in np.mean(table, axis=0)), flush=True)
-        reference = args.variants[0]
-        if len(args.variants) > 1:
+        reference = labels[contenders[0]]
+        if len(contenders) > 1:
             differences.append(slice_sizes(name, runs))
-        differences += [difference_line(name, variant or "preset", reference or "preset", runs,
-                                        variant, reference)
-                        for variant in args.variants[1:]]
+        differences += [difference_line(name, runs, labels[contender], reference)
+                        for contender in contenders[1:]]
     if differences:
         print(f"\nclick AUC minus the first variant's, mean over seeds {args.seeds} [95% "
               f"interval, bootstrap over users ({args.resamples} resamples), paired over "

@@ -112,6 +112,21 @@ def test_model_options_trains_each_variant_aside_and_scores_valid_and_eval(tiny_
 
 
 @pytest.mark.slow
+def test_model_options_pairs_the_rows_of_two_work_dirs(tiny_demo_run, tmp_path):
+    out, _ = tiny_demo_run
+    copy = tmp_path / "work"
+    shutil.copytree(out / "work", copy)
+    stdout = run_benchmark("model_options.py", "--work", str(out / "work"), str(copy),
+                           "--models", "ppm_zero_shot", "--variants", "", "--seeds", "0")
+    first, second = (re.escape(f"preset @ {work}") for work in (out / "work", copy))
+    assert re.search(rf"^ppm_zero_shot \[{second}\] seed 0 ", stdout, re.MULTILINE), stdout
+    # One pre-training, copied: every paired difference is exactly zero.
+    zero = r"\+0\.0000 \[\+0\.0000, \+0\.0000\]"
+    assert re.search(rf"^ppm_zero_shot \[{second}\] - \[{first}\]: valid overall {zero}  .*"
+                     rf"eval overall {zero}  ", stdout, re.MULTILINE), stdout
+
+
+@pytest.mark.slow
 def test_request_amplification_is_refused_with_the_limit_and_decoded_without(tiny_demo_run):
     out, _ = tiny_demo_run
     stdout = run_benchmark("request_amplification.py", "--out", str(out), "--requests", "1")
